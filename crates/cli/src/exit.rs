@@ -1,0 +1,29 @@
+//! Exit statuses, following the Nagios plugin convention so netvantage drops into existing
+//! monitoring: 0 OK, 1 WARNING (flappy / degraded), 2 CRITICAL (down), 3 UNKNOWN (usage or input
+//! error). Failures of our own making that are not about the input use 4.
+
+pub const USAGE: i32 = 3;
+pub const INTERNAL: i32 = 4;
+
+/// An error caused by what the user gave us (arguments, input lines, config): exit 3.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Shorthand: `return Err(usage(format!(...)))`.
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UsageError(message.into()))
+}
+
+/// Prints an error that ended the run and returns its exit status.
+pub fn report(err: &anyhow::Error) -> i32 {
+    eprintln!("netvantage: {err:#}");
+    if err.downcast_ref::<UsageError>().is_some() { USAGE } else { INTERNAL }
+}

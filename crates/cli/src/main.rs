@@ -1,0 +1,63 @@
+//! `netvantage`: one binary, several front doors over one engine. This file only parses the
+//! command line, sets up logging and the runtime, and maps results to exit codes.
+
+mod args;
+mod cmd;
+mod exit;
+mod logging;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "netvantage",
+    version,
+    about = "Which services are up, down or flapping — and who is connecting to this host.",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(flatten)]
+    log: logging::LogArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    Ports(cmd::ports::PortsArgs),
+    Http(cmd::http::HttpArgs),
+    Conns(cmd::conns::ConnsArgs),
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let code = if err.use_stderr() { exit::USAGE } else { 0 };
+            let _ = err.print();
+            std::process::exit(code);
+        }
+    };
+    logging::init(&cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("netvantage: cannot start the async runtime: {err}");
+            std::process::exit(exit::INTERNAL);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Ports(args) => cmd::ports::run(args).await,
+            Command::Http(args) => cmd::http::run(args).await,
+            Command::Conns(args) => cmd::conns::run(args).await,
+        }
+    });
+    let code = match result {
+        Ok(code) => code,
+        Err(err) => exit::report(&err),
+    };
+    // Don't wait for lingering probe tasks (timeouts in flight) once the answer is printed.
+    runtime.shutdown_background();
+    std::process::exit(code);
+}

@@ -1,0 +1,1 @@
+//! netvantage-conns: placeholder until its issue lands.

@@ -1,0 +1,1 @@
+//! netvantage-http: placeholder until its issue lands.
