@@ -1,1 +1,13 @@
-//! netvantage-http: placeholder until its issue lands.
+//! netvantage-http: everything `netvantage http` needs below the command line — the YAML
+//! endpoint config, the rules that turn one response into UP / DEGRADED / DOWN, per-domain
+//! availability and the final summary (all pure, no I/O), and the HTTP(S) client that times
+//! each phase plus the fixed-rate cycle runner (the I/O).
+//!
+//! It must not print or exit: it returns values and errors and the CLI decides what to show.
+//! It only ever talks to the URLs in the config (or the addresses the caller pins them to).
+
+pub mod config;
+pub mod status;
+
+pub use config::{parse_config, ConfigError, Endpoint, Scheme};
+pub use status::StatusSet;
