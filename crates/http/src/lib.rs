@@ -6,7 +6,9 @@
 //! It must not print or exit: it returns values and errors and the CLI decides what to show.
 //! It only ever talks to the URLs in the config (or the addresses the caller pins them to).
 
+pub mod classify;
 pub mod config;
+pub mod report;
 pub mod status;
 
 pub use config::{parse_config, ConfigError, Endpoint, Scheme};
