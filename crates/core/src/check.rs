@@ -123,6 +123,22 @@ pub struct CheckResult {
     pub phases: Option<Phases>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body_matched: Option<bool>,
+    /// HTTP checks only: which configured endpoint, and what TLS showed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpDetails>,
+}
+
+/// What an HTTP check adds to the record (added in schema 1; absent for TCP checks).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HttpDetails {
+    /// The endpoint's `name` in the config.
+    pub name: String,
+    pub method: String,
+    /// The URL's host, lower-cased, without the port: what availability is grouped by.
+    pub domain: String,
+    /// When the server's leaf certificate expires (HTTPS only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert_not_after_unix_ms: Option<i64>,
 }
 
 impl CheckResult {
@@ -151,6 +167,7 @@ impl CheckResult {
             status: None,
             phases: None,
             body_matched: None,
+            http: None,
         }
     }
 

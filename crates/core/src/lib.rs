@@ -14,6 +14,6 @@ pub mod latency;
 pub mod target;
 pub mod verdict;
 
-pub use check::{CheckKind, CheckResult, Outcome, Reason};
+pub use check::{CheckKind, CheckResult, HttpDetails, Outcome, Phases, Reason};
 pub use duration::parse_duration;
 pub use verdict::Verdict;

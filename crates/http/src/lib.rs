@@ -6,8 +6,12 @@
 //! It must not print or exit: it returns values and errors and the CLI decides what to show.
 //! It only ever talks to the URLs in the config (or the addresses the caller pins them to).
 
+pub mod cert;
 pub mod classify;
+pub mod client;
 pub mod config;
+pub mod cycle;
+pub mod pin;
 pub mod report;
 pub mod status;
 
