@@ -49,11 +49,15 @@ impl NameResolver {
     /// reading the system configuration entirely.
     pub fn new(config: DnsConfig, needs_dns: bool) -> Result<Self, DnsSetupError> {
         if !needs_dns {
-            return Ok(NameResolver { resolver: None, pins: config.pins });
+            return Ok(NameResolver {
+                resolver: None,
+                pins: config.pins,
+            });
         }
         let provider = TokioRuntimeProvider::default();
         let mut builder = if config.nameservers.is_empty() {
-            Resolver::builder(provider).map_err(|e| DnsSetupError(format!("reading /etc/resolv.conf: {e}")))?
+            Resolver::builder(provider)
+                .map_err(|e| DnsSetupError(format!("reading /etc/resolv.conf: {e}")))?
         } else {
             let servers = config
                 .nameservers
@@ -79,7 +83,10 @@ impl NameResolver {
             IpFamily::Both => LookupIpStrategy::Ipv4AndIpv6,
         };
         let resolver = builder.build().map_err(|e| DnsSetupError(e.to_string()))?;
-        Ok(NameResolver { resolver: Some(resolver), pins: config.pins })
+        Ok(NameResolver {
+            resolver: Some(resolver),
+            pins: config.pins,
+        })
     }
 
     /// The addresses to check for `host`, or the reason resolution failed (for the `dns` reason).
@@ -100,7 +107,11 @@ impl NameResolver {
             Ok(lookup) => {
                 let mut addresses: Vec<IpAddr> = lookup.iter().collect();
                 addresses.dedup();
-                if addresses.is_empty() { Err(format!("{name}: no addresses")) } else { Ok(addresses) }
+                if addresses.is_empty() {
+                    Err(format!("{name}: no addresses"))
+                } else {
+                    Ok(addresses)
+                }
             }
             Err(err) if err.is_nx_domain() => Err(format!("{name}: NXDOMAIN")),
             Err(err) if err.is_no_records_found() => Err(format!("{name}: no address records")),
@@ -117,7 +128,12 @@ pub fn parse_pin(text: &str) -> Result<(String, IpAddr), String> {
     if host.is_empty() {
         return Err(bad());
     }
-    let parse_addr = |s: &str| s.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok();
+    let parse_addr = |s: &str| {
+        s.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .ok()
+    };
     let addr = match parse_addr(rest) {
         Some(addr) => addr,
         None => {
@@ -135,11 +151,26 @@ mod tests {
 
     #[test]
     fn pins_accept_both_forms_and_v6() {
-        assert_eq!(parse_pin("Web.example:127.0.0.2").unwrap(), ("web.example".into(), "127.0.0.2".parse().unwrap()));
-        assert_eq!(parse_pin("web:443:127.0.0.3").unwrap().1, "127.0.0.3".parse::<IpAddr>().unwrap());
-        assert_eq!(parse_pin("web:[::1]").unwrap().1, "::1".parse::<IpAddr>().unwrap());
-        assert_eq!(parse_pin("web:80:[::1]").unwrap().1, "::1".parse::<IpAddr>().unwrap());
-        assert_eq!(parse_pin("web:::1").unwrap().1, "::1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            parse_pin("Web.example:127.0.0.2").unwrap(),
+            ("web.example".into(), "127.0.0.2".parse().unwrap())
+        );
+        assert_eq!(
+            parse_pin("web:443:127.0.0.3").unwrap().1,
+            "127.0.0.3".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            parse_pin("web:[::1]").unwrap().1,
+            "::1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            parse_pin("web:80:[::1]").unwrap().1,
+            "::1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            parse_pin("web:::1").unwrap().1,
+            "::1".parse::<IpAddr>().unwrap()
+        );
         for bad in ["web", ":1.2.3.4", "web:nope", "web:99999:1.2.3.4"] {
             assert!(parse_pin(bad).is_err(), "{bad}");
         }
@@ -148,11 +179,25 @@ mod tests {
     #[tokio::test]
     async fn literals_and_pins_skip_dns() {
         let mut config = DnsConfig::default();
-        config.pins.insert("pinned.test".into(), vec!["127.0.0.9".parse().unwrap()]);
+        config
+            .pins
+            .insert("pinned.test".into(), vec!["127.0.0.9".parse().unwrap()]);
         let resolver = NameResolver::new(config, false).unwrap();
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         assert_eq!(resolver.resolve(&Host::Ip(ip)).await.unwrap(), vec![ip]);
-        assert_eq!(resolver.resolve(&Host::Name("pinned.test".into())).await.unwrap().len(), 1);
-        assert!(resolver.resolve(&Host::Name("other.test".into())).await.is_err());
+        assert_eq!(
+            resolver
+                .resolve(&Host::Name("pinned.test".into()))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            resolver
+                .resolve(&Host::Name("other.test".into()))
+                .await
+                .is_err()
+        );
     }
 }

@@ -12,7 +12,9 @@ pub fn raise_nofile_limit() -> u64 {
         Ok(limit) => limit,
         Err(err) => {
             tracing::warn!("could not raise the open-file limit: {err}");
-            rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(soft, _)| soft).unwrap_or(1024)
+            rlimit::getrlimit(rlimit::Resource::NOFILE)
+                .map(|(soft, _)| soft)
+                .unwrap_or(1024)
         }
     }
 }

@@ -93,7 +93,11 @@ pub async fn run<P, Fut, T>(
                 permit = in_flight.clone().acquire_owned() => permit.expect("never closed"),
                 _ = stop.cancelled() => return,
             };
-            let slot = Slot { target: index, round, started: t0.elapsed() };
+            let slot = Slot {
+                target: index,
+                round,
+                started: t0.elapsed(),
+            };
             let probe = probe.clone();
             let results = results.clone();
             tokio::spawn(async move {
@@ -104,8 +108,12 @@ pub async fn run<P, Fut, T>(
         }
         round += 1;
         let next_round = t0 + plan.interval * round as u32;
-        if Instant::now() > next_round + plan.interval / 10 && plan.rounds.is_none_or(|r| round < r) {
-            tracing::warn!(round, "round overran its interval: too many targets for --rate / --concurrency");
+        if Instant::now() > next_round + plan.interval / 10 && plan.rounds.is_none_or(|r| round < r)
+        {
+            tracing::warn!(
+                round,
+                "round overran its interval: too many targets for --rate / --concurrency"
+            );
         }
     }
 }
@@ -115,7 +123,13 @@ mod tests {
     use super::*;
 
     fn plan(interval_s: u64, rounds: Option<u64>, spread: bool, rate: Option<f64>) -> RoundPlan {
-        RoundPlan { interval: Duration::from_secs(interval_s), rounds, spread, rate, in_flight: 100 }
+        RoundPlan {
+            interval: Duration::from_secs(interval_s),
+            rounds,
+            spread,
+            rate,
+            in_flight: 100,
+        }
     }
 
     #[test]
@@ -135,15 +149,28 @@ mod tests {
 
     #[test]
     fn rate_cap_wins_when_slower_than_the_spread() {
-        assert_eq!(plan(10, Some(1), true, Some(100.0)).spacing(10), Duration::from_millis(10));
-        assert_eq!(plan(10, Some(3), true, Some(1000.0)).spacing(10), Duration::from_secs(1));
+        assert_eq!(
+            plan(10, Some(1), true, Some(100.0)).spacing(10),
+            Duration::from_millis(10)
+        );
+        assert_eq!(
+            plan(10, Some(3), true, Some(1000.0)).spacing(10),
+            Duration::from_secs(1)
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn every_slot_runs_once_per_round_at_its_time() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let p = plan(10, Some(3), true, None);
-        run(p, 4, |slot: Slot| async move { slot }, tx, CancellationToken::new()).await;
+        run(
+            p,
+            4,
+            |slot: Slot| async move { slot },
+            tx,
+            CancellationToken::new(),
+        )
+        .await;
         let mut seen = Vec::new();
         while let Some((slot, echoed)) = rx.recv().await {
             assert_eq!(slot, echoed);
@@ -152,7 +179,10 @@ mod tests {
         assert_eq!(seen.len(), 12);
         for slot in &seen {
             let due = p.due(slot.round, slot.target, 4);
-            assert!(slot.started >= due && slot.started < due + Duration::from_millis(5), "{slot:?} due {due:?}");
+            assert!(
+                slot.started >= due && slot.started < due + Duration::from_millis(5),
+                "{slot:?} due {due:?}"
+            );
         }
     }
 
@@ -169,6 +199,9 @@ mod tests {
         while rx.recv().await.is_some() {
             count += 1;
         }
-        assert_eq!(count, 5, "slots at 0, 5, 10, 15 and 20 s; the one due at 25 s never starts");
+        assert_eq!(
+            count, 5,
+            "slots at 0, 5, 10, 15 and 20 s; the one due at 25 s never starts"
+        );
     }
 }

@@ -10,23 +10,42 @@ use std::net::SocketAddr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 pub fn unix_ms_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
 }
 
-pub async fn check_target(target: &Target, resolver: &NameResolver, prober: &TcpProber) -> Vec<CheckResult> {
+pub async fn check_target(
+    target: &Target,
+    resolver: &NameResolver,
+    prober: &TcpProber,
+) -> Vec<CheckResult> {
     let ts = unix_ms_now();
     let started = Instant::now();
     let addresses = match resolver.resolve(&target.host).await {
         Ok(addresses) => addresses,
         Err(error) => {
-            return vec![CheckResult::tcp(target.label.clone(), None, ts, started.elapsed(), Some((Reason::Dns, error)))];
+            return vec![CheckResult::tcp(
+                target.label.clone(),
+                None,
+                ts,
+                started.elapsed(),
+                Some((Reason::Dns, error)),
+            )];
         }
     };
     let checks = addresses.into_iter().map(|ip| {
         let addr = SocketAddr::new(ip, target.port);
         async move {
             let outcome = prober.check(addr).await;
-            CheckResult::tcp(target.label.clone(), Some(addr), ts, outcome.latency, outcome.failure)
+            CheckResult::tcp(
+                target.label.clone(),
+                Some(addr),
+                ts,
+                outcome.latency,
+                outcome.failure,
+            )
         }
     });
     futures::future::join_all(checks).await
@@ -46,17 +65,32 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let mut dns = DnsConfig::default();
         // 127.0.0.1 listens; 127.0.0.2 has no listener on that port and refuses.
-        dns.pins.insert("rr.test".into(), vec!["127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap()]);
+        dns.pins.insert(
+            "rr.test".into(),
+            vec!["127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap()],
+        );
         let resolver = NameResolver::new(dns, false).unwrap();
         let prober = TcpProber::new(8, Duration::from_secs(2));
-        let target = Target { host: Host::Name("rr.test".into()), port, label: "rr.test".into(), line: 1 };
+        let target = Target {
+            host: Host::Name("rr.test".into()),
+            port,
+            label: "rr.test".into(),
+            line: 1,
+        };
         let results = check_target(&target, &resolver, &prober).await;
-        let outcomes: Vec<_> = results.iter().map(|r| (r.address.unwrap().ip().to_string(), r.outcome, r.reason)).collect();
+        let outcomes: Vec<_> = results
+            .iter()
+            .map(|r| (r.address.unwrap().ip().to_string(), r.outcome, r.reason))
+            .collect();
         assert_eq!(
             outcomes,
             vec![
                 ("127.0.0.1".to_string(), Outcome::Up, None),
-                ("127.0.0.2".to_string(), Outcome::Down, Some(Reason::Refused)),
+                (
+                    "127.0.0.2".to_string(),
+                    Outcome::Down,
+                    Some(Reason::Refused)
+                ),
             ]
         );
     }
@@ -65,7 +99,12 @@ mod tests {
     async fn unresolvable_name_is_one_dns_failure() {
         let resolver = NameResolver::new(DnsConfig::default(), false).unwrap();
         let prober = TcpProber::new(8, Duration::from_secs(1));
-        let target = Target { host: Host::Name("nope.test".into()), port: 80, label: "nope.test".into(), line: 1 };
+        let target = Target {
+            host: Host::Name("nope.test".into()),
+            port: 80,
+            label: "nope.test".into(),
+            line: 1,
+        };
         let results = check_target(&target, &resolver, &prober).await;
         assert_eq!(results.len(), 1);
         assert_eq!(results[0].reason, Some(Reason::Dns));

@@ -32,11 +32,18 @@ pub struct TcpProber {
 
 impl TcpProber {
     pub fn new(socket_budget: usize, timeout: Duration) -> Self {
-        TcpProber { sockets: Arc::new(Semaphore::new(socket_budget)), timeout }
+        TcpProber {
+            sockets: Arc::new(Semaphore::new(socket_budget)),
+            timeout,
+        }
     }
 
     pub async fn check(&self, addr: SocketAddr) -> ConnectOutcome {
-        let _socket_permit = self.sockets.acquire().await.expect("socket semaphore is never closed");
+        let _socket_permit = self
+            .sockets
+            .acquire()
+            .await
+            .expect("socket semaphore is never closed");
         let mut attempt = 0;
         loop {
             let outcome = connect_once(addr, self.timeout).await;
@@ -59,7 +66,11 @@ impl TcpProber {
 
 /// `Err` only for errors on our side before the target was involved.
 async fn connect_once(addr: SocketAddr, timeout: Duration) -> io::Result<ConnectOutcome> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     let start = Instant::now();
     let result = tokio::time::timeout(timeout, socket.connect(addr)).await;
     let latency = start.elapsed();
@@ -79,9 +90,10 @@ fn classify(err: &io::Error) -> Reason {
     match err.raw_os_error() {
         Some(libc::ECONNREFUSED) | Some(libc::ECONNRESET) => Reason::Refused,
         Some(libc::ETIMEDOUT) => Reason::Timeout,
-        Some(libc::EHOSTUNREACH) | Some(libc::ENETUNREACH) | Some(libc::EHOSTDOWN) | Some(libc::ENETDOWN) => {
-            Reason::Unreachable
-        }
+        Some(libc::EHOSTUNREACH)
+        | Some(libc::ENETUNREACH)
+        | Some(libc::EHOSTDOWN)
+        | Some(libc::ENETDOWN) => Reason::Unreachable,
         _ => Reason::Other,
     }
 }
@@ -89,7 +101,11 @@ fn classify(err: &io::Error) -> Reason {
 fn is_local_shortage(err: &io::Error) -> bool {
     matches!(
         err.raw_os_error(),
-        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::EADDRNOTAVAIL) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
+        Some(libc::EMFILE)
+            | Some(libc::ENFILE)
+            | Some(libc::EADDRNOTAVAIL)
+            | Some(libc::ENOBUFS)
+            | Some(libc::ENOMEM)
     )
 }
 

@@ -9,12 +9,12 @@ use crate::args;
 use crate::exit::usage;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
+use netvantage_core::CheckResult;
 use netvantage_core::diagnosis::Diagnosis;
-use netvantage_core::fleet::HostState;
 use netvantage_core::flap::NagiosThresholds;
+use netvantage_core::fleet::HostState;
 use netvantage_core::target::{self, Host, Target};
 use netvantage_core::verdict::{self, FlapRule, VerdictRules};
-use netvantage_core::CheckResult;
 use netvantage_probe::dns::{self, DnsConfig, IpFamily, NameResolver};
 use netvantage_probe::scheduler::{self, RoundPlan, Slot};
 use netvantage_probe::tcp::TcpProber;
@@ -195,7 +195,13 @@ pub async fn run(args: PortsArgs) -> anyhow::Result<i32> {
         let prober = prober.clone();
         async move { target_check::check_target(&targets[slot.target], &resolver, &prober).await }
     };
-    tokio::spawn(scheduler::run(plan.schedule, targets.len(), probe, tx, stop.clone()));
+    tokio::spawn(scheduler::run(
+        plan.schedule,
+        targets.len(),
+        probe,
+        tx,
+        stop.clone(),
+    ));
 
     let mut collector = Collector::new(&targets, plan.rules, &args, plan.rounds);
     collector.collect(rx, &stop).await;
@@ -210,17 +216,27 @@ fn prepare(args: &PortsArgs) -> anyhow::Result<Plan> {
         eprintln!("{error}");
     }
     if parsed.duplicates > 0 {
-        tracing::info!(duplicates = parsed.duplicates, "duplicate hosts are checked once");
+        tracing::info!(
+            duplicates = parsed.duplicates,
+            "duplicate hosts are checked once"
+        );
     }
     if parsed.targets.is_empty() {
-        return Err(usage(format!("no valid host in {source_name} ({} invalid lines)", parsed.errors.len())));
+        return Err(usage(format!(
+            "no valid host in {source_name} ({} invalid lines)",
+            parsed.errors.len()
+        )));
     }
 
     let rounds = match (args.watch, args.rounds, args.duration) {
         (true, _, _) => None,
         (false, Some(0), _) => return Err(usage("--rounds must be at least 1")),
         (false, Some(rounds), _) => Some(rounds),
-        (false, None, Some(duration)) => Some((duration.as_secs_f64() / args.interval.as_secs_f64()).ceil().max(1.0) as u64),
+        (false, None, Some(duration)) => Some(
+            (duration.as_secs_f64() / args.interval.as_secs_f64())
+                .ceil()
+                .max(1.0) as u64,
+        ),
         (false, None, None) => Some(DEFAULT_ROUNDS),
     };
     if rounds != Some(1) && args.timeout >= args.interval {
@@ -230,19 +246,37 @@ fn prepare(args: &PortsArgs) -> anyhow::Result<Plan> {
         )));
     }
     if let Some(rounds) = rounds.filter(|&r| r < u64::from(args.down_after)) {
-        tracing::warn!("{rounds} rounds cannot reach the {} consecutive failures a down verdict needs", args.down_after);
+        tracing::warn!(
+            "{rounds} rounds cannot reach the {} consecutive failures a down verdict needs",
+            args.down_after
+        );
     }
     if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
-        return Err(usage("--rate must be a positive number of connects per second"));
+        return Err(usage(
+            "--rate must be a positive number of connects per second",
+        ));
     }
-    if !(0.0..=100.0).contains(&args.flap_low) || !(0.0..=100.0).contains(&args.flap_high) || args.flap_low > args.flap_high {
-        return Err(usage("--flap-low and --flap-high are percentages with low <= high"));
+    if !(0.0..=100.0).contains(&args.flap_low)
+        || !(0.0..=100.0).contains(&args.flap_high)
+        || args.flap_low > args.flap_high
+    {
+        return Err(usage(
+            "--flap-low and --flap-high are percentages with low <= high",
+        ));
     }
     let flap = match args.flap_detection {
-        FlapMode::Nagios => FlapRule::Nagios(NagiosThresholds { low: args.flap_low, high: args.flap_high }),
-        FlapMode::Window => FlapRule::Window(args.flap_window.or(args.watch.then_some(WATCH_FLAP_WINDOW))),
+        FlapMode::Nagios => FlapRule::Nagios(NagiosThresholds {
+            low: args.flap_low,
+            high: args.flap_high,
+        }),
+        FlapMode::Window => {
+            FlapRule::Window(args.flap_window.or(args.watch.then_some(WATCH_FLAP_WINDOW)))
+        }
     };
-    let rules = VerdictRules { down_after: args.down_after, flap };
+    let rules = VerdictRules {
+        down_after: args.down_after,
+        flap,
+    };
 
     let mut dns_config = DnsConfig {
         family: match args.ip_family {
@@ -261,8 +295,16 @@ fn prepare(args: &PortsArgs) -> anyhow::Result<Plan> {
     for server in &args.dns_server {
         let addr = server
             .parse::<SocketAddr>()
-            .or_else(|_| server.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
-            .map_err(|_| usage(format!("invalid --dns-server {server:?}: expected ADDR or ADDR:PORT")))?;
+            .or_else(|_| {
+                server
+                    .parse::<std::net::IpAddr>()
+                    .map(|ip| SocketAddr::new(ip, 53))
+            })
+            .map_err(|_| {
+                usage(format!(
+                    "invalid --dns-server {server:?}: expected ADDR or ADDR:PORT"
+                ))
+            })?;
         dns_config.nameservers.push(addr);
     }
     let names = parsed
@@ -278,7 +320,9 @@ fn prepare(args: &PortsArgs) -> anyhow::Result<Plan> {
     let sockets = match args.concurrency {
         Some(0) => return Err(usage("--concurrency must be at least 1")),
         Some(n) if n > budget => {
-            tracing::warn!("--concurrency {n} exceeds the open-file budget {budget} (limit {nofile}); using {budget}");
+            tracing::warn!(
+                "--concurrency {n} exceeds the open-file budget {budget} (limit {nofile}); using {budget}"
+            );
             budget
         }
         Some(n) => n,
@@ -290,7 +334,13 @@ fn prepare(args: &PortsArgs) -> anyhow::Result<Plan> {
         rules,
         resolver,
         prober: TcpProber::new(sockets, args.timeout),
-        schedule: RoundPlan { interval: args.interval, rounds, spread: true, rate: args.rate, in_flight: sockets },
+        schedule: RoundPlan {
+            interval: args.interval,
+            rounds,
+            spread: true,
+            rate: args.rate,
+            in_flight: sockets,
+        },
         targets: parsed.targets,
     })
 }
@@ -298,12 +348,15 @@ fn prepare(args: &PortsArgs) -> anyhow::Result<Plan> {
 fn read_input(args: &PortsArgs) -> anyhow::Result<(Vec<u8>, String)> {
     match &args.input {
         Some(path) => {
-            let bytes = std::fs::read(path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+            let bytes = std::fs::read(path)
+                .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
             Ok((bytes, path.display().to_string()))
         }
         None => {
             let mut bytes = Vec::new();
-            std::io::stdin().read_to_end(&mut bytes).context("reading hosts from stdin")?;
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .context("reading hosts from stdin")?;
             Ok((bytes, "stdin".to_string()))
         }
     }
@@ -311,13 +364,14 @@ fn read_input(args: &PortsArgs) -> anyhow::Result<(Vec<u8>, String)> {
 
 fn spawn_signal_handler(stop: CancellationToken) {
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(err) => {
-                tracing::warn!("cannot listen for SIGTERM: {err}");
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(err) => {
+                    tracing::warn!("cannot listen for SIGTERM: {err}");
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -339,7 +393,12 @@ struct Collector<'a> {
 }
 
 impl<'a> Collector<'a> {
-    fn new(targets: &'a [Target], rules: VerdictRules, args: &PortsArgs, rounds: Option<u64>) -> Self {
+    fn new(
+        targets: &'a [Target],
+        rules: VerdictRules,
+        args: &PortsArgs,
+        rounds: Option<u64>,
+    ) -> Self {
         let show_progress = match args.progress {
             Progress::Always => true,
             Progress::Never => false,
@@ -347,10 +406,15 @@ impl<'a> Collector<'a> {
         };
         let progress = show_progress.then(|| {
             let total = targets.len() as u64 * rounds.unwrap_or(1);
-            let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(total),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
             bar.set_style(
-                indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} checks {msg}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} checks {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             bar
         });
@@ -365,7 +429,11 @@ impl<'a> Collector<'a> {
         }
     }
 
-    async fn collect(&mut self, mut rx: mpsc::UnboundedReceiver<(Slot, Vec<CheckResult>)>, stop: &CancellationToken) {
+    async fn collect(
+        &mut self,
+        mut rx: mpsc::UnboundedReceiver<(Slot, Vec<CheckResult>)>,
+        stop: &CancellationToken,
+    ) {
         loop {
             tokio::select! {
                 biased;
@@ -438,10 +506,17 @@ impl<'a> Collector<'a> {
             }
         }
         out.flush()?;
-        let checked = self.hosts.iter().filter(|h| h.rounds > 0).map(|h| h.verdict());
+        let checked = self
+            .hosts
+            .iter()
+            .filter(|h| h.rounds > 0)
+            .map(|h| h.verdict());
         let verdicts: Vec<_> = checked.collect();
         if verdicts.len() < self.hosts.len() {
-            eprintln!("netvantage: stopped before {} hosts were checked", self.hosts.len() - verdicts.len());
+            eprintln!(
+                "netvantage: stopped before {} hosts were checked",
+                self.hosts.len() - verdicts.len()
+            );
         }
         Ok(verdict::exit_code(&verdicts))
     }

@@ -8,7 +8,8 @@ use serde_json::{Map, Value, json};
 
 /// `2021-04-28T15:28:05Z` from Unix milliseconds.
 pub fn rfc3339(ts_unix_ms: i64) -> String {
-    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     time::OffsetDateTime::from_unix_timestamp(ts_unix_ms.div_euclid(1000))
         .ok()
         .and_then(|t| t.format(&format).ok())
@@ -28,8 +29,18 @@ pub fn verdict_line(target: &Target, host: &HostState) -> String {
 /// `2021-04-28T15:28:05Z sync-124.nylas.net: reporting ok -> flappy (refused)`
 pub fn transition_line(target: &Target, transition: &Transition) -> String {
     let from = transition.from.map_or("unknown", |v| v.phrase());
-    let reason = transition.reason.map(|r| format!(" ({r})")).unwrap_or_default();
-    format!("{} {}: {} -> {}{}", rfc3339(transition.ts_unix_ms), target.label, from, transition.to.phrase(), reason)
+    let reason = transition
+        .reason
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    format!(
+        "{} {}: {} -> {}{}",
+        rfc3339(transition.ts_unix_ms),
+        target.label,
+        from,
+        transition.to.phrase(),
+        reason
+    )
 }
 
 fn transition_json(transition: &Transition) -> Value {
@@ -50,7 +61,11 @@ pub fn transition_event(target: &Target, transition: &Transition) -> Value {
 
 /// The per-host diagnosis object of `--format json` (schema documented in the README).
 pub fn host_json(target: &Target, host: &HostState, rule: &FlapRule) -> Value {
-    let reasons: Map<String, Value> = host.reason_counts().into_iter().map(|(r, n)| (r.to_string(), json!(n))).collect();
+    let reasons: Map<String, Value> = host
+        .reason_counts()
+        .into_iter()
+        .map(|(r, n)| (r.to_string(), json!(n)))
+        .collect();
     let addresses: Vec<Value> = host
         .addresses
         .iter()
@@ -83,7 +98,8 @@ pub fn host_json(target: &Target, host: &HostState, rule: &FlapRule) -> Value {
         "last_error": host.last_error,
     });
     if matches!(rule, FlapRule::Nagios(_)) {
-        object["percent_state_change"] = json!((host.verdict.nagios_percent() * 100.0).round() / 100.0);
+        object["percent_state_change"] =
+            json!((host.verdict.nagios_percent() * 100.0).round() / 100.0);
     }
     object
 }
@@ -103,11 +119,22 @@ mod tests {
 
     #[test]
     fn lines_have_the_documented_shape() {
-        let target = Target { host: Host::Name("web.test".into()), port: 80, label: "web.test".into(), line: 1 };
+        let target = Target {
+            host: Host::Name("web.test".into()),
+            port: 80,
+            label: "web.test".into(),
+            line: 1,
+        };
         let mut host = HostState::default();
         assert_eq!(verdict_line(&target, &host), "web.test is not checked");
         let rules = VerdictRules::default();
-        let ok = CheckResult::tcp("web.test".into(), Some("127.0.0.1:80".parse().unwrap()), 1_619_623_685_000, Duration::from_millis(1), None);
+        let ok = CheckResult::tcp(
+            "web.test".into(),
+            Some("127.0.0.1:80".parse().unwrap()),
+            1_619_623_685_000,
+            Duration::from_millis(1),
+            None,
+        );
         let failed = CheckResult::tcp(
             "web.test".into(),
             Some("127.0.0.1:80".parse().unwrap()),
@@ -117,8 +144,13 @@ mod tests {
         );
         host.observe_round(Duration::ZERO, &[ok], &rules);
         assert_eq!(verdict_line(&target, &host), "web.test is reporting ok");
-        let t = host.observe_round(Duration::from_secs(10), &[failed], &rules).unwrap();
-        assert_eq!(transition_line(&target, &t), "2021-04-28T15:28:15Z web.test: reporting ok -> flappy (refused)");
+        let t = host
+            .observe_round(Duration::from_secs(10), &[failed], &rules)
+            .unwrap();
+        assert_eq!(
+            transition_line(&target, &t),
+            "2021-04-28T15:28:15Z web.test: reporting ok -> flappy (refused)"
+        );
         let json = host_json(&target, &host, &rules.flap);
         assert_eq!(json["verdict"], "flappy");
         assert_eq!(json["reasons"]["refused"], 1);
