@@ -24,7 +24,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    Ports(cmd::ports::PortsArgs),
+    Ports(Box<cmd::ports::PortsArgs>),
     Http(cmd::http::HttpArgs),
     Conns(cmd::conns::ConnsArgs),
 }
@@ -39,7 +39,10 @@ fn main() {
         }
     };
     logging::init(&cli.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("netvantage: cannot start the async runtime: {err}");
@@ -48,7 +51,7 @@ fn main() {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Ports(args) => cmd::ports::run(args).await,
+            Command::Ports(args) => cmd::ports::run(*args).await,
             Command::Http(args) => cmd::http::run(args).await,
             Command::Conns(args) => cmd::conns::run(args).await,
         }
