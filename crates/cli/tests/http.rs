@@ -14,7 +14,8 @@ async fn worked_example(extra: &[&str]) -> Run {
         ("/careers", vec![reply(200, 600), reply(200, 300)]),
     ])
     .await;
-    let post = TestServer::start(&[("/some/post/endpoint", vec![reply(500, 50), reply(201, 50)])]).await;
+    let post =
+        TestServer::start(&[("/some/post/endpoint", vec![reply(500, 50), reply(201, 50)])]).await;
     let rewards = TestServer::start(&[("/", vec![reply(200, 100), reply(200, 900)])]).await;
     let config = write_file(
         "worked.yaml",
@@ -28,8 +29,24 @@ async fn worked_example(extra: &[&str]) -> Run {
             r = rewards.port()
         ),
     );
-    let (pa, pp, pr) = (pin("fetch.com", &main), pin("fetch.com", &post), pin("www.fetchrewards.com", &rewards));
-    let mut args = vec!["http", "-f", "1500ms", "-r", "3s", "--resolve", &pa, "--resolve", &pp, "--resolve", &pr];
+    let (pa, pp, pr) = (
+        pin("fetch.com", &main),
+        pin("fetch.com", &post),
+        pin("www.fetchrewards.com", &rewards),
+    );
+    let mut args = vec![
+        "http",
+        "-f",
+        "1500ms",
+        "-r",
+        "3s",
+        "--resolve",
+        &pa,
+        "--resolve",
+        &pp,
+        "--resolve",
+        &pr,
+    ];
     args.extend_from_slice(extra);
     let config = config.to_str().unwrap().to_string();
     args.push(&config);
@@ -53,9 +70,21 @@ async fn worked_example_prints_33_and_100_then_67_and_50() {
         run.stderr
     );
     assert_eq!(lines[4], "summary: 2 cycles, 8 checks");
-    assert!(lines[5].starts_with("fetch.com: 67% available, 4 up, 1 degraded, 1 down, latency p50 "), "{}", lines[5]);
-    assert!(lines[8].contains("last error: status: HTTP 500 (expected 200-299)"), "{}", lines[8]);
-    assert!(lines[9].starts_with("www.fetchrewards.com: 50% available, 1 up, 1 degraded, 0 down"), "{}", lines[9]);
+    assert!(
+        lines[5].starts_with("fetch.com: 67% available, 4 up, 1 degraded, 1 down, latency p50 "),
+        "{}",
+        lines[5]
+    );
+    assert!(
+        lines[8].contains("last error: status: HTTP 500 (expected 200-299)"),
+        "{}",
+        lines[8]
+    );
+    assert!(
+        lines[9].starts_with("www.fetchrewards.com: 50% available, 1 up, 1 degraded, 0 down"),
+        "{}",
+        lines[9]
+    );
     assert!(lines[10].contains("last error: slow: "), "{}", lines[10]);
     assert_eq!(lines.len(), 11);
     // The last check of the rewards page was DEGRADED, the others UP: Nagios WARNING.
@@ -102,21 +131,40 @@ async fn fetch_yaml_works_unchanged_and_method_headers_body_reach_the_server() {
     let ip = private_loopback();
     let server = TestServer::start_on(
         std::net::SocketAddr::new(ip, 443),
-        &[("/", vec![reply(200, 0)]), ("/some/post/endpoint", vec![reply(200, 0)])],
+        &[
+            ("/", vec![reply(200, 0)]),
+            ("/some/post/endpoint", vec![reply(200, 0)]),
+        ],
         Some(&cert),
     )
     .await;
     let ca = write_file("ca.pem", &cert.cert_pem);
     let config = write_file("fetch.yaml", FETCH_YAML);
-    let (p1, p2) = (format!("fetch.com:443:{ip}"), format!("www.fetchrewards.com:443:{ip}"));
+    let (p1, p2) = (
+        format!("fetch.com:443:{ip}"),
+        format!("www.fetchrewards.com:443:{ip}"),
+    );
     let run = netvantage(&[
-        "http", "-f", "1s", "-r", "1s", "--resolve", &p1, "--resolve", &p2,
-        "--ca-file", ca.to_str().unwrap(), config.to_str().unwrap(),
+        "http",
+        "-f",
+        "1s",
+        "-r",
+        "1s",
+        "--resolve",
+        &p1,
+        "--resolve",
+        &p2,
+        "--ca-file",
+        ca.to_str().unwrap(),
+        config.to_str().unwrap(),
     ])
     .await;
     assert_eq!(
         run.lines()[..2],
-        ["fetch.com has 100% availability percentage", "www.fetchrewards.com has 100% availability percentage"],
+        [
+            "fetch.com has 100% availability percentage",
+            "www.fetchrewards.com has 100% availability percentage"
+        ],
         "{}",
         run.stderr
     );
@@ -125,7 +173,10 @@ async fn fetch_yaml_works_unchanged_and_method_headers_body_reach_the_server() {
     let seen = server.seen();
     assert_eq!(seen.len(), 3);
     let host = |s: &Seen| s.headers["host"].to_str().unwrap().to_string();
-    let index = seen.iter().find(|s| s.path == "/" && host(s) == "fetch.com").expect("index page");
+    let index = seen
+        .iter()
+        .find(|s| s.path == "/" && host(s) == "fetch.com")
+        .expect("index page");
     assert_eq!(index.method, "GET");
     assert_eq!(index.headers["user-agent"], "fetch-synthetic-monitor");
     assert!(index.headers.get("content-type").is_none());
@@ -135,14 +186,21 @@ async fn fetch_yaml_works_unchanged_and_method_headers_body_reach_the_server() {
     assert_eq!(post.headers["content-type"], "application/json");
     assert_eq!(post.headers.get_all("content-type").iter().count(), 1);
     assert_eq!(post.headers["user-agent"], "fetch-synthetic-monitor");
-    let rewards = seen.iter().find(|s| host(s) == "www.fetchrewards.com").expect("rewards page");
+    let rewards = seen
+        .iter()
+        .find(|s| host(s) == "www.fetchrewards.com")
+        .expect("rewards page");
     let ua = rewards.headers["user-agent"].to_str().unwrap();
-    assert!(ua.starts_with("netvantage/"), "default user-agent identifies netvantage: {ua}");
+    assert!(
+        ua.starts_with("netvantage/"),
+        "default user-agent identifies netvantage: {ua}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_body_without_content_type_is_sent_as_json_and_custom_headers_arrive() {
-    let server = TestServer::start(&[("/put", vec![reply(204, 0)]), ("/get", vec![reply(200, 0)])]).await;
+    let server =
+        TestServer::start(&[("/put", vec![reply(204, 0)]), ("/get", vec![reply(200, 0)])]).await;
     let base = format!("http://127.0.0.1:{}", server.port());
     let config = write_file(
         "headers.yaml",
@@ -152,7 +210,12 @@ async fn a_body_without_content_type_is_sent_as_json_and_custom_headers_arrive()
         ),
     );
     let run = netvantage(&["http", "-f", "1s", "-r", "1s", config.to_str().unwrap()]).await;
-    assert_eq!(run.lines()[0], "127.0.0.1 has 100% availability percentage", "{}", run.stderr);
+    assert_eq!(
+        run.lines()[0],
+        "127.0.0.1 has 100% availability percentage",
+        "{}",
+        run.stderr
+    );
     let put = &server.seen_on("/put")[0];
     assert_eq!((put.method.as_str(), put.body.as_str()), ("PUT", "[1,2]"));
     assert_eq!(put.headers["content-type"], "application/json");
@@ -166,7 +229,10 @@ async fn a_body_without_content_type_is_sent_as_json_and_custom_headers_arrive()
 async fn body_regex_and_expected_statuses_decide_the_outcome() {
     let server = TestServer::start(&[
         ("/ok", vec![reply_body(200, "{\"status\": \"ok\"}")]),
-        ("/failing", vec![reply_body(200, "{\"status\": \"failing\"}")]),
+        (
+            "/failing",
+            vec![reply_body(200, "{\"status\": \"failing\"}")],
+        ),
         ("/created", vec![reply(201, 0)]),
         ("/teapot", vec![reply(418, 0)]),
         ("/moved", vec![reply(301, 0)]),
@@ -183,42 +249,114 @@ async fn body_regex_and_expected_statuses_decide_the_outcome() {
              - {{name: moved, url: '{base}/moved'}}\n"
         ),
     );
-    let run = netvantage(&["http", "-f", "1s", "-r", "1s", "--format", "json", config.to_str().unwrap()]).await;
+    let run = netvantage(&[
+        "http",
+        "-f",
+        "1s",
+        "-r",
+        "1s",
+        "--format",
+        "json",
+        config.to_str().unwrap(),
+    ])
+    .await;
     let records = run.json();
     assert_eq!(records.len(), 5, "{}", run.stderr);
-    let by_name = |name: &str| records.iter().find(|r| r["http"]["name"] == name).unwrap().clone();
-    assert_eq!((by_name("ok")["outcome"].as_str(), by_name("ok")["body_matched"].as_bool()), (Some("up"), Some(true)));
+    let by_name = |name: &str| {
+        records
+            .iter()
+            .find(|r| r["http"]["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        (
+            by_name("ok")["outcome"].as_str(),
+            by_name("ok")["body_matched"].as_bool()
+        ),
+        (Some("up"), Some(true))
+    );
     let failing = by_name("failing");
-    assert_eq!((failing["outcome"].as_str(), failing["reason"].as_str()), (Some("down"), Some("body")));
+    assert_eq!(
+        (failing["outcome"].as_str(), failing["reason"].as_str()),
+        (Some("down"), Some("body"))
+    );
     assert_eq!(failing["body_matched"], false);
     assert_eq!(by_name("created")["outcome"], "up");
     assert_eq!(by_name("teapot")["outcome"], "up");
     let moved = by_name("moved");
-    assert_eq!((moved["outcome"].as_str(), moved["reason"].as_str(), moved["status"].as_u64()), (Some("down"), Some("status"), Some(301)));
+    assert_eq!(
+        (
+            moved["outcome"].as_str(),
+            moved["reason"].as_str(),
+            moved["status"].as_u64()
+        ),
+        (Some("down"), Some("status"), Some(301))
+    );
     // 3 of 5 UP; availability goes to stderr in JSON mode.
-    assert!(run.stderr.contains("127.0.0.1 has 60% availability percentage"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("127.0.0.1 has 60% availability percentage"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(run.code, 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hung_endpoint_times_out_at_its_own_deadline() {
-    let server = TestServer::start(&[("/slow", vec![hang()]), ("/fast", vec![reply(200, 0)])]).await;
+    let server =
+        TestServer::start(&[("/slow", vec![hang()]), ("/fast", vec![reply(200, 0)])]).await;
     let base = format!("http://127.0.0.1:{}", server.port());
     let config = write_file(
         "timeout.yaml",
-        &format!("- {{name: slow, url: '{base}/slow', timeout: 300ms}}\n- {{name: fast, url: '{base}/fast'}}\n"),
+        &format!(
+            "- {{name: slow, url: '{base}/slow', timeout: 300ms}}\n- {{name: fast, url: '{base}/fast'}}\n"
+        ),
     );
-    let run = netvantage(&["http", "-f", "2s", "-r", "2s", "--format", "json", config.to_str().unwrap()]).await;
+    let run = netvantage(&[
+        "http",
+        "-f",
+        "2s",
+        "-r",
+        "2s",
+        "--format",
+        "json",
+        config.to_str().unwrap(),
+    ])
+    .await;
     let records = run.json();
-    let slow = records.iter().find(|r| r["http"]["name"] == "slow").expect("slow record");
-    assert_eq!((slow["outcome"].as_str(), slow["reason"].as_str()), (Some("down"), Some("timeout")));
+    let slow = records
+        .iter()
+        .find(|r| r["http"]["name"] == "slow")
+        .expect("slow record");
+    assert_eq!(
+        (slow["outcome"].as_str(), slow["reason"].as_str()),
+        (Some("down"), Some("timeout"))
+    );
     let latency = slow["latency_ms"].as_f64().unwrap();
-    assert!((290.0..1000.0).contains(&latency), "timed out after {latency} ms");
-    assert!(slow["error"].as_str().unwrap().contains("waiting for the response"), "{slow}");
-    let fast = records.iter().find(|r| r["http"]["name"] == "fast").unwrap();
+    assert!(
+        (290.0..1000.0).contains(&latency),
+        "timed out after {latency} ms"
+    );
+    assert!(
+        slow["error"]
+            .as_str()
+            .unwrap()
+            .contains("waiting for the response"),
+        "{slow}"
+    );
+    let fast = records
+        .iter()
+        .find(|r| r["http"]["name"] == "fast")
+        .unwrap();
     assert_eq!(fast["outcome"], "up");
     // The cycle ended with its last check, not at the cycle's 2 s deadline.
-    assert!(run.elapsed < Duration::from_millis(1800), "took {:?}", run.elapsed);
+    assert!(
+        run.elapsed < Duration::from_millis(1800),
+        "took {:?}",
+        run.elapsed
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -226,11 +364,30 @@ async fn connection_refused_is_down_with_reason_refused() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let config = write_file("refused.yaml", &format!("- name: gone\n  url: http://127.0.0.1:{port}/\n"));
-    let run = netvantage(&["http", "-f", "1s", "-r", "1s", "--format", "json", config.to_str().unwrap()]).await;
+    let config = write_file(
+        "refused.yaml",
+        &format!("- name: gone\n  url: http://127.0.0.1:{port}/\n"),
+    );
+    let run = netvantage(&[
+        "http",
+        "-f",
+        "1s",
+        "-r",
+        "1s",
+        "--format",
+        "json",
+        config.to_str().unwrap(),
+    ])
+    .await;
     let records = run.json();
     assert_eq!(records.len(), 1, "{}", run.stderr);
-    assert_eq!((records[0]["outcome"].as_str(), records[0]["reason"].as_str()), (Some("down"), Some("refused")));
+    assert_eq!(
+        (
+            records[0]["outcome"].as_str(),
+            records[0]["reason"].as_str()
+        ),
+        (Some("down"), Some("refused"))
+    );
     assert_eq!(records[0]["address"], format!("127.0.0.1:{port}"));
     assert!(records[0].get("status").is_none());
     assert_eq!(run.code, 2);
@@ -240,27 +397,62 @@ async fn connection_refused_is_down_with_reason_refused() {
 async fn self_signed_tls_fails_then_succeeds_with_ca_file() {
     let cert = TestCert::new(&["secure.test"]);
     let server = TestServer::start_tls(&[("/", vec![reply(200, 0)])], &cert).await;
-    let config = write_file("tls.yaml", &format!("- name: secure\n  url: https://secure.test:{}/\n", server.port()));
+    let config = write_file(
+        "tls.yaml",
+        &format!(
+            "- name: secure\n  url: https://secure.test:{}/\n",
+            server.port()
+        ),
+    );
     let pinned = pin("secure.test", &server);
-    let base = ["http", "-f", "1s", "-r", "1s", "--format", "json", "--resolve", &pinned];
+    let base = [
+        "http",
+        "-f",
+        "1s",
+        "-r",
+        "1s",
+        "--format",
+        "json",
+        "--resolve",
+        &pinned,
+    ];
 
     let run = netvantage(&[&base[..], &[config.to_str().unwrap()]].concat()).await;
     let record = &run.json()[0];
-    assert_eq!((record["outcome"].as_str(), record["reason"].as_str()), (Some("down"), Some("tls")), "{record}");
-    assert!(record["error"].as_str().unwrap().contains("certificate"), "{record}");
+    assert_eq!(
+        (record["outcome"].as_str(), record["reason"].as_str()),
+        (Some("down"), Some("tls")),
+        "{record}"
+    );
+    assert!(
+        record["error"].as_str().unwrap().contains("certificate"),
+        "{record}"
+    );
     assert_eq!(run.code, 2);
 
     let ca = write_file("secure-ca.pem", &cert.cert_pem);
-    let run = netvantage(&[&base[..], &["--ca-file", ca.to_str().unwrap(), config.to_str().unwrap()]].concat()).await;
+    let run = netvantage(
+        &[
+            &base[..],
+            &["--ca-file", ca.to_str().unwrap(), config.to_str().unwrap()],
+        ]
+        .concat(),
+    )
+    .await;
     let record = &run.json()[0];
     assert_eq!(record["outcome"], "up", "{record}");
     assert_eq!(record["status"], 200);
     let phases = &record["phases"];
     for phase in ["connect_ms", "tls_ms", "first_byte_ms", "total_ms"] {
-        assert!(phases[phase].as_f64().is_some_and(|ms| ms >= 0.0), "{phase} in {record}");
+        assert!(
+            phases[phase].as_f64().is_some_and(|ms| ms >= 0.0),
+            "{phase} in {record}"
+        );
     }
     assert!(phases.get("dns_ms").is_none(), "a pinned name needs no DNS");
-    let expiry = record["http"]["tls_cert_not_after_unix_ms"].as_i64().expect("certificate expiry");
+    let expiry = record["http"]["tls_cert_not_after_unix_ms"]
+        .as_i64()
+        .expect("certificate expiry");
     assert!(expiry > record["ts_unix_ms"].as_i64().unwrap());
     assert_eq!(run.code, 0);
 }
@@ -278,22 +470,55 @@ async fn cycles_keep_a_fixed_rate_while_an_endpoint_hangs() {
         ),
     );
     let (pf, ph) = (pin("fast.test", &fast), pin("hung.test", &hung));
-    let run = netvantage(&["http", "-f", "500ms", "-r", "2s", "--resolve", &pf, "--resolve", &ph, config.to_str().unwrap()]).await;
+    let run = netvantage(&[
+        "http",
+        "-f",
+        "500ms",
+        "-r",
+        "2s",
+        "--resolve",
+        &pf,
+        "--resolve",
+        &ph,
+        config.to_str().unwrap(),
+    ])
+    .await;
     let lines = run.lines();
     for cycle in 0..4 {
-        assert_eq!(lines[2 * cycle], "fast.test has 100% availability percentage", "{}", run.stdout);
-        assert_eq!(lines[2 * cycle + 1], "hung.test has 0% availability percentage");
+        assert_eq!(
+            lines[2 * cycle],
+            "fast.test has 100% availability percentage",
+            "{}",
+            run.stdout
+        );
+        assert_eq!(
+            lines[2 * cycle + 1],
+            "hung.test has 0% availability percentage"
+        );
     }
     assert_eq!(lines[8], "summary: 4 cycles, 8 checks");
-    assert!(lines.iter().any(|l| l.contains("\"hung\"") && l.contains("last error: timeout: ")), "{}", run.stdout);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\"hung\"") && l.contains("last error: timeout: ")),
+        "{}",
+        run.stdout
+    );
     // Cycle n started at t0 + n × 500 ms although the hung check of each cycle took all of it.
     let starts: Vec<_> = fast.seen().iter().map(|s| s.at).collect();
     assert_eq!(starts.len(), 4);
     for pair in starts.windows(2) {
         let gap = pair[1] - pair[0];
-        assert!(gap > Duration::from_millis(400) && gap < Duration::from_millis(600), "gap {gap:?}");
+        assert!(
+            gap > Duration::from_millis(400) && gap < Duration::from_millis(600),
+            "gap {gap:?}"
+        );
     }
-    assert!(run.elapsed < Duration::from_millis(2700), "took {:?}", run.elapsed);
+    assert!(
+        run.elapsed < Duration::from_millis(2700),
+        "took {:?}",
+        run.elapsed
+    );
     assert_eq!(run.code, 2);
 }
 
@@ -301,7 +526,10 @@ async fn cycles_keep_a_fixed_rate_while_an_endpoint_hangs() {
 async fn sigterm_prints_the_final_summary_and_exits() {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
     let server = TestServer::start(&[("/", vec![reply(200, 0)])]).await;
-    let config = write_file("sigterm.yaml", &format!("- name: web\n  url: http://127.0.0.1:{}/\n", server.port()));
+    let config = write_file(
+        "sigterm.yaml",
+        &format!("- name: web\n  url: http://127.0.0.1:{}/\n", server.port()),
+    );
     let mut child = command(&["http", "-f", "200ms", config.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -309,19 +537,36 @@ async fn sigterm_prints_the_final_summary_and_exits() {
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
-    tokio::time::timeout(Duration::from_secs(10), stdout.read_line(&mut first)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), stdout.read_line(&mut first))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(first, "127.0.0.1 has 100% availability percentage\n");
     let pid = child.id().unwrap() as libc::pid_t;
     // SAFETY: plain kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.unwrap().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     let mut rest = String::new();
     stdout.read_to_string(&mut rest).await.unwrap();
-    let summary: Vec<&str> = rest.lines().skip_while(|l| !l.starts_with("summary: ")).collect();
+    let summary: Vec<&str> = rest
+        .lines()
+        .skip_while(|l| !l.starts_with("summary: "))
+        .collect();
     assert!(!summary.is_empty(), "no summary in {rest:?}");
     assert!(summary[0].ends_with(" checks"));
-    assert!(summary[1].starts_with("127.0.0.1: 100% available, "), "{}", summary[1]);
-    assert!(summary[2].starts_with("  \"web\" GET http://127.0.0.1:"), "{}", summary[2]);
+    assert!(
+        summary[1].starts_with("127.0.0.1: 100% available, "),
+        "{}",
+        summary[1]
+    );
+    assert!(
+        summary[2].starts_with("  \"web\" GET http://127.0.0.1:"),
+        "{}",
+        summary[2]
+    );
     assert!(summary[2].ends_with("last error: none"), "{}", summary[2]);
     assert_eq!(status.code(), Some(0));
 }
@@ -330,12 +575,20 @@ async fn sigterm_prints_the_final_summary_and_exits() {
 async fn fresh_connection_per_check_unless_keep_alive() {
     for (flag, expected) in [(None, 3), (Some("--keep-alive"), 1)] {
         let server = TestServer::start(&[("/", vec![reply(200, 0)])]).await;
-        let config = write_file("conn.yaml", &format!("- name: web\n  url: http://127.0.0.1:{}/\n", server.port()));
+        let config = write_file(
+            "conn.yaml",
+            &format!("- name: web\n  url: http://127.0.0.1:{}/\n", server.port()),
+        );
         let mut args = vec!["http", "-f", "300ms", "-r", "900ms"];
         args.extend(flag);
         args.push(config.to_str().unwrap());
         let run = netvantage(&args).await;
-        assert_eq!(run.lines()[2], "127.0.0.1 has 100% availability percentage", "{}", run.stderr);
+        assert_eq!(
+            run.lines()[2],
+            "127.0.0.1 has 100% availability percentage",
+            "{}",
+            run.stderr
+        );
         assert_eq!(server.seen().len(), 3);
         assert_eq!(server.connections(), expected, "{flag:?}");
     }
@@ -344,8 +597,21 @@ async fn fresh_connection_per_check_unless_keep_alive() {
 #[tokio::test(flavor = "multi_thread")]
 async fn ndjson_records_are_versioned_check_results() {
     let server = TestServer::start(&[("/", vec![reply(200, 0)])]).await;
-    let config = write_file("json.yaml", &format!("- name: web\n  url: http://127.0.0.1:{}/\n", server.port()));
-    let run = netvantage(&["http", "-f", "500ms", "-r", "1s", "--format", "json", config.to_str().unwrap()]).await;
+    let config = write_file(
+        "json.yaml",
+        &format!("- name: web\n  url: http://127.0.0.1:{}/\n", server.port()),
+    );
+    let run = netvantage(&[
+        "http",
+        "-f",
+        "500ms",
+        "-r",
+        "1s",
+        "--format",
+        "json",
+        config.to_str().unwrap(),
+    ])
+    .await;
     let records = run.json();
     assert_eq!(records.len(), 2, "one record per check: {}", run.stdout);
     let r = &records[0];
@@ -358,7 +624,11 @@ async fn ndjson_records_are_versioned_check_results() {
     assert_eq!(r["http"]["domain"], "127.0.0.1");
     assert!(r["latency_ms"].as_f64().unwrap() > 0.0);
     assert_eq!(r["latency_ms"], r["phases"]["total_ms"]);
-    assert!(run.stderr.contains("summary: 2 cycles, 2 checks"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("summary: 2 cycles, 2 checks"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -366,53 +636,145 @@ async fn bad_input_names_file_line_and_field_and_sends_nothing() {
     let server = TestServer::start(&[("/", vec![reply(200, 0)])]).await;
     let ok = format!("- name: fine\n  url: http://127.0.0.1:{}/\n", server.port());
     let cases: Vec<(&str, String, &str)> = vec![
-        ("invalid YAML", format!("{ok}- name: [unclosed\n"), ":4:1: invalid YAML: "),
-        ("not a list", "name: a\nurl: http://a/\n".into(), "YAML list"),
+        (
+            "invalid YAML",
+            format!("{ok}- name: [unclosed\n"),
+            ":4:1: invalid YAML: ",
+        ),
+        (
+            "not a list",
+            "name: a\nurl: http://a/\n".into(),
+            "YAML list",
+        ),
         ("empty list", "[]\n".into(), "no endpoints"),
-        ("missing name", format!("{ok}- url: http://b/\n"), ":3:3: entry 2: missing field `name`"),
-        ("missing url", format!("{ok}- name: b\n"), ":3:3: entry 2 (\"b\"): missing field `url`"),
-        ("bad scheme", format!("{ok}- name: b\n  url: ftp://b/\n"), ":4:8: entry 2, field `url`"),
-        ("bad port", format!("{ok}- name: b\n  url: http://b:70000/\n"), ":4:8: entry 2, field `url`"),
-        ("no scheme", format!("{ok}- name: b\n  url: fetch.com\n"), ":4:8: entry 2, field `url`"),
-        ("bad method", format!("{ok}- name: b\n  url: http://b/\n  method: FETCH\n"), ":5:11: entry 2, field `method`"),
-        ("bad header name", format!("{ok}- name: b\n  url: http://b/\n  headers:\n    bad name: x\n"), ":6:5: entry 2, field `headers`"),
-        ("bad header value", format!("{ok}- name: b\n  url: http://b/\n  headers:\n    x: \"a\\nb\"\n"), ":6:8: entry 2, field `headers`"),
-        ("unknown field", format!("{ok}- name: b\n  url: http://b/\n  methdo: GET\n"), ":5:3: entry 2, field `methdo`"),
-        ("bad duration", format!("{ok}- name: b\n  url: http://b/\n  timeout: soon\n"), ":5:12: entry 2, field `timeout`"),
-        ("bad status", format!("{ok}- name: b\n  url: http://b/\n  expect_status: 99\n"), ":5:18: entry 2, field `expect_status`"),
-        ("bad regex", format!("{ok}- name: b\n  url: http://b/\n  body_regex: '('\n"), ":5:15: entry 2, field `body_regex`"),
+        (
+            "missing name",
+            format!("{ok}- url: http://b/\n"),
+            ":3:3: entry 2: missing field `name`",
+        ),
+        (
+            "missing url",
+            format!("{ok}- name: b\n"),
+            ":3:3: entry 2 (\"b\"): missing field `url`",
+        ),
+        (
+            "bad scheme",
+            format!("{ok}- name: b\n  url: ftp://b/\n"),
+            ":4:8: entry 2, field `url`",
+        ),
+        (
+            "bad port",
+            format!("{ok}- name: b\n  url: http://b:70000/\n"),
+            ":4:8: entry 2, field `url`",
+        ),
+        (
+            "no scheme",
+            format!("{ok}- name: b\n  url: fetch.com\n"),
+            ":4:8: entry 2, field `url`",
+        ),
+        (
+            "bad method",
+            format!("{ok}- name: b\n  url: http://b/\n  method: FETCH\n"),
+            ":5:11: entry 2, field `method`",
+        ),
+        (
+            "bad header name",
+            format!("{ok}- name: b\n  url: http://b/\n  headers:\n    bad name: x\n"),
+            ":6:5: entry 2, field `headers`",
+        ),
+        (
+            "bad header value",
+            format!("{ok}- name: b\n  url: http://b/\n  headers:\n    x: \"a\\nb\"\n"),
+            ":6:8: entry 2, field `headers`",
+        ),
+        (
+            "unknown field",
+            format!("{ok}- name: b\n  url: http://b/\n  methdo: GET\n"),
+            ":5:3: entry 2, field `methdo`",
+        ),
+        (
+            "bad duration",
+            format!("{ok}- name: b\n  url: http://b/\n  timeout: soon\n"),
+            ":5:12: entry 2, field `timeout`",
+        ),
+        (
+            "bad status",
+            format!("{ok}- name: b\n  url: http://b/\n  expect_status: 99\n"),
+            ":5:18: entry 2, field `expect_status`",
+        ),
+        (
+            "bad regex",
+            format!("{ok}- name: b\n  url: http://b/\n  body_regex: '('\n"),
+            ":5:15: entry 2, field `body_regex`",
+        ),
     ];
     for (what, yaml, expected) in cases {
         let config = write_file("bad.yaml", &yaml);
         let path = config.to_str().unwrap();
         let run = netvantage(&["http", "-f", "200ms", "-r", "200ms", path]).await;
         assert_eq!(run.code, 3, "{what}: {}", run.stderr);
-        assert!(run.stderr.contains(path), "{what}: names the file: {}", run.stderr);
-        assert!(run.stderr.contains(expected), "{what}: expected {expected:?} in {}", run.stderr);
+        assert!(
+            run.stderr.contains(path),
+            "{what}: names the file: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains(expected),
+            "{what}: expected {expected:?} in {}",
+            run.stderr
+        );
         assert_eq!(run.stdout, "", "{what}");
     }
     let good = write_file("good.yaml", &ok);
     let good = good.to_str().unwrap();
     let missing = format!("{good}.missing");
     for (what, args, expected) in [
-        ("missing file", vec!["http", missing.as_str()], "cannot read"),
-        ("missing CA file", vec!["http", "--ca-file", "/nonexistent/ca.pem", good], "/nonexistent/ca.pem"),
-        ("bad --resolve", vec!["http", "--resolve", "fetch.com:443", good], "--resolve"),
-        ("zero frequency", vec!["http", "-f", "0", good], "greater than zero"),
+        (
+            "missing file",
+            vec!["http", missing.as_str()],
+            "cannot read",
+        ),
+        (
+            "missing CA file",
+            vec!["http", "--ca-file", "/nonexistent/ca.pem", good],
+            "/nonexistent/ca.pem",
+        ),
+        (
+            "bad --resolve",
+            vec!["http", "--resolve", "fetch.com:443", good],
+            "--resolve",
+        ),
+        (
+            "zero frequency",
+            vec!["http", "-f", "0", good],
+            "greater than zero",
+        ),
         ("bad run duration", vec!["http", "-r", "soon", good], "soon"),
         ("bad rounding", vec!["http", "--round", "up", good], "up"),
     ] {
         let run = netvantage(&args).await;
         assert_eq!(run.code, 3, "{what}: {}", run.stderr);
-        assert!(run.stderr.contains(expected), "{what}: expected {expected:?} in {}", run.stderr);
+        assert!(
+            run.stderr.contains(expected),
+            "{what}: expected {expected:?} in {}",
+            run.stderr
+        );
     }
-    assert_eq!(server.seen().len(), 0, "a bad input must stop the run before any request");
+    assert_eq!(
+        server.seen().len(),
+        0,
+        "a bad input must stop the run before any request"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn help_shows_an_example() {
     let run = netvantage(&["http", "--help"]).await;
     assert_eq!(run.code, 0);
-    assert!(run.stdout.contains("Example:") && run.stdout.contains("--health-check-frequency"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("Example:") && run.stdout.contains("--health-check-frequency"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("- name: fetch index page"));
 }

@@ -12,7 +12,9 @@ fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
         if n == 0 || n > 4 || rest.len() < n {
             return None;
         }
-        let len = rest[..n].iter().fold(0usize, |acc, &b| (acc << 8) | b as usize);
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | b as usize);
         (len, &rest[n..])
     };
     if rest.len() < len {
@@ -29,15 +31,21 @@ const VERSION_TAG: u8 = 0xa0;
 /// The certificate's `notAfter` in milliseconds since the Unix epoch, or `None` if the bytes
 /// are not a certificate we can read.
 pub fn not_after_unix_ms(der: &[u8]) -> Option<i64> {
-    let (SEQUENCE, cert, _) = tlv(der)? else { return None };
-    let (SEQUENCE, tbs, _) = tlv(cert)? else { return None };
+    let (SEQUENCE, cert, _) = tlv(der)? else {
+        return None;
+    };
+    let (SEQUENCE, tbs, _) = tlv(cert)? else {
+        return None;
+    };
     let (tag, _, mut rest) = tlv(tbs)?;
     if tag == VERSION_TAG {
         rest = tlv(rest)?.2; // serial number
     }
     rest = tlv(rest)?.2; // signature algorithm
     rest = tlv(rest)?.2; // issuer
-    let (SEQUENCE, validity, _) = tlv(rest)? else { return None };
+    let (SEQUENCE, validity, _) = tlv(rest)? else {
+        return None;
+    };
     let (_, _, after) = tlv(validity)?; // notBefore
     let (tag, time, _) = tlv(after)?;
     parse_time(tag, std::str::from_utf8(time).ok()?)
@@ -58,8 +66,14 @@ fn parse_time(tag: u8, text: &str) -> Option<i64> {
         return None;
     }
     let field = |i: usize| rest[i..i + 2].parse::<i64>().ok();
-    let (month, day, hour, minute, second) = (field(0)?, field(2)?, field(4)?, field(6)?, field(8)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+    let (month, day, hour, minute, second) =
+        (field(0)?, field(2)?, field(4)?, field(6)?, field(8)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return None;
     }
     let days = days_from_civil(year, month, day);
@@ -90,8 +104,14 @@ mod tests {
     #[test]
     fn both_time_forms() {
         assert_eq!(parse_time(UTC_TIME, "700101000000Z"), Some(0));
-        assert_eq!(parse_time(UTC_TIME, "491231235959Z"), Some(2_524_607_999_000));
-        assert_eq!(parse_time(GENERALIZED_TIME, "20491231235959Z"), Some(2_524_607_999_000));
+        assert_eq!(
+            parse_time(UTC_TIME, "491231235959Z"),
+            Some(2_524_607_999_000)
+        );
+        assert_eq!(
+            parse_time(GENERALIZED_TIME, "20491231235959Z"),
+            Some(2_524_607_999_000)
+        );
         assert_eq!(parse_time(UTC_TIME, "701301000000Z"), None);
         assert_eq!(parse_time(UTC_TIME, "7001010000Z"), None);
         assert_eq!(parse_time(GENERALIZED_TIME, "2049123123595+Z"), None);
@@ -109,7 +129,10 @@ mod tests {
         // A 2050+ expiry is a GeneralizedTime.
         params.not_after = rcgen::date_time_ymd(2051, 1, 2);
         let cert = params.self_signed(&key).unwrap();
-        assert_eq!(not_after_unix_ms(cert.der()), Some(days_from_civil(2051, 1, 2) * 86_400_000));
+        assert_eq!(
+            not_after_unix_ms(cert.der()),
+            Some(days_from_civil(2051, 1, 2) * 86_400_000)
+        );
     }
 
     #[test]

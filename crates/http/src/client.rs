@@ -23,7 +23,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls::{self, RootCertStore, pki_types::CertificateDer, pki_types::ServerName, pki_types::pem::PemObject};
+use tokio_rustls::rustls::{
+    self, RootCertStore, pki_types::CertificateDer, pki_types::ServerName,
+    pki_types::pem::PemObject,
+};
 
 /// Bodies are read up to this size for `body_regex`; the rest is not waited for.
 pub const MAX_BODY_BYTES: usize = 4 << 20;
@@ -31,11 +34,17 @@ pub const MAX_BODY_BYTES: usize = 4 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot read CA file {path}: {source}")]
-    CaFile { path: PathBuf, source: rustls::pki_types::pem::Error },
+    CaFile {
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
     #[error("CA file {path} holds no certificate")]
     CaFileEmpty { path: PathBuf },
     #[error("CA file {path}: {source}")]
-    CaCert { path: PathBuf, source: rustls::Error },
+    CaCert {
+        path: PathBuf,
+        source: rustls::Error,
+    },
     #[error("TLS setup: {0}")]
     Tls(#[from] rustls::Error),
 }
@@ -62,16 +71,26 @@ pub struct Checker {
 }
 
 fn load_roots(ca_file: Option<&Path>) -> Result<RootCertStore, ClientError> {
-    let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    let mut roots = RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
     if let Some(path) = ca_file {
         let certs: Vec<CertificateDer> = CertificateDer::pem_file_iter(path)
             .and_then(|iter| iter.collect::<Result<_, _>>())
-            .map_err(|source| ClientError::CaFile { path: path.to_path_buf(), source })?;
+            .map_err(|source| ClientError::CaFile {
+                path: path.to_path_buf(),
+                source,
+            })?;
         if certs.is_empty() {
-            return Err(ClientError::CaFileEmpty { path: path.to_path_buf() });
+            return Err(ClientError::CaFileEmpty {
+                path: path.to_path_buf(),
+            });
         }
         for cert in certs {
-            roots.add(cert).map_err(|source| ClientError::CaCert { path: path.to_path_buf(), source })?;
+            roots.add(cert).map_err(|source| ClientError::CaCert {
+                path: path.to_path_buf(),
+                source,
+            })?;
         }
     }
     Ok(roots)
@@ -117,7 +136,9 @@ impl Checker {
         let started = Instant::now();
         let budget = deadline.saturating_duration_since(tokio::time::Instant::now());
         let mut progress = Progress::default();
-        let attempt = tokio::time::timeout_at(deadline, self.attempt(endpoint, rules, slot, &mut progress)).await;
+        let attempt =
+            tokio::time::timeout_at(deadline, self.attempt(endpoint, rules, slot, &mut progress))
+                .await;
         let total = started.elapsed();
         let classified = match attempt {
             Ok(Ok(classified)) => classified,
@@ -166,7 +187,10 @@ impl Checker {
         progress.stage = "waiting for the response";
         let request = self.request(ep);
         let sent = Instant::now();
-        let response = sender.send_request(request).await.map_err(|e| (Reason::Other, describe_hyper(&e)))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| (Reason::Other, describe_hyper(&e)))?;
         progress.phases.first_byte_ms = Some(ms(sent.elapsed()));
         let status = response.status().as_u16();
         progress.status = Some(status);
@@ -184,7 +208,10 @@ impl Checker {
             }
         }
         let latency = started.elapsed();
-        let body_matched = ep.body_regex.as_ref().map(|re| re.is_match(&String::from_utf8_lossy(&kept)));
+        let body_matched = ep
+            .body_regex
+            .as_ref()
+            .map(|re| re.is_match(&String::from_utf8_lossy(&kept)));
         progress.body_matched = body_matched;
         if self.keep_alive {
             *slot.0.lock().await = Some(sender);
@@ -204,7 +231,11 @@ impl Checker {
         }
     }
 
-    async fn connect(&self, ep: &Endpoint, progress: &mut Progress) -> Result<SendRequest<Full<Bytes>>, (Reason, String)> {
+    async fn connect(
+        &self,
+        ep: &Endpoint,
+        progress: &mut Progress,
+    ) -> Result<SendRequest<Full<Bytes>>, (Reason, String)> {
         progress.stage = "resolving the name";
         let addrs: Vec<SocketAddr> = if let Some(ip) = pin::lookup(&self.pins, &ep.host, ep.port) {
             vec![SocketAddr::new(ip, ep.port)]
@@ -214,7 +245,9 @@ impl Checker {
             let t = Instant::now();
             let found = tokio::net::lookup_host((ep.host.as_str(), ep.port)).await;
             progress.phases.dns_ms = Some(ms(t.elapsed()));
-            let found: Vec<SocketAddr> = found.map_err(|e| (Reason::Dns, format!("cannot resolve {}: {e}", ep.host)))?.collect();
+            let found: Vec<SocketAddr> = found
+                .map_err(|e| (Reason::Dns, format!("cannot resolve {}: {e}", ep.host)))?
+                .collect();
             if found.is_empty() {
                 return Err((Reason::Dns, format!("{} has no address", ep.host)));
             }
@@ -231,12 +264,18 @@ impl Checker {
                     stream = Some(s);
                     break;
                 }
-                Err(e) => last_error = Some((connect_reason(&e), format!("connect to {addr}: {e}"))),
+                Err(e) => {
+                    last_error = Some((connect_reason(&e), format!("connect to {addr}: {e}")))
+                }
             }
         }
         let stream = match stream {
             Some(s) => s,
-            None => return Err(last_error.unwrap_or((Reason::Other, "no address to connect to".into()))),
+            None => {
+                return Err(
+                    last_error.unwrap_or((Reason::Other, "no address to connect to".into()))
+                );
+            }
         };
         progress.phases.connect_ms = Some(ms(t.elapsed()));
         let _ = stream.set_nodelay(true);
@@ -244,8 +283,12 @@ impl Checker {
             Scheme::Http => handshake(TokioIo::new(stream)).await,
             Scheme::Https => {
                 progress.stage = "TLS handshake";
-                let name = ServerName::try_from(ep.host.clone())
-                    .map_err(|e| (Reason::Tls, format!("{:?} cannot be a TLS server name: {e}", ep.host)))?;
+                let name = ServerName::try_from(ep.host.clone()).map_err(|e| {
+                    (
+                        Reason::Tls,
+                        format!("{:?} cannot be a TLS server name: {e}", ep.host),
+                    )
+                })?;
                 let t = Instant::now();
                 let tls = self
                     .tls
@@ -265,10 +308,15 @@ impl Checker {
     }
 
     fn request(&self, ep: &Endpoint) -> Request<Full<Bytes>> {
-        let mut request = Request::new(Full::new(ep.body.clone().map(Bytes::from).unwrap_or_default()));
+        let mut request = Request::new(Full::new(
+            ep.body.clone().map(Bytes::from).unwrap_or_default(),
+        ));
         *request.method_mut() = ep.method.clone();
         // Origin-form target: the path and query are validated when the config is read.
-        *request.uri_mut() = ep.path_and_query.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
+        *request.uri_mut() = ep
+            .path_and_query
+            .parse()
+            .unwrap_or_else(|_| http::Uri::from_static("/"));
         let headers = request.headers_mut();
         if let Ok(host) = HeaderValue::from_str(&ep.host_header()) {
             headers.insert(HOST, host);
@@ -290,7 +338,9 @@ async fn handshake<T>(io: TokioIo<T>) -> Result<SendRequest<Full<Bytes>>, (Reaso
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
-    let (sender, connection) = http1::handshake(io).await.map_err(|e| (Reason::Other, describe_hyper(&e)))?;
+    let (sender, connection) = http1::handshake(io)
+        .await
+        .map_err(|e| (Reason::Other, describe_hyper(&e)))?;
     // The connection task ends when the sender is dropped (fresh connection per check) or
     // when the server closes it.
     tokio::spawn(async move {
@@ -336,4 +386,3 @@ fn ms(d: Duration) -> f64 {
 fn fmt_ms(d: Duration) -> String {
     netvantage_core::duration::format_duration(Duration::from_millis(d.as_millis() as u64))
 }
-

@@ -10,7 +10,9 @@ use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
 use std::time::Duration;
 
 /// Methods we send. A closed list so a typo (`GTE`) is an error rather than a 405 at 3 am.
-pub const METHODS: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"];
+pub const METHODS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
@@ -45,16 +47,26 @@ pub struct Endpoint {
 impl Endpoint {
     /// The `authority` (`host[:port]`) for the Host header: the port only when not the default.
     pub fn host_header(&self) -> String {
-        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
         let default = match self.scheme {
             Scheme::Http => 80,
             Scheme::Https => 443,
         };
-        if self.port == default { host } else { format!("{host}:{}", self.port) }
+        if self.port == default {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
     }
 
     pub fn has_header(&self, name: &str) -> bool {
-        self.headers.iter().any(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
+        self.headers
+            .iter()
+            .any(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
     }
 }
 
@@ -83,16 +95,27 @@ pub fn parse_config(text: &str, file: &str) -> Result<Vec<Endpoint>, ConfigError
         location: Some((e.marker().line(), e.marker().col() + 1)),
         message: format!("invalid YAML: {}", e.info()),
     })?;
-    let no_endpoints = "no endpoints: the file must be a YAML list of entries with `name` and `url`";
+    let no_endpoints =
+        "no endpoints: the file must be a YAML list of entries with `name` and `url`";
     let doc = match docs.as_slice() {
         [] => return Err(fail(None, no_endpoints.into())),
         [doc] => doc,
-        [_, second, ..] => return Err(fail(Some(second), "only one YAML document is allowed".into())),
+        [_, second, ..] => {
+            return Err(fail(
+                Some(second),
+                "only one YAML document is allowed".into(),
+            ));
+        }
     };
     let entries = match &doc.data {
         YamlData::Sequence(entries) => entries,
         YamlData::Value(Scalar::Null) => return Err(fail(None, no_endpoints.into())),
-        _ => return Err(fail(Some(doc), "the file must be a YAML list of endpoints (each starting with `- name:`)".into())),
+        _ => {
+            return Err(fail(
+                Some(doc),
+                "the file must be a YAML list of endpoints (each starting with `- name:`)".into(),
+            ));
+        }
     };
     if entries.is_empty() {
         return Err(fail(Some(doc), no_endpoints.into()));
@@ -102,7 +125,10 @@ pub fn parse_config(text: &str, file: &str) -> Result<Vec<Endpoint>, ConfigError
         .enumerate()
         .map(|(index, entry)| {
             parse_entry(entry).map_err(|(node, message)| {
-                fail(Some(node.unwrap_or(entry)), format!("entry {}{message}", index + 1))
+                fail(
+                    Some(node.unwrap_or(entry)),
+                    format!("entry {}{message}", index + 1),
+                )
             })
         })
         .collect()
@@ -131,7 +157,10 @@ const FIELDS: [&str; 10] = [
 
 fn parse_entry<'a, 'y>(entry: &'a MarkedYaml<'y>) -> Result<Endpoint, EntryError<'a, 'y>> {
     let YamlData::Mapping(map) = &entry.data else {
-        return Err((None, ": must be a mapping with at least `name` and `url`".into()));
+        return Err((
+            None,
+            ": must be a mapping with at least `name` and `url`".into(),
+        ));
     };
     let mut fields: Vec<(&str, &MarkedYaml)> = Vec::new();
     for (key, value) in map {
@@ -139,44 +168,63 @@ fn parse_entry<'a, 'y>(entry: &'a MarkedYaml<'y>) -> Result<Endpoint, EntryError
             return Err((Some(key), ": keys must be plain field names".into()));
         };
         let Some(known) = FIELDS.iter().find(|f| **f == name) else {
-            return Err((Some(key), format!(", field `{name}`: unknown field (known: {})", FIELDS.join(", "))));
+            return Err((
+                Some(key),
+                format!(
+                    ", field `{name}`: unknown field (known: {})",
+                    FIELDS.join(", ")
+                ),
+            ));
         };
         fields.push((known, value));
     }
     let get = |field: &str| fields.iter().find(|(f, _)| *f == field).map(|(_, v)| *v);
-    let field_err = |node: &'a MarkedYaml<'y>, field: &str, message: String| (Some(node), format!(", field `{field}`: {message}"));
-    let text = |field: &'static str| -> Result<Option<(&'a MarkedYaml<'y>, String)>, EntryError<'a, 'y>> {
-        match get(field) {
-            None => Ok(None),
-            Some(node) => match scalar_text(node) {
-                Some(t) => Ok(Some((node, t))),
-                None => Err(field_err(node, field, "must be a string".into())),
-            },
-        }
+    let field_err = |node: &'a MarkedYaml<'y>, field: &str, message: String| {
+        (Some(node), format!(", field `{field}`: {message}"))
     };
+    let text =
+        |field: &'static str| -> Result<Option<(&'a MarkedYaml<'y>, String)>, EntryError<'a, 'y>> {
+            match get(field) {
+                None => Ok(None),
+                Some(node) => match scalar_text(node) {
+                    Some(t) => Ok(Some((node, t))),
+                    None => Err(field_err(node, field, "must be a string".into())),
+                },
+            }
+        };
 
     let name = match text("name")? {
         None => return Err((None, ": missing field `name`".into())),
-        Some((node, name)) if name.trim().is_empty() => return Err(field_err(node, "name", "must not be empty".into())),
+        Some((node, name)) if name.trim().is_empty() => {
+            return Err(field_err(node, "name", "must not be empty".into()));
+        }
         Some((_, name)) => name,
     };
-    let (url_node, url) = text("url")?.ok_or((None, format!(" ({name:?}): missing field `url`")))?;
+    let (url_node, url) =
+        text("url")?.ok_or((None, format!(" ({name:?}): missing field `url`")))?;
     let url = url.trim().to_string();
-    let (scheme, host, port, path_and_query) = parse_url(&url).map_err(|m| field_err(url_node, "url", m))?;
+    let (scheme, host, port, path_and_query) =
+        parse_url(&url).map_err(|m| field_err(url_node, "url", m))?;
     let method = match text("method")? {
         None => Method::GET,
         Some((node, m)) => parse_method(&m).map_err(|e| field_err(node, "method", e))?,
     };
     let headers = match get("headers") {
         None => Vec::new(),
-        Some(node) => parse_headers(node).map_err(|(n, m)| field_err(n.unwrap_or(node), "headers", m))?,
+        Some(node) => {
+            parse_headers(node).map_err(|(n, m)| field_err(n.unwrap_or(node), "headers", m))?
+        }
     };
     let body = text("body")?.map(|(_, b)| b);
     let duration = |field: &'static str| -> Result<Option<Duration>, EntryError<'a, 'y>> {
         match text(field)? {
             None => Ok(None),
             Some((node, t)) => match netvantage_core::parse_duration(&t) {
-                Ok(d) if d.is_zero() => Err(field_err(node, field, format!("{t:?} must be greater than zero"))),
+                Ok(d) if d.is_zero() => Err(field_err(
+                    node,
+                    field,
+                    format!("{t:?} must be greater than zero"),
+                )),
                 Ok(d) => Ok(Some(d)),
                 Err(e) => Err(field_err(node, field, e.to_string())),
             },
@@ -187,13 +235,21 @@ fn parse_entry<'a, 'y>(entry: &'a MarkedYaml<'y>) -> Result<Endpoint, EntryError
     let interval = duration("interval")?;
     let expect_status = match get("expect_status") {
         None => StatusSet::default(),
-        Some(node) => parse_status_set(node).map_err(|(n, m)| field_err(n.unwrap_or(node), "expect_status", m))?,
+        Some(node) => parse_status_set(node)
+            .map_err(|(n, m)| field_err(n.unwrap_or(node), "expect_status", m))?,
     };
     let body_regex = match text("body_regex")? {
         None => None,
-        Some((node, r)) => Some(Regex::new(&r).map_err(|e| field_err(node, "body_regex", format!("invalid regex: {e}")))?),
+        Some((node, r)) => Some(
+            Regex::new(&r)
+                .map_err(|e| field_err(node, "body_regex", format!("invalid regex: {e}")))?,
+        ),
     };
-    let domain = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+    let domain = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.clone()
+    };
     Ok(Endpoint {
         name,
         url,
@@ -229,25 +285,38 @@ fn scalar_text(node: &MarkedYaml) -> Option<String> {
 fn parse_method(text: &str) -> Result<Method, String> {
     let upper = text.trim().to_ascii_uppercase();
     if !METHODS.contains(&upper.as_str()) {
-        return Err(format!("unknown method {text:?} (use one of {})", METHODS.join(", ")));
+        return Err(format!(
+            "unknown method {text:?} (use one of {})",
+            METHODS.join(", ")
+        ));
     }
     Method::from_bytes(upper.as_bytes()).map_err(|e| e.to_string())
 }
 
 type NodeError<'a, 'y> = (Option<&'a MarkedYaml<'y>>, String);
 
-fn parse_headers<'a, 'y>(node: &'a MarkedYaml<'y>) -> Result<Vec<(HeaderName, HeaderValue)>, NodeError<'a, 'y>> {
+fn parse_headers<'a, 'y>(
+    node: &'a MarkedYaml<'y>,
+) -> Result<Vec<(HeaderName, HeaderValue)>, NodeError<'a, 'y>> {
     let YamlData::Mapping(map) = &node.data else {
         return Err((None, "must be a map of header names to values".into()));
     };
     let mut headers = Vec::new();
     for (key, value) in map {
-        let name = scalar_text(key).ok_or((Some(key), "header names must be strings".to_string()))?;
+        let name =
+            scalar_text(key).ok_or((Some(key), "header names must be strings".to_string()))?;
         let header = HeaderName::from_bytes(name.trim().as_bytes())
             .map_err(|_| (Some(key), format!("invalid header name {name:?}")))?;
-        let text = scalar_text(value).ok_or((Some(value), format!("the value of header {name:?} must be a string")))?;
-        let value = HeaderValue::from_str(&text)
-            .map_err(|_| (Some(value), format!("invalid value for header {name:?}: {text:?}")))?;
+        let text = scalar_text(value).ok_or((
+            Some(value),
+            format!("the value of header {name:?} must be a string"),
+        ))?;
+        let value = HeaderValue::from_str(&text).map_err(|_| {
+            (
+                Some(value),
+                format!("invalid value for header {name:?}: {text:?}"),
+            )
+        })?;
         headers.push((header, value));
     }
     Ok(headers)
@@ -255,13 +324,18 @@ fn parse_headers<'a, 'y>(node: &'a MarkedYaml<'y>) -> Result<Vec<(HeaderName, He
 
 fn parse_status_set<'a, 'y>(node: &'a MarkedYaml<'y>) -> Result<StatusSet, NodeError<'a, 'y>> {
     let items: Vec<&MarkedYaml> = match &node.data {
-        YamlData::Sequence(items) if items.is_empty() => return Err((None, "the list of statuses is empty".into())),
+        YamlData::Sequence(items) if items.is_empty() => {
+            return Err((None, "the list of statuses is empty".into()));
+        }
         YamlData::Sequence(items) => items.iter().collect(),
         _ => vec![node],
     };
     let mut ranges = Vec::new();
     for item in items {
-        let text = scalar_text(item).ok_or((Some(item), "a status is 200, \"200-299\" or \"2xx\"".to_string()))?;
+        let text = scalar_text(item).ok_or((
+            Some(item),
+            "a status is 200, \"200-299\" or \"2xx\"".to_string(),
+        ))?;
         for part in text.split(',') {
             ranges.push(StatusSet::parse_item(part).map_err(|e| (Some(item), e.to_string()))?);
         }
@@ -271,18 +345,35 @@ fn parse_status_set<'a, 'y>(node: &'a MarkedYaml<'y>) -> Result<StatusSet, NodeE
 
 /// Validates a URL: http or https, a host, an optional port, no credentials.
 pub fn parse_url(text: &str) -> Result<(Scheme, String, u16, String), String> {
-    let uri: http::Uri = text.parse().map_err(|e| format!("invalid URL {text:?}: {e}"))?;
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|e| format!("invalid URL {text:?}: {e}"))?;
     let scheme = match uri.scheme_str() {
         Some(s) if s.eq_ignore_ascii_case("http") => Scheme::Http,
         Some(s) if s.eq_ignore_ascii_case("https") => Scheme::Https,
-        Some(s) => return Err(format!("invalid URL {text:?}: scheme {s:?} is not http or https")),
-        None => return Err(format!("invalid URL {text:?}: no scheme (write http:// or https://)")),
+        Some(s) => {
+            return Err(format!(
+                "invalid URL {text:?}: scheme {s:?} is not http or https"
+            ));
+        }
+        None => {
+            return Err(format!(
+                "invalid URL {text:?}: no scheme (write http:// or https://)"
+            ));
+        }
     };
-    let authority = uri.authority().ok_or_else(|| format!("invalid URL {text:?}: no host"))?;
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("invalid URL {text:?}: no host"))?;
     if authority.as_str().contains('@') {
-        return Err(format!("invalid URL {text:?}: credentials in URLs are not supported; use an authorization header"));
+        return Err(format!(
+            "invalid URL {text:?}: credentials in URLs are not supported; use an authorization header"
+        ));
     }
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     if host.is_empty() {
         return Err(format!("invalid URL {text:?}: no host"));
     }
@@ -297,12 +388,26 @@ pub fn parse_url(text: &str) -> Result<(Scheme, String, u16, String), String> {
         },
         Some(p) => match p.as_str().parse::<u16>() {
             Ok(n) if n > 0 => n,
-            _ => return Err(format!("invalid URL {text:?}: port {:?} is not 1-65535", p.as_str())),
+            _ => {
+                return Err(format!(
+                    "invalid URL {text:?}: port {:?} is not 1-65535",
+                    p.as_str()
+                ));
+            }
         },
     };
     let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let path_and_query = if path_and_query.is_empty() { "/" } else { path_and_query };
-    Ok((scheme, host.to_ascii_lowercase(), port, path_and_query.to_string()))
+    let path_and_query = if path_and_query.is_empty() {
+        "/"
+    } else {
+        path_and_query
+    };
+    Ok((
+        scheme,
+        host.to_ascii_lowercase(),
+        port,
+        path_and_query.to_string(),
+    ))
 }
 
 #[cfg(test)]
@@ -338,7 +443,10 @@ mod tests {
         assert_eq!(eps[0].method, Method::GET);
         assert_eq!(eps[0].headers[0].0.as_str(), "user-agent");
         assert_eq!(eps[0].headers[0].1, "fetch-synthetic-monitor");
-        assert_eq!((eps[0].scheme, eps[0].port, eps[0].path_and_query.as_str()), (Scheme::Https, 443, "/"));
+        assert_eq!(
+            (eps[0].scheme, eps[0].port, eps[0].path_and_query.as_str()),
+            (Scheme::Https, 443, "/")
+        );
         assert_eq!(eps[1].method, Method::POST);
         assert_eq!(eps[1].body.as_deref(), Some(r#"{"foo":"bar"}"#));
         assert_eq!(eps[1].path_and_query, "/some/post/endpoint");
@@ -371,9 +479,15 @@ mod tests {
 
     #[test]
     fn expect_status_accepts_scalar_forms() {
-        let one = |v: &str| parse_config(&format!("- name: a\n  url: http://h/\n  expect_status: {v}\n"), "c").unwrap()[0]
-            .expect_status
-            .to_string();
+        let one = |v: &str| {
+            parse_config(
+                &format!("- name: a\n  url: http://h/\n  expect_status: {v}\n"),
+                "c",
+            )
+            .unwrap()[0]
+                .expect_status
+                .to_string()
+        };
         assert_eq!(one("204"), "204");
         assert_eq!(one("\"200-204,301\""), "200-204,301");
         assert_eq!(one("3xx"), "300-399");
@@ -381,35 +495,68 @@ mod tests {
 
     #[test]
     fn domain_is_host_without_port_lower_cased() {
-        let eps = parse_config("- {name: a, url: 'http://[::1]:9/'}\n- {name: b, url: 'HTTPS://Fetch.com:8443'}\n", "c").unwrap();
-        assert_eq!((eps[0].host.as_str(), eps[0].domain.as_str()), ("::1", "[::1]"));
+        let eps = parse_config(
+            "- {name: a, url: 'http://[::1]:9/'}\n- {name: b, url: 'HTTPS://Fetch.com:8443'}\n",
+            "c",
+        )
+        .unwrap();
+        assert_eq!(
+            (eps[0].host.as_str(), eps[0].domain.as_str()),
+            ("::1", "[::1]")
+        );
         assert_eq!(eps[0].host_header(), "[::1]:9");
-        assert_eq!((eps[1].domain.as_str(), eps[1].port, eps[1].path_and_query.as_str()), ("fetch.com", 8443, "/"));
+        assert_eq!(
+            (
+                eps[1].domain.as_str(),
+                eps[1].port,
+                eps[1].path_and_query.as_str()
+            ),
+            ("fetch.com", 8443, "/")
+        );
     }
 
     #[test]
     fn missing_name_names_file_line_and_field() {
         let e = err("- name: ok\n  url: http://a/\n- url: http://b/\n");
         assert!(e.starts_with("c.yaml:3:"), "{e}");
-        assert!(e.contains("entry 2") && e.contains("missing field `name`"), "{e}");
+        assert!(
+            e.contains("entry 2") && e.contains("missing field `name`"),
+            "{e}"
+        );
     }
 
     #[test]
     fn missing_url_is_reported() {
         let e = err("- name: ok\n");
-        assert!(e.starts_with("c.yaml:1:") && e.contains("missing field `url`"), "{e}");
+        assert!(
+            e.starts_with("c.yaml:1:") && e.contains("missing field `url`"),
+            "{e}"
+        );
     }
 
     #[test]
     fn bad_url_method_header_name_the_line_and_field() {
         let e = err("- name: a\n  url: ftp://a/\n");
-        assert!(e.starts_with("c.yaml:2:") && e.contains("field `url`") && e.contains("not http or https"), "{e}");
+        assert!(
+            e.starts_with("c.yaml:2:")
+                && e.contains("field `url`")
+                && e.contains("not http or https"),
+            "{e}"
+        );
         let e = err("- name: a\n  url: fetch.com\n");
         assert!(e.starts_with("c.yaml:2:") && e.contains("no scheme"), "{e}");
         let e = err("- name: a\n  url: http://a/\n  method: GTE\n");
-        assert!(e.starts_with("c.yaml:3:") && e.contains("field `method`") && e.contains("\"GTE\""), "{e}");
+        assert!(
+            e.starts_with("c.yaml:3:") && e.contains("field `method`") && e.contains("\"GTE\""),
+            "{e}"
+        );
         let e = err("- name: a\n  url: http://a/\n  headers:\n    bad header: x\n");
-        assert!(e.starts_with("c.yaml:") && e.contains("field `headers`") && e.contains("\"bad header\""), "{e}");
+        assert!(
+            e.starts_with("c.yaml:")
+                && e.contains("field `headers`")
+                && e.contains("\"bad header\""),
+            "{e}"
+        );
         let e = err("- name: a\n  url: http://a/\n  headers:\n    x: \"a\\nb\"\n");
         assert!(e.contains("invalid value for header \"x\""), "{e}");
     }
@@ -425,13 +572,20 @@ mod tests {
             ("  colour: blue\n", "colour", 3),
         ] {
             let e = err(&format!("- name: a\n  url: http://a/\n{yaml}"));
-            assert!(e.starts_with(&format!("c.yaml:{line}:")) && e.contains(field), "{field}: {e}");
+            assert!(
+                e.starts_with(&format!("c.yaml:{line}:")) && e.contains(field),
+                "{field}: {e}"
+            );
         }
     }
 
     #[test]
     fn bad_documents_are_refused() {
-        assert!(err("").contains("no endpoints") || err("").contains("c.yaml"), "{}", err(""));
+        assert!(
+            err("").contains("no endpoints") || err("").contains("c.yaml"),
+            "{}",
+            err("")
+        );
         assert!(err("[]").contains("no endpoints"));
         let e = err("name: a\nurl: http://a/\n");
         assert!(e.starts_with("c.yaml:1:") && e.contains("YAML list"), "{e}");
@@ -448,6 +602,9 @@ mod tests {
         assert!(parse_url("http://a:0/").is_err());
         assert!(parse_url("http://a:99999/").is_err());
         assert!(parse_url("http:///x").is_err());
-        assert_eq!(parse_url("http://a").unwrap(), (Scheme::Http, "a".into(), 80, "/".into()));
+        assert_eq!(
+            parse_url("http://a").unwrap(),
+            (Scheme::Http, "a".into(), 80, "/".into())
+        );
     }
 }

@@ -33,11 +33,16 @@ pub fn cycles_between(interval: Option<Duration>, frequency: Duration) -> u64 {
 
 /// Whether an endpoint checked every `every` cycles is due in cycle `n` (all are due in 0).
 pub fn is_due(every: u64, n: u64) -> bool {
-    n % every.max(1) == 0
+    n.is_multiple_of(every.max(1))
 }
 
 /// Start and hard end of cycle `n`, or `None` if the run is over before it starts.
-pub fn cycle_window(t0: Instant, n: u64, frequency: Duration, run_duration: Option<Duration>) -> Option<(Instant, Instant)> {
+pub fn cycle_window(
+    t0: Instant,
+    n: u64,
+    frequency: Duration,
+    run_duration: Option<Duration>,
+) -> Option<(Instant, Instant)> {
     let offset = frequency.checked_mul(u32::try_from(n).ok()?)?;
     if run_duration.is_some_and(|r| offset >= r) {
         return None;
@@ -65,8 +70,15 @@ pub struct CycleOptions {
 /// What the runner reports, in order: the results of a cycle as they arrive, then its end.
 #[derive(Debug)]
 pub enum Event {
-    Result { cycle: u64, index: usize, result: Box<CheckResult> },
-    CycleEnd { cycle: u64, elapsed: Duration },
+    Result {
+        cycle: u64,
+        index: usize,
+        result: Box<CheckResult>,
+    },
+    CycleEnd {
+        cycle: u64,
+        elapsed: Duration,
+    },
 }
 
 /// Why the run ended.
@@ -97,18 +109,26 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     mut sink: impl FnMut(Event),
 ) -> (Ended, u64) {
-    let every: Vec<u64> = endpoints.iter().map(|e| cycles_between(e.interval, options.frequency)).collect();
+    let every: Vec<u64> = endpoints
+        .iter()
+        .map(|e| cycles_between(e.interval, options.frequency))
+        .collect();
     let shared = Arc::new(Shared {
         rules: endpoints
             .iter()
             .map(|e| Rules {
                 expect_status: e.expect_status.clone(),
-                latency_threshold: e.latency_threshold.unwrap_or(options.default_latency_threshold),
+                latency_threshold: e
+                    .latency_threshold
+                    .unwrap_or(options.default_latency_threshold),
                 inclusive: options.latency_inclusive,
             })
             .collect(),
         slots: endpoints.iter().map(|_| ConnSlot::default()).collect(),
-        timeouts: endpoints.iter().map(|e| e.timeout.unwrap_or(options.default_timeout)).collect(),
+        timeouts: endpoints
+            .iter()
+            .map(|e| e.timeout.unwrap_or(options.default_timeout))
+            .collect(),
         endpoints,
         checker,
         permits: Semaphore::new(options.concurrency.max(1)),
@@ -117,7 +137,8 @@ pub async fn run(
     let t0 = Instant::now();
     let mut completed = 0;
     for n in 0u64.. {
-        let Some((start, end)) = cycle_window(t0, n, options.frequency, options.run_duration) else {
+        let Some((start, end)) = cycle_window(t0, n, options.frequency, options.run_duration)
+        else {
             return (Ended::RunDuration, completed);
         };
         tokio::select! {
@@ -165,12 +186,26 @@ async fn check_one(shared: Arc<Shared>, index: usize, cycle_end: Instant) -> (us
         return (index, not_started(endpoint, c));
     };
     let deadline = (Instant::now() + shared.timeouts[index]).min(cycle_end);
-    let result = shared.checker.check(endpoint, &shared.rules[index], &shared.slots[index], deadline).await;
+    let result = shared
+        .checker
+        .check(
+            endpoint,
+            &shared.rules[index],
+            &shared.slots[index],
+            deadline,
+        )
+        .await;
     (index, result)
 }
 
 fn not_started(endpoint: &Endpoint, c: Classified) -> CheckResult {
-    let mut result = CheckResult::tcp(endpoint.url.clone(), None, 0, Duration::ZERO, Some((Reason::Timeout, String::new())));
+    let mut result = CheckResult::tcp(
+        endpoint.url.clone(),
+        None,
+        0,
+        Duration::ZERO,
+        Some((Reason::Timeout, String::new())),
+    );
     result.kind = CheckKind::Http;
     result.ts_unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -15,5 +15,5 @@ pub mod pin;
 pub mod report;
 pub mod status;
 
-pub use config::{parse_config, ConfigError, Endpoint, Scheme};
+pub use config::{ConfigError, Endpoint, Scheme, parse_config};
 pub use status::StatusSet;

@@ -99,7 +99,10 @@ impl Report {
                 last_error: None,
             });
         }
-        Report { domains, endpoints: stats }
+        Report {
+            domains,
+            endpoints: stats,
+        }
     }
 
     /// Records the result of checking endpoint `index` (its position in the config).
@@ -142,10 +145,18 @@ impl Report {
 
     /// The summary printed when the run ends: per domain, then its endpoints indented.
     pub fn summary_lines(&self, cycles: u64, rounding: Rounding) -> Vec<String> {
-        let mut lines = vec![format!("summary: {cycles} cycles, {} checks", self.total_checks())];
+        let mut lines = vec![format!(
+            "summary: {cycles} cycles, {} checks",
+            self.total_checks()
+        )];
         for (di, d) in self.domains.iter().enumerate() {
             let pct = availability_percent(d.tally.up, d.tally.total(), rounding);
-            lines.push(format!("{}: {pct}% available, {}, {}", d.domain, counts(&d.tally), latency(&d.latency)));
+            lines.push(format!(
+                "{}: {pct}% available, {}, {}",
+                d.domain,
+                counts(&d.tally),
+                latency(&d.latency)
+            ));
             for ep in self.endpoints.iter().filter(|e| e.domain == di) {
                 lines.push(format!(
                     "  {:?} {} {}: {}, {}, last error: {}",
@@ -184,7 +195,10 @@ fn counts(t: &Tally) -> String {
 
 fn latency(samples: &LatencySamples) -> String {
     match samples.summary() {
-        Some(s) => format!("latency p50 {:.1}ms p95 {:.1}ms max {:.1}ms", s.p50_ms, s.p95_ms, s.max_ms),
+        Some(s) => format!(
+            "latency p50 {:.1}ms p95 {:.1}ms max {:.1}ms",
+            s.p50_ms, s.p95_ms, s.max_ms
+        ),
         None => "latency n/a".to_string(),
     }
 }
@@ -219,7 +233,10 @@ mod tests {
                 for r in [Rounding::Nearest, Rounding::Down] {
                     let p = availability_percent(up, total, r);
                     let exact = 100.0 * up as f64 / total as f64;
-                    assert!(p <= 100 && (p as f64 - exact).abs() <= 1.0, "{up}/{total} {r:?} {p}");
+                    assert!(
+                        p <= 100 && (p as f64 - exact).abs() <= 1.0,
+                        "{up}/{total} {r:?} {p}"
+                    );
                     if r == Rounding::Down {
                         assert!(p as f64 <= exact);
                     } else {
@@ -256,32 +273,60 @@ mod tests {
     fn worked_example_two_cycles() {
         let eps = parse_config(EXAMPLE, "x").unwrap();
         let mut report = Report::new(&eps);
-        for (i, (status, ms)) in [(200, 100), (200, 600), (500, 50), (200, 100)].into_iter().enumerate() {
+        for (i, (status, ms)) in [(200, 100), (200, 600), (500, 50), (200, 100)]
+            .into_iter()
+            .enumerate()
+        {
             report.record(i, &result(status, ms));
         }
         assert_eq!(
             report.availability_lines(Rounding::Nearest),
-            ["fetch.com has 33% availability percentage", "www.fetchrewards.com has 100% availability percentage"]
+            [
+                "fetch.com has 33% availability percentage",
+                "www.fetchrewards.com has 100% availability percentage"
+            ]
         );
-        for (i, (status, ms)) in [(200, 100), (200, 300), (201, 50), (200, 900)].into_iter().enumerate() {
+        for (i, (status, ms)) in [(200, 100), (200, 300), (201, 50), (200, 900)]
+            .into_iter()
+            .enumerate()
+        {
             report.record(i, &result(status, ms));
         }
         assert_eq!(
             report.availability_lines(Rounding::Nearest),
-            ["fetch.com has 67% availability percentage", "www.fetchrewards.com has 50% availability percentage"]
+            [
+                "fetch.com has 67% availability percentage",
+                "www.fetchrewards.com has 50% availability percentage"
+            ]
         );
-        assert_eq!(report.availability_lines(Rounding::Down)[0], "fetch.com has 66% availability percentage");
+        assert_eq!(
+            report.availability_lines(Rounding::Down)[0],
+            "fetch.com has 66% availability percentage"
+        );
         // Last results: rewards is DEGRADED, the rest UP.
         assert_eq!(report.exit_status(), 1);
         let summary = report.summary_lines(2, Rounding::Nearest);
         assert_eq!(summary[0], "summary: 2 cycles, 8 checks");
-        assert_eq!(summary[1], "fetch.com: 67% available, 4 up, 1 degraded, 1 down, latency p50 100.0ms p95 600.0ms max 600.0ms");
+        assert_eq!(
+            summary[1],
+            "fetch.com: 67% available, 4 up, 1 degraded, 1 down, latency p50 100.0ms p95 600.0ms max 600.0ms"
+        );
         assert_eq!(
             summary[4],
             "  \"post\" POST https://fetch.com:8443/some/post/endpoint: 1 up, 0 degraded, 1 down, latency p50 50.0ms p95 50.0ms max 50.0ms, last error: status: HTTP 500 (expected 200-299)"
         );
-        assert!(summary[6].starts_with("  \"rewards\" GET https://www.fetchrewards.com/: 1 up, 1 degraded, 0 down"), "{}", summary[6]);
-        assert!(summary[6].ends_with("last error: slow: 900ms over the 500ms threshold"), "{}", summary[6]);
+        assert!(
+            summary[6].starts_with(
+                "  \"rewards\" GET https://www.fetchrewards.com/: 1 up, 1 degraded, 0 down"
+            ),
+            "{}",
+            summary[6]
+        );
+        assert!(
+            summary[6].ends_with("last error: slow: 900ms over the 500ms threshold"),
+            "{}",
+            summary[6]
+        );
     }
 
     #[test]
@@ -301,10 +346,23 @@ mod tests {
     fn failures_without_response_have_no_latency_sample() {
         let eps = parse_config("- {name: a, url: 'http://a/'}\n", "x").unwrap();
         let mut report = Report::new(&eps);
-        let r = CheckResult::tcp("a".into(), None, 0, Duration::from_secs(5), Some((Reason::Timeout, "timed out after 5s".into())));
+        let r = CheckResult::tcp(
+            "a".into(),
+            None,
+            0,
+            Duration::from_secs(5),
+            Some((Reason::Timeout, "timed out after 5s".into())),
+        );
         report.record(0, &r);
         let summary = report.summary_lines(1, Rounding::Nearest);
-        assert_eq!(summary[1], "a: 0% available, 0 up, 0 degraded, 1 down, latency n/a");
-        assert!(summary[2].ends_with("last error: timeout: timed out after 5s"), "{}", summary[2]);
+        assert_eq!(
+            summary[1],
+            "a: 0% available, 0 up, 0 degraded, 1 down, latency n/a"
+        );
+        assert!(
+            summary[2].ends_with("last error: timeout: timed out after 5s"),
+            "{}",
+            summary[2]
+        );
     }
 }

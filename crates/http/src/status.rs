@@ -12,7 +12,9 @@ pub struct StatusSet {
 impl Default for StatusSet {
     /// Any 2xx: the definition of a successful response.
     fn default() -> Self {
-        StatusSet { ranges: vec![(200, 299)] }
+        StatusSet {
+            ranges: vec![(200, 299)],
+        }
     }
 }
 
@@ -24,7 +26,10 @@ pub struct StatusError {
 }
 
 fn code(text: &str, input: &str) -> Result<u16, StatusError> {
-    let fail = |problem| StatusError { input: input.to_string(), problem };
+    let fail = |problem| StatusError {
+        input: input.to_string(),
+        problem,
+    };
     if text.is_empty() || text.len() > 3 || !text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(fail("not a three-digit status code"));
     }
@@ -40,13 +45,18 @@ impl StatusSet {
     }
 
     pub fn contains(&self, status: u16) -> bool {
-        self.ranges.iter().any(|&(lo, hi)| (lo..=hi).contains(&status))
+        self.ranges
+            .iter()
+            .any(|&(lo, hi)| (lo..=hi).contains(&status))
     }
 
     /// Parses one item: `200`, `200-299` or `2xx`.
     pub fn parse_item(input: &str) -> Result<(u16, u16), StatusError> {
         let text = input.trim();
-        let fail = |problem| StatusError { input: input.to_string(), problem };
+        let fail = |problem| StatusError {
+            input: input.to_string(),
+            problem,
+        };
         if let Some(class) = text.strip_suffix("xx").or_else(|| text.strip_suffix("XX")) {
             return match class.as_bytes() {
                 [d @ b'1'..=b'5'] => {
@@ -109,7 +119,9 @@ mod tests {
 
     #[test]
     fn bad_items_name_the_input() {
-        for bad in ["", "20", "2000", "600", "099", "abc", "299-200", "6xx", "xx", "2-3xx", "200-"] {
+        for bad in [
+            "", "20", "2000", "600", "099", "abc", "299-200", "6xx", "xx", "2-3xx", "200-",
+        ] {
             let err = StatusSet::parse_item(bad).unwrap_err();
             assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
         }
@@ -117,6 +129,9 @@ mod tests {
 
     #[test]
     fn displays_as_written() {
-        assert_eq!(StatusSet::new(vec![(200, 200), (300, 399)]).to_string(), "200,300-399");
+        assert_eq!(
+            StatusSet::new(vec![(200, 200), (300, 399)]).to_string(),
+            "200,300-399"
+        );
     }
 }

@@ -95,9 +95,12 @@ pub enum Format {
 
 pub async fn run(args: HttpArgs) -> anyhow::Result<i32> {
     let file = args.config.display().to_string();
-    let text = std::fs::read(&args.config).map_err(|e| exit::usage(format!("{file}: cannot read: {e}")))?;
-    let text = String::from_utf8(text).map_err(|_| exit::usage(format!("{file}: not valid UTF-8")))?;
-    let endpoints = netvantage_http::parse_config(&text, &file).map_err(|e| exit::usage(e.to_string()))?;
+    let text = std::fs::read(&args.config)
+        .map_err(|e| exit::usage(format!("{file}: cannot read: {e}")))?;
+    let text =
+        String::from_utf8(text).map_err(|_| exit::usage(format!("{file}: not valid UTF-8")))?;
+    let endpoints =
+        netvantage_http::parse_config(&text, &file).map_err(|e| exit::usage(e.to_string()))?;
     let checker = Checker::new(ClientOptions {
         ca_file: args.ca_file.clone(),
         pins: args.resolve.clone(),
@@ -192,7 +195,11 @@ fn concurrency_for_open_files(wanted: usize) -> usize {
     };
     let cap = limit.saturating_sub(RESERVED).max(1) as usize;
     if wanted > cap {
-        tracing::warn!(wanted, cap, "--concurrency lowered to fit the open-file limit");
+        tracing::warn!(
+            wanted,
+            cap,
+            "--concurrency lowered to fit the open-file limit"
+        );
     }
     wanted.min(cap)
 }

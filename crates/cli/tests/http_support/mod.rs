@@ -29,11 +29,19 @@ pub struct Reply {
 }
 
 pub fn reply(status: u16, delay_ms: u64) -> Reply {
-    Reply { status, delay: Duration::from_millis(delay_ms), body: String::new() }
+    Reply {
+        status,
+        delay: Duration::from_millis(delay_ms),
+        body: String::new(),
+    }
 }
 
 pub fn reply_body(status: u16, body: &str) -> Reply {
-    Reply { status, delay: Duration::ZERO, body: body.to_string() }
+    Reply {
+        status,
+        delay: Duration::ZERO,
+        body: body.to_string(),
+    }
 }
 
 /// Never answers (within any test's lifetime).
@@ -74,10 +82,20 @@ impl TestServer {
         Self::start_on("127.0.0.1:0".parse().unwrap(), routes, Some(cert)).await
     }
 
-    pub async fn start_on(addr: SocketAddr, routes: &[(&str, Vec<Reply>)], cert: Option<&TestCert>) -> TestServer {
-        assert!(addr.ip().is_loopback(), "test servers live on loopback only");
+    pub async fn start_on(
+        addr: SocketAddr,
+        routes: &[(&str, Vec<Reply>)],
+        cert: Option<&TestCert>,
+    ) -> TestServer {
+        assert!(
+            addr.ip().is_loopback(),
+            "test servers live on loopback only"
+        );
         let state = Arc::new(State {
-            routes: routes.iter().map(|(p, r)| (p.to_string(), r.clone())).collect(),
+            routes: routes
+                .iter()
+                .map(|(p, r)| (p.to_string(), r.clone()))
+                .collect(),
             ..State::default()
         });
         let listener = TcpListener::bind(addr).await.expect("bind test server");
@@ -86,7 +104,9 @@ impl TestServer {
         let st = Arc::clone(&state);
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 st.connections.fetch_add(1, Ordering::SeqCst);
                 let st = Arc::clone(&st);
                 let acceptor = acceptor.clone();
@@ -95,7 +115,9 @@ impl TestServer {
                     let builder = hyper::server::conn::http1::Builder::new();
                     match acceptor {
                         None => {
-                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
                         }
                         Some(acceptor) => {
                             // A client that refuses our certificate just goes away.
@@ -127,7 +149,10 @@ impl TestServer {
     }
 }
 
-async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {
+async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, hyper::Error> {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let headers = req.headers().clone();
@@ -143,11 +168,18 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Fu
     let reply = {
         let mut served = state.served.lock().unwrap();
         let n = served.entry(path.clone()).or_default();
-        let reply = state.routes.get(&path).map(|replies| replies[(*n).min(replies.len() - 1)].clone());
+        let reply = state
+            .routes
+            .get(&path)
+            .map(|replies| replies[(*n).min(replies.len() - 1)].clone());
         *n += 1;
         reply
     };
-    let reply = reply.unwrap_or(Reply { status: 404, delay: Duration::ZERO, body: "no such path".into() });
+    let reply = reply.unwrap_or(Reply {
+        status: 404,
+        delay: Duration::ZERO,
+        body: "no such path".into(),
+    });
     tokio::time::sleep(reply.delay).await;
     let mut response = Response::new(Full::new(Bytes::from(reply.body)));
     *response.status_mut() = http::StatusCode::from_u16(reply.status).unwrap();
@@ -192,7 +224,11 @@ pub fn write_file(name: &str, contents: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     // Tests run in parallel: make every file name unique.
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let path = dir.join(format!("{}-{}-{name}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst)));
+    let path = dir.join(format!(
+        "{}-{}-{name}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    ));
     std::fs::write(&path, contents).unwrap();
     path
 }
@@ -210,7 +246,10 @@ impl Run {
     }
 
     pub fn json(&self) -> Vec<serde_json::Value> {
-        self.stdout.lines().map(|l| serde_json::from_str(l).expect("NDJSON line")).collect()
+        self.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("NDJSON line"))
+            .collect()
     }
 }
 
@@ -243,6 +282,15 @@ pub fn pin(host: &str, server: &TestServer) -> String {
 /// A loopback address of its own (127.a.b.c), so a test can bind a fixed port such as 443
 /// without colliding with other tests.
 pub fn private_loopback() -> IpAddr {
-    let n = std::process::id() as u64 ^ (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
-    IpAddr::from([127, 100 + (n % 100) as u8, ((n >> 8) % 250) as u8 + 1, ((n >> 16) % 250) as u8 + 1])
+    let n = std::process::id() as u64
+        ^ (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64);
+    IpAddr::from([
+        127,
+        100 + (n % 100) as u8,
+        ((n >> 8) % 250) as u8 + 1,
+        ((n >> 16) % 250) as u8 + 1,
+    ])
 }
