@@ -176,12 +176,12 @@ def main():
     ap.add_argument("--server", required=True)
     ap.add_argument("--blackbox", default="prometheus-blackbox-exporter")
     ap.add_argument("--sizes", default="1000,10000")
-    ap.add_argument("--concurrency", type=int, default=1000)
+    ap.add_argument("--concurrency", type=int, default=256)
     ap.add_argument("--cycles", type=int, default=2)
     ap.add_argument("--server-ports", type=int, default=50)
     ap.add_argument("--sleep-ms", type=int, default=100)
-    ap.add_argument("--latency-endpoints", type=int, default=20)
-    ap.add_argument("--latency-cycles", type=int, default=10)
+    ap.add_argument("--latency-endpoints", type=int, default=5)
+    ap.add_argument("--latency-cycles", type=int, default=40)
     ap.add_argument("--out", default="bench/out/http.json")
     args = ap.parse_args()
 
@@ -219,13 +219,23 @@ def main():
         urls = [f"http://127.0.0.1:{ports[i % len(ports)]}/sleep/{args.sleep_ms}?e={i}" for i in range(m)]
         config = os.path.join(workdir, "latency.yaml")
         write_config(config, urls)
-        nv = run_netvantage(args.netvantage, config, "500ms", f"{args.latency_cycles * 0.5}s", args.concurrency, "json",
-                            workdir, "latency")
+        nv = run_netvantage(args.netvantage, config, "250ms", f"{args.latency_cycles * 0.25}s", args.concurrency,
+                            "json", workdir, "latency")
         nv_lat = [json.loads(l)["latency_ms"] for l in nv["stdout"].splitlines() if l.strip()]
         bb = blackbox_cycles(args.blackbox, bb_port, urls, args.concurrency, args.latency_cycles, workdir)
         bb_lat = [d * 1e3 for d in bb["durations"]]
+        # Reference: curl, one request at a time, against the same server: what the server's
+        # own sleep overshoot and loopback cost add, with no concurrency at all.
+        curl_lat = []
+        for i in range(50):
+            out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{time_total}", urls[i % m]],
+                                 capture_output=True, text=True, check=True).stdout
+            curl_lat.append(float(out) * 1e3)
         report["latency"] = {
             "sleep_ms": args.sleep_ms,
+            "endpoints": m,
+            "curl_sequential": {"samples": len(curl_lat), "p50_ms": statistics.median(curl_lat),
+                                "p50_abs_error_ms": abs(statistics.median(curl_lat) - args.sleep_ms)},
             "netvantage": {"samples": len(nv_lat), "p50_ms": statistics.median(nv_lat),
                            "p50_abs_error_ms": abs(statistics.median(nv_lat) - args.sleep_ms)},
             "blackbox": {"samples": len(bb_lat), "p50_ms": statistics.median(bb_lat),
@@ -257,11 +267,12 @@ def print_table(report):
         print(f"| {row['endpoints']:,} | **ratio** (blackbox CPU / netvantage CPU) | | | "
               f"**{row['cpu_ratio_blackbox_over_netvantage']:.1f}×** | |")
     lat = report["latency"]
-    print(f"\nLatency against a server sleeping {lat['sleep_ms']} ms "
-          f"(p50 of {lat['netvantage']['samples']} / {lat['blackbox']['samples']} samples):\n")
+    print(f"\nLatency against a server sleeping {lat['sleep_ms']} ms, {lat['endpoints']} endpoints per cycle "
+          f"(p50 of {lat['netvantage']['samples']} / {lat['blackbox']['samples']} / "
+          f"{lat['curl_sequential']['samples']} samples):\n")
     print("| tool | p50 (ms) | p50 absolute error (ms) |")
     print("|---|---:|---:|")
-    for tool in ("netvantage", "blackbox"):
+    for tool in ("netvantage", "blackbox", "curl_sequential"):
         r = lat[tool]
         print(f"| {tool} | {r['p50_ms']:.3f} | {r['p50_abs_error_ms']:.3f} |")
 

@@ -3,7 +3,7 @@
 # (127.0.0.1). Builds release binaries, raises the open-file limit to the hard limit, then runs
 # bench.py, which prints a markdown table and writes bench/out/http.json.
 #
-#   bench/http/run.sh                      # 1,000 and 10,000 endpoints, concurrency 1000
+#   bench/http/run.sh                      # 1,000 and 10,000 endpoints, concurrency 256
 #   bench/http/run.sh --sizes 1000         # quicker
 set -euo pipefail
 cd "$(dirname "$0")/../.."

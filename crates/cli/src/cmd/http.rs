@@ -76,8 +76,9 @@ pub struct HttpArgs {
     /// Reuse each endpoint's connection between checks (default: a fresh one per check).
     #[arg(long)]
     pub keep_alive: bool,
-    /// Most checks in flight at once (capped by the open-file limit).
-    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Most checks in flight at once (capped by the open-file limit). More in flight than
+    /// the CPU can serve inflates measured latency; raise it for many slow remote endpoints.
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: u32,
 }
 
