@@ -778,3 +778,36 @@ async fn help_shows_an_example() {
     );
     assert!(run.stdout.contains("- name: fetch index page"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn interval_checks_an_endpoint_every_nth_cycle() {
+    let server = TestServer::start(&[
+        ("/often", vec![reply(200, 0)]),
+        ("/rarely", vec![reply(200, 0)]),
+    ])
+    .await;
+    let base = format!("http://127.0.0.1:{}", server.port());
+    let config = write_file(
+        "interval.yaml",
+        &format!(
+            "- {{name: often, url: '{base}/often'}}\n- {{name: rarely, url: '{base}/rarely', interval: 1s}}\n"
+        ),
+    );
+    let run = netvantage(&[
+        "http",
+        "-f",
+        "300ms",
+        "-r",
+        "1200ms",
+        config.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(server.seen_on("/often").len(), 4, "{}", run.stdout);
+    // 1 s rounds up to 4 cycles of 300 ms: cycle 0 only.
+    assert_eq!(server.seen_on("/rarely").len(), 1);
+    assert!(
+        run.stdout.contains("summary: 4 cycles, 5 checks"),
+        "{}",
+        run.stdout
+    );
+}

@@ -1,5 +1,5 @@
 //! Fixed-rate cycles: cycle n starts at t0 + n·frequency however slow the endpoints are. Every
-//! due endpoint of a cycle is checked concurrently (bounded by a semaphore), each with its own
+//! due endpoint of a cycle is checked concurrently (at most `concurrency` at once), each with its own
 //! deadline that never passes the next cycle's start, so one hung endpoint cannot delay the
 //! report nor push the schedule.
 //!
@@ -12,10 +12,10 @@ use crate::classify::{Classified, Rules};
 use crate::client::{Checker, ConnSlot};
 use crate::config::Endpoint;
 use netvantage_core::{CheckKind, CheckResult, HttpDetails, Reason};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -96,7 +96,6 @@ struct Shared {
     slots: Vec<ConnSlot>,
     timeouts: Vec<Duration>,
     checker: Checker,
-    permits: Semaphore,
 }
 
 /// Runs cycles until `run_duration` passes or `shutdown` completes, handing every event to
@@ -131,7 +130,6 @@ pub async fn run(
             .collect(),
         endpoints,
         checker,
-        permits: Semaphore::new(options.concurrency.max(1)),
     });
     tokio::pin!(shutdown);
     let t0 = Instant::now();
@@ -145,13 +143,33 @@ pub async fn run(
             _ = tokio::time::sleep_until(start) => {}
             _ = &mut shutdown => return (Ended::Shutdown, completed),
         }
+        // Tasks are spawned only as slots free up, so at most `concurrency` check futures
+        // exist at once: 10,000 endpoints must not mean 10,000 parked futures in memory.
+        let mut pending: VecDeque<usize> =
+            (0..every.len()).filter(|&i| is_due(every[i], n)).collect();
         let mut tasks = JoinSet::new();
-        for (index, &every) in every.iter().enumerate() {
-            if is_due(every, n) {
+        loop {
+            while tasks.len() < options.concurrency.max(1) && Instant::now() < end {
+                let Some(index) = pending.pop_front() else {
+                    break;
+                };
                 tasks.spawn(check_one(Arc::clone(&shared), index, end));
             }
-        }
-        loop {
+            if tasks.is_empty() {
+                // Whatever is still pending could not start before the cycle ended.
+                for index in pending.drain(..) {
+                    let c = Classified::down(
+                        Reason::Timeout,
+                        "not started before the cycle ended (too many endpoints for --concurrency)",
+                    );
+                    sink(Event::Result {
+                        cycle: n,
+                        index,
+                        result: Box::new(not_started(&shared.endpoints[index], c)),
+                    });
+                }
+                break;
+            }
             tokio::select! {
                 biased;
                 _ = &mut shutdown => {
@@ -161,7 +179,7 @@ pub async fn run(
                 joined = tasks.join_next() => match joined {
                     Some(Ok((index, result))) => sink(Event::Result { cycle: n, index, result: Box::new(result) }),
                     Some(Err(e)) => tracing::error!("a check task failed: {e}"),
-                    None => break,
+                    None => {}
                 },
             }
         }
@@ -177,14 +195,6 @@ pub async fn run(
 
 async fn check_one(shared: Arc<Shared>, index: usize, cycle_end: Instant) -> (usize, CheckResult) {
     let endpoint = &shared.endpoints[index];
-    let permit = tokio::time::timeout_at(cycle_end, shared.permits.acquire()).await;
-    let Ok(Ok(_permit)) = permit else {
-        let c = Classified::down(
-            Reason::Timeout,
-            "not started before the cycle ended (too many endpoints for --concurrency)",
-        );
-        return (index, not_started(endpoint, c));
-    };
     let deadline = (Instant::now() + shared.timeouts[index]).min(cycle_end);
     let result = shared
         .checker

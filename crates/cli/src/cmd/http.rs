@@ -138,7 +138,11 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<i32> {
             }
         }
         Event::CycleEnd { cycle, elapsed } => {
-            tracing::info!(cycle, elapsed_ms = elapsed.as_secs_f64() * 1e3, "cycle done");
+            tracing::info!(
+                cycle,
+                elapsed_ms = elapsed.as_secs_f64() * 1e3,
+                "cycle done"
+            );
             let lines = report.availability_lines(rounding);
             if json {
                 let mut err = std::io::stderr().lock();
