@@ -98,7 +98,9 @@ impl TestServer {
                 .collect(),
             ..State::default()
         });
-        let listener = TcpListener::bind(addr).await.expect("bind test server");
+        let listener = TcpListener::bind(addr).await.unwrap_or_else(|e| {
+            panic!("bind test server on {addr} (ports below 1024 need root): {e}")
+        });
         let addr = listener.local_addr().unwrap();
         let acceptor = cert.map(|c| tokio_rustls::TlsAcceptor::from(c.server_config()));
         let st = Arc::clone(&state);
