@@ -811,3 +811,54 @@ async fn interval_checks_an_endpoint_every_nth_cycle() {
         run.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checks_that_cannot_start_before_the_cycle_ends_are_down_and_said_so() {
+    let server = TestServer::start(&[("/a", vec![hang()]), ("/b", vec![hang()])]).await;
+    let base = format!("http://127.0.0.1:{}", server.port());
+    let config = write_file(
+        "starved.yaml",
+        &format!("- {{name: a, url: '{base}/a'}}\n- {{name: b, url: '{base}/b'}}\n"),
+    );
+    let run = netvantage(&[
+        "http",
+        "-f",
+        "500ms",
+        "-r",
+        "500ms",
+        "--concurrency",
+        "1",
+        "--format",
+        "json",
+        config.to_str().unwrap(),
+    ])
+    .await;
+    let records = run.json();
+    assert_eq!(records.len(), 2, "{}", run.stderr);
+    let errors: Vec<&str> = records
+        .iter()
+        .map(|r| r["error"].as_str().unwrap())
+        .collect();
+    assert!(
+        records
+            .iter()
+            .all(|r| r["outcome"] == "down" && r["reason"] == "timeout"),
+        "{records:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.starts_with("no answer within")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("not started before the cycle ended")),
+        "{errors:?}"
+    );
+    assert_eq!(server.seen().len(), 1, "only one check may be in flight");
+    assert!(
+        run.elapsed < Duration::from_millis(1500),
+        "took {:?}",
+        run.elapsed
+    );
+}

@@ -11,6 +11,7 @@
 use crate::classify::{Classified, Rules};
 use crate::client::{Checker, ConnSlot};
 use crate::config::Endpoint;
+use netvantage_core::check::SCHEMA_VERSION;
 use netvantage_core::{CheckKind, CheckResult, HttpDetails, Reason};
 use std::collections::VecDeque;
 use std::future::Future;
@@ -209,28 +210,29 @@ async fn check_one(shared: Arc<Shared>, index: usize, cycle_end: Instant) -> (us
 }
 
 fn not_started(endpoint: &Endpoint, c: Classified) -> CheckResult {
-    let mut result = CheckResult::tcp(
-        endpoint.url.clone(),
-        None,
-        0,
-        Duration::ZERO,
-        Some((Reason::Timeout, String::new())),
-    );
-    result.kind = CheckKind::Http;
-    result.ts_unix_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default();
-    result.outcome = c.outcome;
-    result.reason = c.reason;
-    result.error = c.error;
-    result.http = Some(HttpDetails {
-        name: endpoint.name.clone(),
-        method: endpoint.method.to_string(),
-        domain: endpoint.domain.clone(),
-        tls_cert_not_after_unix_ms: None,
-    });
-    result
+    CheckResult {
+        schema: SCHEMA_VERSION,
+        kind: CheckKind::Http,
+        target: endpoint.url.clone(),
+        address: None,
+        ts_unix_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default(),
+        outcome: c.outcome,
+        reason: c.reason,
+        latency_ms: 0.0,
+        error: c.error,
+        status: None,
+        phases: None,
+        body_matched: None,
+        http: Some(HttpDetails {
+            name: endpoint.name.clone(),
+            method: endpoint.method.to_string(),
+            domain: endpoint.domain.clone(),
+            tls_cert_not_after_unix_ms: None,
+        }),
+    }
 }
 
 #[cfg(test)]
