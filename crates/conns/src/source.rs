@@ -29,6 +29,12 @@ pub trait Source: Send {
     fn read(&mut self, sink: &mut dyn FnMut(SocketEntry)) -> Result<ReadStats, SourceError>;
 }
 
+impl<S: Source + ?Sized> Source for Box<S> {
+    fn read(&mut self, sink: &mut dyn FnMut(SocketEntry)) -> Result<ReadStats, SourceError> {
+        (**self).read(sink)
+    }
+}
+
 /// Reads `<root>/net/tcp` and `<root>/net/tcp6`. `root` is `/proc` normally, or wherever a
 /// container mounted the host's `/proc`. A missing `tcp6` means IPv6 is disabled and is not an
 /// error; a missing `tcp` is.
