@@ -25,5 +25,9 @@ pub fn usage(message: impl Into<String>) -> anyhow::Error {
 /// Prints an error that ended the run and returns its exit status.
 pub fn report(err: &anyhow::Error) -> i32 {
     eprintln!("netvantage: {err:#}");
-    if err.downcast_ref::<UsageError>().is_some() { USAGE } else { INTERNAL }
+    if err.downcast_ref::<UsageError>().is_some() {
+        USAGE
+    } else {
+        INTERNAL
+    }
 }

@@ -12,7 +12,11 @@ const INTERVAL: Duration = Duration::from_millis(200);
 fn new_connections_on_several_addresses(source: &str) {
     let ns = Netns::new();
     let listeners = ns.run_in(|| {
-        vec![listen("127.0.0.1:8080"), listen("[::1]:8443"), listen("127.0.0.2:9090")]
+        vec![
+            listen("127.0.0.1:8080"),
+            listen("[::1]:8443"),
+            listen("127.0.0.2:9090"),
+        ]
     });
     let mut conns = ns.start_conns(&["--interval", "200ms", "--source", source]);
     conns.wait_baseline();
@@ -60,7 +64,12 @@ fn existing_connections_are_the_silent_baseline_unless_include_existing() {
     let ns = Netns::new();
     let (_listener, _client, client_addr) = ns.run_in(|| {
         let l = listen("127.0.0.1:7000");
-        let c = connect_from(addr("127.0.0.9:0"), addr("127.0.0.1:7000"), Duration::from_secs(2)).unwrap();
+        let c = connect_from(
+            addr("127.0.0.9:0"),
+            addr("127.0.0.1:7000"),
+            Duration::from_secs(2),
+        )
+        .unwrap();
         let local = c.local_addr().unwrap();
         (l, c, local)
     });

@@ -97,20 +97,64 @@ impl Metrics {
             .inc();
     }
 
-    /// The exposition text.
-    pub fn render(&self) -> String {
+    /// The OpenMetrics exposition (what the prometheus-client crate writes).
+    pub fn render_openmetrics(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+
+    /// The classic Prometheus text format (0.0.4), which every scraper and `promtool check
+    /// metrics` read.
+    pub fn render(&self) -> String {
+        openmetrics_to_text(&self.render_openmetrics())
+    }
 }
 
-const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// OpenMetrics names a counter family without `_total` in its HELP/TYPE lines and ends with
+/// `# EOF`; the 0.0.4 text format wants the sample name (`_total`) there and no EOF marker.
+/// Our metrics use no other OpenMetrics-only feature (units, exemplars, created timestamps).
+pub fn openmetrics_to_text(openmetrics: &str) -> String {
+    let counters: Vec<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(&name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(line) => out.push_str(&line),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 fn respond(req: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
+    let wants_openmetrics = req
+        .headers()
+        .get(hyper::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
     let (status, content_type, body) = match req.uri().path() {
-        "/metrics" => (StatusCode::OK, CONTENT_TYPE, metrics.render()),
+        "/metrics" if wants_openmetrics => {
+            (StatusCode::OK, OPENMETRICS, metrics.render_openmetrics())
+        }
+        "/metrics" => (StatusCode::OK, TEXT, metrics.render()),
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain",

@@ -99,13 +99,19 @@ pub async fn run(args: ConnsArgs) -> anyhow::Result<i32> {
         ));
     }
     if args.scan_ports == 0 || args.scan_max_sources == 0 {
-        return Err(crate::exit::usage("--scan-ports and --scan-max-sources must be at least 1"));
+        return Err(crate::exit::usage(
+            "--scan-ports and --scan-max-sources must be at least 1",
+        ));
     }
     let source: Box<dyn Source> = match args.source {
-        SourceKind::Proc => {
-            Box::new(ProcSource::new(args.proc_root.clone().unwrap_or_else(|| PathBuf::from("/proc"))))
+        SourceKind::Proc => Box::new(ProcSource::new(
+            args.proc_root
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("/proc")),
+        )),
+        SourceKind::Netlink => {
+            Box::new(NetlinkSource::open().context("cannot open a NETLINK_SOCK_DIAG socket")?)
         }
-        SourceKind::Netlink => Box::new(NetlinkSource::open().context("cannot open a NETLINK_SOCK_DIAG socket")?),
     };
 
     let metrics = Metrics::new();
@@ -150,7 +156,10 @@ pub async fn run(args: ConnsArgs) -> anyhow::Result<i32> {
 
     if let Some(firewall) = firewall {
         if args.keep_rules {
-            tracing::info!("leaving nftables table inet {} in place (--keep-rules)", nft::TABLE);
+            tracing::info!(
+                "leaving nftables table inet {} in place (--keep-rules)",
+                nft::TABLE
+            );
         } else {
             let removed = tokio::task::spawn_blocking(move || firewall.teardown()).await?;
             removed.context("cannot remove the nftables table inet netvantage")?;
@@ -219,7 +228,9 @@ impl Watcher {
             Err(err @ SourceError::Read { .. }) => return Err(crate::exit::usage(err.to_string())),
             Err(err) => return Err(err.into()),
         };
-        self.metrics.poll_duration.observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .poll_duration
+            .observe(started.elapsed().as_secs_f64());
         self.metrics.malformed_lines.inc_by(report.stats.malformed);
         if let Some((path, line, err)) = &report.stats.first_malformed {
             tracing::warn!(
@@ -228,7 +239,11 @@ impl Watcher {
                 path.display()
             );
         }
-        let offset = if self.local_time { clock::local_offset(unix) } else { 0 };
+        let offset = if self.local_time {
+            clock::local_offset(unix)
+        } else {
+            0
+        };
         let ts = format::timestamp(unix, offset);
         let mut lines = Vec::new();
         if report.baseline {
@@ -251,13 +266,19 @@ impl Watcher {
                 .map(|c| (c.source.ip(), c.destination.ip(), c.destination.port()))
                 .collect()
         };
-        tracing::debug!(connections = report.connections, new = report.new.len(), "poll done");
+        tracing::debug!(
+            connections = report.connections,
+            new = report.new.len(),
+            "poll done"
+        );
         let now = Instant::now();
         let alerts = self.detector.observe(now, inbound);
         if !alerts.is_empty() && self.block {
             match hostaddrs::own_addresses() {
                 Ok(own) => self.policy.set_own_addresses(own),
-                Err(err) => tracing::error!("cannot list this host's addresses, so nothing is blocked: {err}"),
+                Err(err) => tracing::error!(
+                    "cannot list this host's addresses, so nothing is blocked: {err}"
+                ),
             }
         }
         for alert in &alerts {
@@ -270,7 +291,9 @@ impl Watcher {
             }
         }
         self.blocked.retain(|_, until| *until > now);
-        self.metrics.blocked_sources.set(i64::try_from(self.blocked.len()).unwrap_or(i64::MAX));
+        self.metrics
+            .blocked_sources
+            .set(i64::try_from(self.blocked.len()).unwrap_or(i64::MAX));
         Ok(print(&lines))
     }
 
@@ -293,7 +316,8 @@ impl Watcher {
         };
         match firewall.block(address, self.ttl) {
             Ok(()) => {
-                self.blocked.insert(address, now + Duration::from_secs(seconds));
+                self.blocked
+                    .insert(address, now + Duration::from_secs(seconds));
                 Some(format::blocked(ts, address, seconds))
             }
             Err(err) => {

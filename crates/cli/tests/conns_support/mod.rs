@@ -25,7 +25,10 @@ pub fn require_tools(tools: &[&str]) {
             .stdout(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        assert!(found, "`{tool}` not found: apt-get install nftables iproute2 prometheus (tests run as root)");
+        assert!(
+            found,
+            "`{tool}` not found: apt-get install nftables iproute2 prometheus (tests run as root)"
+        );
     }
 }
 
@@ -50,7 +53,11 @@ pub struct Netns {
 impl Netns {
     pub fn new() -> Netns {
         require_tools(&["ip", "nft"]);
-        let name = format!("nvc-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+        let name = format!(
+            "nvc-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
         run(Command::new("ip").args(["netns", "add", &name]));
         let ns = Netns { name };
         ns.ip(&["link", "set", "lo", "up"]);
@@ -64,7 +71,9 @@ impl Netns {
 
     /// Runs a program inside the namespace and returns its stdout (it must succeed).
     pub fn exec(&self, program: &[&str]) -> String {
-        run(Command::new("ip").args(["netns", "exec", &self.name]).args(program))
+        run(Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(program))
     }
 
     pub fn exec_with_stdin(&self, program: &[&str], stdin: &str) -> std::process::Output {
@@ -77,7 +86,12 @@ impl Netns {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn");
-        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
         child.wait_with_output().expect("wait")
     }
 
@@ -97,22 +111,27 @@ impl Netns {
 
     /// Starts the real binary inside the namespace: `netvantage -v conns ARGS...`.
     pub fn start_conns(&self, args: &[&str]) -> Conns {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.name, BIN, "-v", "conns"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn netvantage");
-        let stdout = lines(child.stdout.take().expect("stdout"));
-        let stderr = lines(child.stderr.take().expect("stderr"));
-        Conns { child, stdout, stderr, out: Vec::new(), err: Vec::new() }
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name, BIN, "-v", "conns"])
+            .args(args);
+        Conns::spawn(cmd)
     }
 
     /// The members of an nftables set in this namespace (empty if the table is absent).
     pub fn nft_set(&self, set: &str) -> Vec<String> {
         let output = Command::new("ip")
-            .args(["netns", "exec", &self.name, "nft", "-j", "list", "set", "inet", "netvantage", set])
+            .args([
+                "netns",
+                "exec",
+                &self.name,
+                "nft",
+                "-j",
+                "list",
+                "set",
+                "inet",
+                "netvantage",
+                set,
+            ])
             .output()
             .expect("nft");
         if !output.status.success() {
@@ -136,7 +155,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -151,7 +172,9 @@ pub struct Pair {
 pub fn pair() -> Pair {
     let host = Netns::new();
     let peer = Netns::new();
-    host.ip(&["link", "add", "nvh", "type", "veth", "peer", "name", "nvp", "netns", &peer.name]);
+    host.ip(&[
+        "link", "add", "nvh", "type", "veth", "peer", "name", "nvp", "netns", &peer.name,
+    ]);
     host.ip(&["addr", "add", "198.18.0.1/24", "dev", "nvh"]);
     host.ip(&["-6", "addr", "add", "2001:db8::1/64", "dev", "nvh", "nodad"]);
     host.ip(&["link", "set", "nvh", "up"]);
@@ -190,13 +213,36 @@ pub struct Conns {
 }
 
 impl Conns {
+    /// Starts `cmd` (the binary, possibly behind `ip netns exec`) with both streams captured.
+    pub fn spawn(mut cmd: Command) -> Conns {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn netvantage");
+        let stdout = lines(child.stdout.take().expect("stdout"));
+        let stderr = lines(child.stderr.take().expect("stderr"));
+        Conns {
+            child,
+            stdout,
+            stderr,
+            out: Vec::new(),
+            err: Vec::new(),
+        }
+    }
+
     fn drain(&mut self) {
         self.out.extend(self.stdout.try_iter());
         self.err.extend(self.stderr.try_iter());
     }
 
     /// Waits until `done(stdout, stderr)` holds; panics with both streams after `timeout`.
-    pub fn wait_for(&mut self, timeout: Duration, what: &str, done: impl Fn(&[String], &[String]) -> bool) {
+    pub fn wait_for(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&[String], &[String]) -> bool,
+    ) {
         let deadline = Instant::now() + timeout;
         loop {
             self.drain();
@@ -204,7 +250,11 @@ impl Conns {
                 return;
             }
             if Instant::now() >= deadline {
-                panic!("timed out waiting for {what}\nstdout:\n{}\nstderr:\n{}", self.out.join("\n"), self.err.join("\n"));
+                panic!(
+                    "timed out waiting for {what}\nstdout:\n{}\nstderr:\n{}",
+                    self.out.join("\n"),
+                    self.err.join("\n")
+                );
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 // Let the reader threads deliver the last lines before judging.
@@ -213,7 +263,11 @@ impl Conns {
                 if done(&self.out, &self.err) {
                     return;
                 }
-                panic!("netvantage exited ({status}) while waiting for {what}\nstdout:\n{}\nstderr:\n{}", self.out.join("\n"), self.err.join("\n"));
+                panic!(
+                    "netvantage exited ({status}) while waiting for {what}\nstdout:\n{}\nstderr:\n{}",
+                    self.out.join("\n"),
+                    self.err.join("\n")
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -228,16 +282,23 @@ impl Conns {
     /// Stdout lines without their timestamps.
     pub fn events(&mut self) -> Vec<String> {
         self.drain();
-        self.out.iter().map(|l| strip_timestamp(l).to_string()).collect()
+        self.out
+            .iter()
+            .map(|l| strip_timestamp(l).to_string())
+            .collect()
     }
 
     /// Waits until every expected event has been printed.
     pub fn wait_events(&mut self, expected: &[String]) {
         let expected = expected.to_vec();
-        self.wait_for(Duration::from_secs(10), &format!("events {expected:#?}"), move |out, _| {
-            let got: Vec<&str> = out.iter().map(|l| strip_timestamp(l)).collect();
-            expected.iter().all(|e| got.contains(&e.as_str()))
-        });
+        self.wait_for(
+            Duration::from_secs(10),
+            &format!("events {expected:#?}"),
+            move |out, _| {
+                let got: Vec<&str> = out.iter().map(|l| strip_timestamp(l)).collect();
+                expected.iter().all(|e| got.contains(&e.as_str()))
+            },
+        );
     }
 
     /// Lets `polls` more polls happen (by the clock) and returns all events so far.
@@ -257,7 +318,10 @@ impl Conns {
                 self.drain();
                 return status;
             }
-            assert!(Instant::now() < deadline, "netvantage did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "netvantage did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -282,13 +346,20 @@ pub fn strip_timestamp(line: &str) -> &str {
             _ => b.is_ascii_digit(),
         })
         && &bytes[19..21] == b": ";
-    assert!(shaped, "line does not start with a `YYYY-MM-DD HH:MM:SS: ` timestamp: {line:?}");
+    assert!(
+        shaped,
+        "line does not start with a `YYYY-MM-DD HH:MM:SS: ` timestamp: {line:?}"
+    );
     &line[21..]
 }
 
 /// Connects from `from` (port chosen by the kernel) to `to`; the socket stays open while the
 /// stream lives.
-pub fn connect_from(from: SocketAddr, to: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
+pub fn connect_from(
+    from: SocketAddr,
+    to: SocketAddr,
+    timeout: Duration,
+) -> std::io::Result<TcpStream> {
     let domain = socket2::Domain::for_address(to);
     let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     socket.bind(&from.into())?;
