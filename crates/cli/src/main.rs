@@ -24,7 +24,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    Ports(cmd::ports::PortsArgs),
+    Ports(Box<cmd::ports::PortsArgs>),
     Http(cmd::http::HttpArgs),
     Conns(cmd::conns::ConnsArgs),
 }
@@ -51,7 +51,7 @@ fn main() {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Ports(args) => cmd::ports::run(args).await,
+            Command::Ports(args) => cmd::ports::run(*args).await,
             Command::Http(args) => cmd::http::run(args).await,
             Command::Conns(args) => cmd::conns::run(args).await,
         }

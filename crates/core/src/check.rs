@@ -180,7 +180,13 @@ mod tests {
         assert_eq!(json["latency_ms"], 1.5);
         assert!(json.get("reason").is_none());
 
-        let failed = CheckResult::tcp("x:1".into(), None, 0, Duration::ZERO, Some((Reason::Dns, "NXDOMAIN".into())));
+        let failed = CheckResult::tcp(
+            "x:1".into(),
+            None,
+            0,
+            Duration::ZERO,
+            Some((Reason::Dns, "NXDOMAIN".into())),
+        );
         let json = serde_json::to_value(&failed).unwrap();
         assert_eq!(json["outcome"], "down");
         assert_eq!(json["reason"], "dns");

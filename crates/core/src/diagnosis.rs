@@ -56,7 +56,11 @@ impl Diagnosis {
             let group = self.subnets.entry(subnet_of(address.ip())).or_default();
             group.addresses.insert(address.ip());
             if let Some(reason) = reason {
-                group.failing.entry(reason).or_default().insert(address.ip());
+                group
+                    .failing
+                    .entry(reason)
+                    .or_default()
+                    .insert(address.ip());
                 *group.failures.entry(reason).or_default() += 1;
                 group.first_ms.entry(reason).or_insert(result.ts_unix_ms);
                 group.last_ms.insert(reason, result.ts_unix_ms);
@@ -64,7 +68,10 @@ impl Diagnosis {
         }
         if let Some(reason) = reason {
             *self.by_reason.entry(reason).or_default() += 1;
-            self.hosts_by_reason.entry(reason).or_default().insert(result.target.clone());
+            self.hosts_by_reason
+                .entry(reason)
+                .or_default()
+                .insert(result.target.clone());
             let minute = result.ts_unix_ms.div_euclid(60_000) * 60_000;
             *self.by_minute.entry((minute, reason)).or_default() += 1;
         }
@@ -74,7 +81,11 @@ impl Diagnosis {
     pub fn render(&self, max_rows: usize) -> String {
         let mut out = String::new();
         let failed: u64 = self.by_reason.values().sum();
-        let _ = writeln!(out, "== Diagnosis: {failed} failed of {} checks ==", self.checks);
+        let _ = writeln!(
+            out,
+            "== Diagnosis: {failed} failed of {} checks ==",
+            self.checks
+        );
         if failed == 0 {
             let _ = writeln!(out, "no failures");
             return out;
@@ -84,10 +95,17 @@ impl Diagnosis {
         reasons.sort_by_key(|(r, n)| (std::cmp::Reverse(**n), **r));
         for (reason, n) in reasons {
             let hosts = self.hosts_by_reason.get(reason).map_or(0, HashSet::len);
-            let _ = writeln!(out, "{:<12} {n:>8} checks  {hosts:>7} hosts", reason.as_str());
+            let _ = writeln!(
+                out,
+                "{:<12} {n:>8} checks  {hosts:>7} hosts",
+                reason.as_str()
+            );
         }
 
-        let _ = writeln!(out, "-- by subnet (addresses failing / addresses checked) --");
+        let _ = writeln!(
+            out,
+            "-- by subnet (addresses failing / addresses checked) --"
+        );
         let mut rows: Vec<(&String, Reason, usize, usize, u32, i64, i64)> = Vec::new();
         for (subnet, group) in &self.subnets {
             for (reason, failing) in &group.failing {
@@ -102,7 +120,12 @@ impl Diagnosis {
                 ));
             }
         }
-        rows.sort_by(|a, b| b.2.cmp(&a.2).then(b.4.cmp(&a.4)).then(a.0.cmp(b.0)).then(a.1.cmp(&b.1)));
+        rows.sort_by(|a, b| {
+            b.2.cmp(&a.2)
+                .then(b.4.cmp(&a.4))
+                .then(a.0.cmp(b.0))
+                .then(a.1.cmp(&b.1))
+        });
         for (subnet, reason, failing, total, failures, first, last) in rows.iter().take(max_rows) {
             let all = if failing == total { " (all)" } else { "" };
             let _ = writeln!(
@@ -123,7 +146,10 @@ impl Diagnosis {
             minutes.entry(*minute).or_default().push((*reason, *n));
         }
         for (minute, counts) in minutes {
-            let cells: Vec<String> = counts.iter().map(|(r, n)| format!("{} {n}", r.as_str())).collect();
+            let cells: Vec<String> = counts
+                .iter()
+                .map(|(r, n)| format!("{} {n}", r.as_str()))
+                .collect();
             let _ = writeln!(out, "{}  {}", utc_minute(minute), cells.join("  "));
         }
         out
@@ -148,7 +174,10 @@ mod tests {
     #[test]
     fn subnets_are_slash_24_and_slash_64() {
         assert_eq!(subnet_of("10.2.3.77".parse().unwrap()), "10.2.3.0/24");
-        assert_eq!(subnet_of("2001:db8:1:2:3::9".parse().unwrap()), "2001:db8:1:2::/64");
+        assert_eq!(
+            subnet_of("2001:db8:1:2:3::9".parse().unwrap()),
+            "2001:db8:1:2::/64"
+        );
     }
 
     #[test]
@@ -162,17 +191,32 @@ mod tests {
         let at_1201 = 1_619_611_290_000;
         let mut diagnosis = Diagnosis::default();
         for host in 1..=20 {
-            diagnosis.observe(&result(&format!("10.2.3.{host}:80"), at_1201, Some(Reason::Timeout)));
+            diagnosis.observe(&result(
+                &format!("10.2.3.{host}:80"),
+                at_1201,
+                Some(Reason::Timeout),
+            ));
             diagnosis.observe(&result(&format!("10.9.9.{host}:80"), at_1201, None));
         }
         diagnosis.observe(&result("10.9.9.1:80", at_1201, Some(Reason::Refused)));
         let text = diagnosis.render(10);
         assert!(text.contains("21 failed of 41 checks"), "{text}");
-        assert!(text.contains("10.2.3.0/24              timeout      20/20 (all)  20 failures  12:01-12:01 UTC"), "{text}");
-        assert!(text.contains("10.9.9.0/24              refused      1/20"), "{text}");
+        assert!(
+            text.contains(
+                "10.2.3.0/24              timeout      20/20 (all)  20 failures  12:01-12:01 UTC"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("10.9.9.0/24              refused      1/20"),
+            "{text}"
+        );
         assert!(text.contains("12:01  refused 1  timeout 20"), "{text}");
         let timeout_line = text.lines().position(|l| l.starts_with("timeout")).unwrap();
         let refused_line = text.lines().position(|l| l.starts_with("refused")).unwrap();
-        assert!(timeout_line < refused_line, "most frequent reason first:\n{text}");
+        assert!(
+            timeout_line < refused_line,
+            "most frequent reason first:\n{text}"
+        );
     }
 }

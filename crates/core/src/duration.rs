@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration {input:?}: {problem} (use e.g. 500ms, 10s, 1m; a bare number is seconds)")]
+#[error(
+    "invalid duration {input:?}: {problem} (use e.g. 500ms, 10s, 1m; a bare number is seconds)"
+)]
 pub struct DurationError {
     pub input: String,
     pub problem: &'static str,
@@ -12,7 +14,10 @@ pub struct DurationError {
 
 /// Parses `500ms`, `10s`, `1m`, `2h`, `1d`, `1.5s`, `250us` or a bare number of seconds.
 pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
-    let fail = |problem| DurationError { input: input.to_string(), problem };
+    let fail = |problem| DurationError {
+        input: input.to_string(),
+        problem,
+    };
     let text = input.trim();
     if text.is_empty() {
         return Err(fail("empty"));
@@ -47,9 +52,9 @@ pub fn format_duration(duration: Duration) -> String {
     let ms = duration.as_millis();
     if ms == 0 {
         format!("{}us", duration.as_micros())
-    } else if ms % 60_000 == 0 {
+    } else if ms.is_multiple_of(60_000) {
         format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

@@ -26,7 +26,10 @@ pub struct NagiosThresholds {
 
 impl Default for NagiosThresholds {
     fn default() -> Self {
-        NagiosThresholds { low: 5.0, high: 20.0 }
+        NagiosThresholds {
+            low: 5.0,
+            high: 20.0,
+        }
     }
 }
 
@@ -62,10 +65,17 @@ impl NagiosFlap {
         // Right-align the history in the 21 slots: transition `x` (1 = oldest) of a full history.
         let first_slot = transitions + 1 - self.states.len();
         let mut weighted = 0.0;
-        for (i, pair) in self.states.iter().collect::<Vec<_>>().windows(2).enumerate() {
+        for (i, pair) in self
+            .states
+            .iter()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .enumerate()
+        {
             if pair[0] != pair[1] {
                 let x = first_slot + i + 1;
-                weighted += (x - 1) as f64 * (HIGH_WEIGHT - LOW_WEIGHT) / (transitions - 1) as f64 + LOW_WEIGHT;
+                weighted += (x - 1) as f64 * (HIGH_WEIGHT - LOW_WEIGHT) / (transitions - 1) as f64
+                    + LOW_WEIGHT;
             }
         }
         weighted * 100.0 / transitions as f64
@@ -93,7 +103,9 @@ mod tests {
 
     #[test]
     fn alternating_full_history_is_one_hundred_percent() {
-        let states: Vec<_> = (0..21).map(|i| if i % 2 == 0 { Up } else { Down }).collect();
+        let states: Vec<_> = (0..21)
+            .map(|i| if i % 2 == 0 { Up } else { Down })
+            .collect();
         let flap = feed(&states);
         assert!((flap.percent_state_change() - 100.0).abs() < 1e-9);
         assert!(flap.is_flapping());

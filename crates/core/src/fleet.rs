@@ -54,7 +54,12 @@ pub struct HostState {
 
 impl HostState {
     /// Records one round of one host: the results of every address (or the one DNS failure).
-    pub fn observe_round(&mut self, at: Duration, results: &[CheckResult], rules: &VerdictRules) -> Option<Transition> {
+    pub fn observe_round(
+        &mut self,
+        at: Duration,
+        results: &[CheckResult],
+        rules: &VerdictRules,
+    ) -> Option<Transition> {
         let up = results.iter().filter(|r| r.outcome.is_up()).count();
         let state = RoundState::from_counts(up, results.len());
         self.rounds += 1;
@@ -112,7 +117,11 @@ impl HostState {
     /// Addresses that failed at least once, in the order first seen. A name that did not
     /// resolve has no address: it is not listed here (its reason is `dns`).
     pub fn failing_addresses(&self) -> Vec<SocketAddr> {
-        self.addresses.iter().filter(|a| a.failures > 0).filter_map(|a| a.address).collect()
+        self.addresses
+            .iter()
+            .filter(|a| a.failures > 0)
+            .filter_map(|a| a.address)
+            .collect()
     }
 
     pub fn latency_summary(&self) -> Option<LatencySummary> {
@@ -130,14 +139,20 @@ impl HostState {
     }
 }
 
-fn address_slot(addresses: &mut Vec<AddressStats>, address: Option<SocketAddr>) -> Option<&mut AddressStats> {
+fn address_slot(
+    addresses: &mut Vec<AddressStats>,
+    address: Option<SocketAddr>,
+) -> Option<&mut AddressStats> {
     if let Some(i) = addresses.iter().position(|a| a.address == address) {
         return Some(&mut addresses[i]);
     }
     if addresses.len() >= MAX_ADDRESSES {
         return None;
     }
-    addresses.push(AddressStats { address, ..Default::default() });
+    addresses.push(AddressStats {
+        address,
+        ..Default::default()
+    });
     addresses.last_mut()
 }
 
@@ -146,10 +161,22 @@ mod tests {
     use super::*;
 
     fn ok(addr: &str) -> CheckResult {
-        CheckResult::tcp("h:80".into(), Some(addr.parse().unwrap()), 1000, Duration::from_millis(2), None)
+        CheckResult::tcp(
+            "h:80".into(),
+            Some(addr.parse().unwrap()),
+            1000,
+            Duration::from_millis(2),
+            None,
+        )
     }
     fn failed(addr: &str, reason: Reason) -> CheckResult {
-        CheckResult::tcp("h:80".into(), Some(addr.parse().unwrap()), 2000, Duration::from_millis(1), Some((reason, "x".into())))
+        CheckResult::tcp(
+            "h:80".into(),
+            Some(addr.parse().unwrap()),
+            2000,
+            Duration::from_millis(1),
+            Some((reason, "x".into())),
+        )
     }
 
     #[test]
@@ -161,7 +188,10 @@ mod tests {
             host.observe_round(Duration::from_secs(i), &round, &rules);
         }
         assert_eq!(host.verdict(), Verdict::Flappy);
-        assert_eq!(host.failing_addresses(), vec!["10.0.0.2:80".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(
+            host.failing_addresses(),
+            vec!["10.0.0.2:80".parse::<SocketAddr>().unwrap()]
+        );
         assert_eq!(host.reason_counts(), vec![(Reason::Refused, 6)]);
         assert_eq!(host.checks, 12);
     }
@@ -171,7 +201,10 @@ mod tests {
         let rules = VerdictRules::default();
         let mut host = HostState::default();
         for i in 0..5 {
-            let round = [failed("10.0.0.1:80", Reason::Timeout), failed("10.0.0.2:80", Reason::Refused)];
+            let round = [
+                failed("10.0.0.1:80", Reason::Timeout),
+                failed("10.0.0.2:80", Reason::Refused),
+            ];
             let t = host.observe_round(Duration::from_secs(i), &round, &rules);
             if i == 4 {
                 let t = t.expect("became down");
@@ -189,7 +222,11 @@ mod tests {
         let rules = VerdictRules::default();
         let mut host = HostState::default();
         host.observe_round(Duration::from_secs(0), &[ok("10.0.0.1:80")], &rules);
-        host.observe_round(Duration::from_secs(10), &[failed("10.0.0.1:80", Reason::Timeout)], &rules);
+        host.observe_round(
+            Duration::from_secs(10),
+            &[failed("10.0.0.1:80", Reason::Timeout)],
+            &rules,
+        );
         assert_eq!(host.transitions.len(), 2);
         assert_eq!(host.transitions[1].from, Some(Verdict::Ok));
         assert_eq!(host.transitions[1].to, Verdict::Flappy);

@@ -8,8 +8,8 @@
 pub mod check;
 pub mod diagnosis;
 pub mod duration;
-pub mod fleet;
 pub mod flap;
+pub mod fleet;
 pub mod latency;
 pub mod target;
 pub mod verdict;

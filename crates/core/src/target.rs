@@ -85,7 +85,10 @@ pub fn parse_port(text: &str) -> Result<u16, LineProblem> {
 }
 
 /// Parses one line. `Ok(None)` means there is nothing on it (blank or comment).
-pub fn parse_line(raw: &[u8], default_port: u16) -> Result<Option<(Host, u16, String)>, LineProblem> {
+pub fn parse_line(
+    raw: &[u8],
+    default_port: u16,
+) -> Result<Option<(Host, u16, String)>, LineProblem> {
     let text = std::str::from_utf8(raw).map_err(|_| LineProblem::NotUtf8)?;
     let text = match text.find('#') {
         Some(hash) => &text[..hash],
@@ -168,7 +171,12 @@ pub fn parse_targets(input: &[u8], default_port: u16, source_name: &str) -> Pars
             Ok(None) => {}
             Ok(Some((host, port, label))) => {
                 if seen.insert((host.clone(), port)) {
-                    parsed.targets.push(Target { host, port, label, line });
+                    parsed.targets.push(Target {
+                        host,
+                        port,
+                        label,
+                        line,
+                    });
                 } else {
                     parsed.duplicates += 1;
                 }
@@ -203,9 +211,15 @@ mod tests {
         let (host, port, _) = one("2001:db8::1").unwrap().unwrap();
         assert_eq!((host, port), (Host::Ip("2001:db8::1".parse().unwrap()), 80));
         let (host, port, label) = one("  [::1]:9000\r").unwrap().unwrap();
-        assert_eq!((host, port, label.as_str()), (Host::Ip("::1".parse().unwrap()), 9000, "[::1]:9000"));
+        assert_eq!(
+            (host, port, label.as_str()),
+            (Host::Ip("::1".parse().unwrap()), 9000, "[::1]:9000")
+        );
         assert_eq!(one("[::1]").unwrap().unwrap().1, 80);
-        assert_eq!(one("host.example.").unwrap().unwrap().0, Host::Name("host.example".into()));
+        assert_eq!(
+            one("host.example.").unwrap().unwrap().0,
+            Host::Name("host.example".into())
+        );
     }
 
     #[test]
@@ -213,7 +227,10 @@ mod tests {
         for line in ["", "   ", "\r", "# a comment", "   # indented"] {
             assert_eq!(one(line).unwrap(), None, "{line:?}");
         }
-        assert_eq!(one("web1 # primary").unwrap().unwrap().0, Host::Name("web1".into()));
+        assert_eq!(
+            one("web1 # primary").unwrap().unwrap().0,
+            Host::Name("web1".into())
+        );
     }
 
     #[test]
@@ -222,7 +239,10 @@ mod tests {
         assert_eq!(one("h:65536"), Err(LineProblem::BadPort("65536".into())));
         assert_eq!(one("h:abc"), Err(LineProblem::BadPort("abc".into())));
         assert_eq!(one("h:"), Err(LineProblem::BadPort("".into())));
-        assert_eq!(one("[::1]:99999"), Err(LineProblem::BadPort("99999".into())));
+        assert_eq!(
+            one("[::1]:99999"),
+            Err(LineProblem::BadPort("99999".into()))
+        );
         assert_eq!(one("[::1"), Err(LineProblem::UnclosedBracket));
         assert!(matches!(one("[zz]:80"), Err(LineProblem::BadHost(_))));
         assert!(matches!(one("not a host"), Err(LineProblem::BadHost(_))));
@@ -231,7 +251,10 @@ mod tests {
         assert!(matches!(one("1.2.3.999"), Err(LineProblem::BadHost(_))));
         assert_eq!(one(&"a".repeat(254)), Err(LineProblem::NameTooLong));
         assert!(matches!(one(&"a".repeat(64)), Err(LineProblem::BadHost(_))));
-        assert_eq!(parse_line(b"caf\xff.example", 80), Err(LineProblem::NotUtf8));
+        assert_eq!(
+            parse_line(b"caf\xff.example", 80),
+            Err(LineProblem::NotUtf8)
+        );
     }
 
     #[test]
@@ -243,6 +266,12 @@ mod tests {
         assert_eq!(parsed.targets[1].line, 4);
         assert_eq!(parsed.duplicates, 2);
         let errors: Vec<_> = parsed.errors.iter().map(|e| e.to_string()).collect();
-        assert_eq!(errors, ["stdin:5: invalid host \"bad host\"", "stdin:8: not valid UTF-8"]);
+        assert_eq!(
+            errors,
+            [
+                "stdin:5: invalid host \"bad host\"",
+                "stdin:8: not valid UTF-8"
+            ]
+        );
     }
 }

@@ -58,7 +58,11 @@ impl fmt::Display for Verdict {
 
 /// The exit status of a whole run: the worst verdict.
 pub fn exit_code<'a>(verdicts: impl IntoIterator<Item = &'a Verdict>) -> i32 {
-    verdicts.into_iter().map(|v| v.exit_code()).max().unwrap_or(0)
+    verdicts
+        .into_iter()
+        .map(|v| v.exit_code())
+        .max()
+        .unwrap_or(0)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -100,7 +104,10 @@ pub struct VerdictRules {
 
 impl Default for VerdictRules {
     fn default() -> Self {
-        VerdictRules { down_after: 5, flap: FlapRule::Window(None) }
+        VerdictRules {
+            down_after: 5,
+            flap: FlapRule::Window(None),
+        }
     }
 }
 
@@ -119,8 +126,17 @@ pub struct HostVerdict {
 impl HostVerdict {
     /// Records one round observed at `at` (time since the run began) and returns the verdict
     /// change it caused, if any. The first round always reports a change from `None`.
-    pub fn observe(&mut self, at: Duration, state: RoundState, rules: &VerdictRules) -> Option<(Option<Verdict>, Verdict)> {
-        self.consecutive_down = if state == RoundState::Down { self.consecutive_down.saturating_add(1) } else { 0 };
+    pub fn observe(
+        &mut self,
+        at: Duration,
+        state: RoundState,
+        rules: &VerdictRules,
+    ) -> Option<(Option<Verdict>, Verdict)> {
+        self.consecutive_down = if state == RoundState::Down {
+            self.consecutive_down.saturating_add(1)
+        } else {
+            0
+        };
         let flapping = match rules.flap {
             FlapRule::Window(None) => {
                 self.ever_success |= state.had_success();
@@ -188,7 +204,10 @@ mod tests {
     fn down_after_five_consecutive_failures() {
         assert_eq!(verdict(&[Down; 5]), Verdict::Down);
         assert_eq!(verdict(&[Down; 4]), Verdict::Ok);
-        assert_eq!(verdict(&[Up, Up, Down, Down, Down, Down, Down]), Verdict::Down);
+        assert_eq!(
+            verdict(&[Up, Up, Down, Down, Down, Down, Down]),
+            Verdict::Down
+        );
     }
 
     #[test]
@@ -228,13 +247,19 @@ mod tests {
 
     #[test]
     fn custom_down_after() {
-        let rules = VerdictRules { down_after: 2, ..Default::default() };
+        let rules = VerdictRules {
+            down_after: 2,
+            ..Default::default()
+        };
         assert_eq!(run(&[Up, Down, Down], rules).verdict(), Verdict::Down);
     }
 
     #[test]
     fn bounded_window_lets_old_trouble_age_out() {
-        let rules = VerdictRules { down_after: 5, flap: FlapRule::Window(Some(Duration::from_secs(30))) };
+        let rules = VerdictRules {
+            down_after: 5,
+            flap: FlapRule::Window(Some(Duration::from_secs(30))),
+        };
         // Rounds every 10 s: the failure at t=10 leaves a 30 s window by t=40.
         let host = run(&[Up, Down, Up, Up], rules);
         assert_eq!(host.verdict(), Verdict::Flappy);
@@ -249,22 +274,33 @@ mod tests {
         let t = Duration::ZERO;
         assert_eq!(host.observe(t, Up, &rules), Some((None, Verdict::Ok)));
         assert_eq!(host.observe(t, Up, &rules), None);
-        assert_eq!(host.observe(t, Down, &rules), Some((Some(Verdict::Ok), Verdict::Flappy)));
+        assert_eq!(
+            host.observe(t, Down, &rules),
+            Some((Some(Verdict::Ok), Verdict::Flappy))
+        );
         for _ in 0..3 {
             assert_eq!(host.observe(t, Down, &rules), None);
         }
-        assert_eq!(host.observe(t, Down, &rules), Some((Some(Verdict::Flappy), Verdict::Down)));
+        assert_eq!(
+            host.observe(t, Down, &rules),
+            Some((Some(Verdict::Flappy), Verdict::Down))
+        );
     }
 
     #[test]
     fn nagios_rule_needs_enough_change() {
-        let rules = VerdictRules { down_after: 5, flap: FlapRule::Nagios(NagiosThresholds::default()) };
+        let rules = VerdictRules {
+            down_after: 5,
+            flap: FlapRule::Nagios(NagiosThresholds::default()),
+        };
         let mut states = vec![Up; 18];
         states.push(Down);
         states.extend([Up, Up]);
         // One change in and one out near the newest end: about 11.6%, below the 20% high mark.
         assert_eq!(run(&states, rules).verdict(), Verdict::Ok);
-        let alternating: Vec<_> = (0..12).map(|i| if i % 3 == 0 { Down } else { Up }).collect();
+        let alternating: Vec<_> = (0..12)
+            .map(|i| if i % 3 == 0 { Down } else { Up })
+            .collect();
         assert_eq!(run(&alternating, rules).verdict(), Verdict::Flappy);
     }
 

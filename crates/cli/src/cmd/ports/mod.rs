@@ -1,0 +1,523 @@
+//! `netvantage ports PORT`: TCP checks of a host list, with down / flappy / ok verdicts.
+//!
+//! Wiring only: parse the input, build resolver, prober and round plan, feed every round's
+//! results to the pure verdict engine, print. See `netvantage-core` for the rules.
+
+mod report;
+
+use crate::args;
+use crate::exit::usage;
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use netvantage_core::CheckResult;
+use netvantage_core::diagnosis::Diagnosis;
+use netvantage_core::flap::NagiosThresholds;
+use netvantage_core::fleet::HostState;
+use netvantage_core::target::{self, Host, Target};
+use netvantage_core::verdict::{self, FlapRule, VerdictRules};
+use netvantage_probe::dns::{self, DnsConfig, IpFamily, NameResolver};
+use netvantage_probe::scheduler::{self, RoundPlan, Slot};
+use netvantage_probe::tcp::TcpProber;
+use netvantage_probe::{limits, target_check};
+use std::io::{IsTerminal as _, Read as _, Write as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const EXAMPLES: &str = "\
+Examples:
+  # 12 rounds, 10 s apart (about 2 minutes), verdict per host at the end:
+  netvantage ports 443 < hosts.txt
+  # one fast sweep with a short timeout, JSON per host:
+  netvantage ports 22 --rounds 1 --timeout 300ms --format json --input hosts.txt
+  # run until Ctrl-C, printing every state change, with a diagnosis at the end:
+  netvantage ports 80 --watch --explain < hosts.txt
+
+Input: one host per line — name, IPv4, IPv6, host:port or [v6]:port (a port on the line
+overrides PORT). Blank lines and # comments are ignored; bad lines are reported and skipped.
+Exit status: 0 all ok, 1 some flappy and none down, 2 some down, 3 usage or input error.";
+
+#[derive(Args, Debug)]
+#[command(
+    about = "TCP checks of many hosts: which are down, which are flappy, and why",
+    after_help = EXAMPLES
+)]
+pub struct PortsArgs {
+    /// TCP port to check (1-65535); a `host:port` line overrides it.
+    #[arg(value_name = "PORT")]
+    port: String,
+
+    /// Read hosts from FILE instead of stdin.
+    #[arg(long, short = 'i', value_name = "FILE")]
+    input: Option<PathBuf>,
+
+    /// Time between two checks of the same host; each round's checks are spread across it.
+    #[arg(long, default_value = "10s", value_parser = args::positive_duration)]
+    interval: Duration,
+
+    /// Number of rounds (checks per host). Default 12: the 5 a down verdict needs, plus room
+    /// to see flapping, in about 2 minutes.
+    #[arg(long, conflicts_with_all = ["duration", "watch"])]
+    rounds: Option<u64>,
+
+    /// Run for this long instead of a number of rounds (rounds = duration / interval).
+    #[arg(long, value_parser = args::positive_duration, conflicts_with = "watch")]
+    duration: Option<Duration>,
+
+    /// Run until stopped, printing each state change as it happens.
+    #[arg(long)]
+    watch: bool,
+
+    /// Connect timeout per check.
+    #[arg(long, default_value = "2s", value_parser = args::positive_duration)]
+    timeout: Duration,
+
+    /// Consecutive failed checks that make a host down.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    down_after: u32,
+
+    /// Flap rule: `window` (a success and a failure within the window) or `nagios` (weighted
+    /// percent state change over the last 21 checks, with hysteresis).
+    #[arg(long, value_enum, default_value_t = FlapMode::Window)]
+    flap_detection: FlapMode,
+
+    /// Window for the `window` flap rule. Default: the whole run, or 10m with --watch.
+    #[arg(long, value_parser = args::positive_duration)]
+    flap_window: Option<Duration>,
+
+    /// Nagios low flap threshold, percent (stop flapping below it).
+    #[arg(long, default_value_t = 5.0)]
+    flap_low: f64,
+
+    /// Nagios high flap threshold, percent (start flapping at or above it).
+    #[arg(long, default_value_t = 20.0)]
+    flap_high: f64,
+
+    /// Connects per second at most (default: as fast as the spread and concurrency allow).
+    #[arg(long)]
+    rate: Option<f64>,
+
+    /// Sockets open at once at most. Default: the open-file limit (raised to its hard limit)
+    /// minus a reserve.
+    #[arg(long)]
+    concurrency: Option<usize>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+
+    /// Add a diagnosis: failures by reason, by subnet (/24, /64) and by minute.
+    #[arg(long)]
+    explain: bool,
+
+    /// Pin a name to an address, like curl: HOST:ADDR or HOST:PORT:ADDR (repeatable; several
+    /// pins for one name make a round-robin set).
+    #[arg(long, value_name = "HOST:ADDR")]
+    resolve: Vec<String>,
+
+    /// DNS server to ask instead of /etc/resolv.conf's: ADDR or ADDR:PORT (repeatable).
+    #[arg(long, value_name = "ADDR[:PORT]")]
+    dns_server: Vec<String>,
+
+    /// Timeout of one DNS query.
+    #[arg(long, default_value = "2s", value_parser = args::positive_duration)]
+    dns_timeout: Duration,
+
+    /// Address families to check for a name.
+    #[arg(long, value_enum, default_value_t = Family::Auto)]
+    ip_family: Family,
+
+    /// Progress bar on stderr: auto shows it when stderr is a terminal.
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    progress: Progress,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum FlapMode {
+    Window,
+    Nagios,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Family {
+    /// A records, AAAA only when there are none.
+    Auto,
+    #[value(name = "4")]
+    V4,
+    #[value(name = "6")]
+    V6,
+    /// Every A and AAAA record.
+    Both,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Progress {
+    Auto,
+    Always,
+    Never,
+}
+
+const DEFAULT_ROUNDS: u64 = 12;
+const WATCH_FLAP_WINDOW: Duration = Duration::from_secs(600);
+
+/// Everything decided from the arguments before any packet is sent.
+struct Plan {
+    targets: Vec<Target>,
+    rounds: Option<u64>,
+    rules: VerdictRules,
+    resolver: NameResolver,
+    prober: TcpProber,
+    schedule: RoundPlan,
+}
+
+pub async fn run(args: PortsArgs) -> anyhow::Result<i32> {
+    let plan = prepare(&args)?;
+    let stop = CancellationToken::new();
+    spawn_signal_handler(stop.clone());
+
+    let targets = Arc::new(plan.targets);
+    let resolver = Arc::new(plan.resolver);
+    let prober = plan.prober;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let probe_targets = targets.clone();
+    let probe = move |slot: Slot| {
+        let targets = probe_targets.clone();
+        let resolver = resolver.clone();
+        let prober = prober.clone();
+        async move { target_check::check_target(&targets[slot.target], &resolver, &prober).await }
+    };
+    tokio::spawn(scheduler::run(
+        plan.schedule,
+        targets.len(),
+        probe,
+        tx,
+        stop.clone(),
+    ));
+
+    let mut collector = Collector::new(&targets, plan.rules, &args, plan.rounds);
+    collector.collect(rx, &stop).await;
+    collector.finish()
+}
+
+fn prepare(args: &PortsArgs) -> anyhow::Result<Plan> {
+    let default_port = target::parse_port(&args.port).map_err(|e| usage(format!("PORT: {e}")))?;
+    let (input, source_name) = read_input(args)?;
+    let parsed = target::parse_targets(&input, default_port, &source_name);
+    for error in &parsed.errors {
+        eprintln!("{error}");
+    }
+    if parsed.duplicates > 0 {
+        tracing::info!(
+            duplicates = parsed.duplicates,
+            "duplicate hosts are checked once"
+        );
+    }
+    if parsed.targets.is_empty() {
+        return Err(usage(format!(
+            "no valid host in {source_name} ({} invalid lines)",
+            parsed.errors.len()
+        )));
+    }
+
+    let rounds = match (args.watch, args.rounds, args.duration) {
+        (true, _, _) => None,
+        (false, Some(0), _) => return Err(usage("--rounds must be at least 1")),
+        (false, Some(rounds), _) => Some(rounds),
+        (false, None, Some(duration)) => Some(
+            (duration.as_secs_f64() / args.interval.as_secs_f64())
+                .ceil()
+                .max(1.0) as u64,
+        ),
+        (false, None, None) => Some(DEFAULT_ROUNDS),
+    };
+    if rounds != Some(1) && args.timeout >= args.interval {
+        return Err(usage(format!(
+            "--timeout ({:?}) must be shorter than --interval ({:?}) so a host's checks never overlap",
+            args.timeout, args.interval
+        )));
+    }
+    if let Some(rounds) = rounds.filter(|&r| r < u64::from(args.down_after)) {
+        tracing::warn!(
+            "{rounds} rounds cannot reach the {} consecutive failures a down verdict needs",
+            args.down_after
+        );
+    }
+    if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        return Err(usage(
+            "--rate must be a positive number of connects per second",
+        ));
+    }
+    if !(0.0..=100.0).contains(&args.flap_low)
+        || !(0.0..=100.0).contains(&args.flap_high)
+        || args.flap_low > args.flap_high
+    {
+        return Err(usage(
+            "--flap-low and --flap-high are percentages with low <= high",
+        ));
+    }
+    let flap = match args.flap_detection {
+        FlapMode::Nagios => FlapRule::Nagios(NagiosThresholds {
+            low: args.flap_low,
+            high: args.flap_high,
+        }),
+        FlapMode::Window => {
+            FlapRule::Window(args.flap_window.or(args.watch.then_some(WATCH_FLAP_WINDOW)))
+        }
+    };
+    let rules = VerdictRules {
+        down_after: args.down_after,
+        flap,
+    };
+
+    let mut dns_config = DnsConfig {
+        family: match args.ip_family {
+            Family::Auto => IpFamily::Auto,
+            Family::V4 => IpFamily::V4,
+            Family::V6 => IpFamily::V6,
+            Family::Both => IpFamily::Both,
+        },
+        timeout: args.dns_timeout,
+        ..Default::default()
+    };
+    for pin in &args.resolve {
+        let (host, addr) = dns::parse_pin(pin).map_err(usage)?;
+        dns_config.pins.entry(host).or_default().push(addr);
+    }
+    for server in &args.dns_server {
+        let addr = server
+            .parse::<SocketAddr>()
+            .or_else(|_| {
+                server
+                    .parse::<std::net::IpAddr>()
+                    .map(|ip| SocketAddr::new(ip, 53))
+            })
+            .map_err(|_| {
+                usage(format!(
+                    "invalid --dns-server {server:?}: expected ADDR or ADDR:PORT"
+                ))
+            })?;
+        dns_config.nameservers.push(addr);
+    }
+    let names = parsed
+        .targets
+        .iter()
+        .filter(|t| matches!(&t.host, Host::Name(n) if !dns_config.pins.contains_key(n)))
+        .count();
+    dns_config.names = names;
+    let resolver = NameResolver::new(dns_config, names > 0).map_err(|e| usage(e.to_string()))?;
+
+    let nofile = limits::raise_nofile_limit();
+    let budget = limits::socket_budget(nofile);
+    let sockets = match args.concurrency {
+        Some(0) => return Err(usage("--concurrency must be at least 1")),
+        Some(n) if n > budget => {
+            tracing::warn!(
+                "--concurrency {n} exceeds the open-file budget {budget} (limit {nofile}); using {budget}"
+            );
+            budget
+        }
+        Some(n) => n,
+        None => budget,
+    };
+    tracing::info!(targets = parsed.targets.len(), nofile, sockets, "starting");
+    Ok(Plan {
+        rounds,
+        rules,
+        resolver,
+        prober: TcpProber::new(sockets, args.timeout),
+        schedule: RoundPlan {
+            interval: args.interval,
+            rounds,
+            spread: true,
+            rate: args.rate,
+            in_flight: sockets,
+        },
+        targets: parsed.targets,
+    })
+}
+
+fn read_input(args: &PortsArgs) -> anyhow::Result<(Vec<u8>, String)> {
+    match &args.input {
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+            Ok((bytes, path.display().to_string()))
+        }
+        None => {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .context("reading hosts from stdin")?;
+            Ok((bytes, "stdin".to_string()))
+        }
+    }
+}
+
+fn spawn_signal_handler(stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(err) => {
+                    tracing::warn!("cannot listen for SIGTERM: {err}");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("stopping: printing what was observed so far");
+        stop.cancel();
+    });
+}
+
+/// Receives every round's results and keeps the per-host state.
+struct Collector<'a> {
+    targets: &'a [Target],
+    hosts: Vec<HostState>,
+    rules: VerdictRules,
+    diagnosis: Option<Diagnosis>,
+    watch: bool,
+    json: bool,
+    progress: Option<indicatif::ProgressBar>,
+}
+
+impl<'a> Collector<'a> {
+    fn new(
+        targets: &'a [Target],
+        rules: VerdictRules,
+        args: &PortsArgs,
+        rounds: Option<u64>,
+    ) -> Self {
+        let show_progress = match args.progress {
+            Progress::Always => true,
+            Progress::Never => false,
+            Progress::Auto => std::io::stderr().is_terminal(),
+        };
+        let progress = show_progress.then(|| {
+            let total = targets.len() as u64 * rounds.unwrap_or(1);
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(total),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} checks {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        Collector {
+            targets,
+            hosts: vec![HostState::default(); targets.len()],
+            rules,
+            diagnosis: args.explain.then(Diagnosis::default),
+            watch: args.watch,
+            json: args.format == Format::Json,
+            progress,
+        }
+    }
+
+    async fn collect(
+        &mut self,
+        mut rx: mpsc::UnboundedReceiver<(Slot, Vec<CheckResult>)>,
+        stop: &CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                biased;
+                received = rx.recv() => match received {
+                    Some((slot, results)) => self.record(slot, &results),
+                    None => break,
+                },
+                _ = stop.cancelled() => {
+                    // Keep everything already observed; in-flight checks have observed nothing.
+                    while let Ok((slot, results)) = rx.try_recv() {
+                        self.record(slot, &results);
+                    }
+                    break;
+                }
+            }
+        }
+        if let Some(bar) = &self.progress {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn record(&mut self, slot: Slot, results: &[CheckResult]) {
+        if let Some(diagnosis) = &mut self.diagnosis {
+            results.iter().for_each(|r| diagnosis.observe(r));
+        }
+        let host = &mut self.hosts[slot.target];
+        let transition = host.observe_round(slot.started, results, &self.rules);
+        if let Some(bar) = &self.progress {
+            if self.watch && bar.position() + 1 >= bar.length().unwrap_or(0) {
+                bar.set_position(0);
+                bar.set_message(format!("round {}", slot.round + 1));
+            } else {
+                bar.inc(1);
+            }
+        }
+        if let (true, Some(transition)) = (self.watch, transition) {
+            // The first verdict of a host is news only when it is not "ok".
+            if transition.from.is_none() && transition.to == verdict::Verdict::Ok {
+                return;
+            }
+            let target = &self.targets[slot.target];
+            let line = if self.json {
+                report::transition_event(target, &transition).to_string()
+            } else {
+                report::transition_line(target, &transition)
+            };
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
+    }
+
+    fn finish(self) -> anyhow::Result<i32> {
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        for (target, host) in self.targets.iter().zip(&self.hosts) {
+            if self.json {
+                writeln!(out, "{}", report::host_json(target, host, &self.rules.flap))?;
+            } else {
+                writeln!(out, "{}", report::verdict_line(target, host))?;
+            }
+        }
+        if let Some(diagnosis) = &self.diagnosis {
+            let text = diagnosis.render(20);
+            if self.json {
+                eprint!("{text}");
+            } else {
+                writeln!(out)?;
+                write!(out, "{text}")?;
+            }
+        }
+        out.flush()?;
+        let checked = self
+            .hosts
+            .iter()
+            .filter(|h| h.rounds > 0)
+            .map(|h| h.verdict());
+        let verdicts: Vec<_> = checked.collect();
+        if verdicts.len() < self.hosts.len() {
+            eprintln!(
+                "netvantage: stopped before {} hosts were checked",
+                self.hosts.len() - verdicts.len()
+            );
+        }
+        Ok(verdict::exit_code(&verdicts))
+    }
+}
