@@ -272,7 +272,7 @@ fn metrics_endpoint_counts_exactly_and_passes_promtool() {
         .find_map(|l| l.strip_prefix("netvantage_malformed_lines_total "))
         .and_then(|v| v.parse().ok())
         .expect("malformed-line counter");
-    assert!(malformed >= 5 && malformed % 5 == 0, "{malformed}");
+    assert!(malformed >= 5 && malformed.is_multiple_of(5), "{malformed}");
 
     let checked = ns.exec_with_stdin(&["promtool", "check", "metrics"], body);
     assert!(

@@ -160,11 +160,12 @@ impl ScanDetector {
     fn record(&mut self, source: IpAddr, hit: Hit) {
         let stamp = self.next_stamp;
         self.next_stamp += 1;
-        if !self.sources.contains_key(&source) && self.sources.len() >= self.config.max_sources {
-            if let Some((_, oldest)) = self.by_recency.pop_first() {
-                self.sources.remove(&oldest);
-                self.evicted += 1;
-            }
+        if !self.sources.contains_key(&source)
+            && self.sources.len() >= self.config.max_sources
+            && let Some((_, oldest)) = self.by_recency.pop_first()
+        {
+            self.sources.remove(&oldest);
+            self.evicted += 1;
         }
         let state = self.sources.entry(source).or_insert_with(|| SourceState {
             hits: VecDeque::new(),

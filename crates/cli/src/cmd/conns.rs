@@ -284,10 +284,10 @@ impl Watcher {
         for alert in &alerts {
             lines.push(format::port_scan(&ts, alert));
             self.metrics.port_scans.inc();
-            if self.block {
-                if let Some(line) = self.block_source(alert.source, now, &ts) {
-                    lines.push(line);
-                }
+            if self.block
+                && let Some(line) = self.block_source(alert.source, now, &ts)
+            {
+                lines.push(line);
             }
         }
         self.blocked.retain(|_, until| *until > now);
