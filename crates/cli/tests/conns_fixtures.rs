@@ -283,3 +283,30 @@ fn metrics_endpoint_counts_exactly_and_passes_promtool() {
     );
     assert!(conns.terminate().success());
 }
+
+#[test]
+fn dockerfile_entrypoint_reads_a_mounted_proc() {
+    // No Docker engine here: run the image's exact ENTRYPOINT with the host /proc mount point
+    // replaced by a directory holding fixture tables, as `-v /proc:/host/proc:ro` would.
+    let dockerfile = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/conns/Dockerfile");
+    let text = std::fs::read_to_string(&dockerfile).unwrap();
+    let entrypoint = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ENTRYPOINT "))
+        .expect("ENTRYPOINT line");
+    let argv: Vec<String> = serde_json::from_str(entrypoint).expect("exec-form ENTRYPOINT");
+    assert_eq!(argv[0], "netvantage");
+    let mount = fixtures().join("before");
+    let mount = mount.to_str().unwrap();
+    assert!(argv.iter().any(|a| a == "/host/proc"), "{argv:?}");
+    let args: Vec<String> = argv[1..].iter().map(|a| a.replace("/host/proc", mount)).collect();
+    let output = Command::new(BIN)
+        .args(&args)
+        .args(["--include-existing", "--count", "1"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let events: Vec<&str> = stdout.lines().map(strip_timestamp).collect();
+    assert_eq!(events, expected_before());
+}
