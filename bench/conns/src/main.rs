@@ -6,7 +6,7 @@
 //! of each netvantage source, `ss -tan` listing the same table, and the procfs crate's parser,
 //! interleaved R times (medians reported, with ratios); then RSS across P polls per source.
 
-use netvantage_conns::{Monitor, NetlinkSource, ProcSource, Source};
+use netvantage_conns::{Monitor, NetlinkSource, ProcSource, Snapshot, Source};
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
@@ -16,6 +16,15 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("hold") if args.len() == 3 => hold(&args[1], args[2].parse().expect("N")),
+        // For profiling the dump alone: `perf record conns-bench dump 20`.
+        Some("dump") if args.len() == 2 => {
+            let mut source = NetlinkSource::open().expect("netlink");
+            for _ in 0..args[1].parse::<usize>().expect("N") {
+                let mut n = 0;
+                source.read(&mut |_| n += 1).expect("dump");
+                std::hint::black_box(n);
+            }
+        }
         Some("measure") => {
             let flag = |name: &str, default: usize| {
                 args.iter()
@@ -113,7 +122,21 @@ fn measure(runs: usize, polls: usize) {
     let (mut t_proc_read, mut t_netlink_read) = (vec![], vec![]);
     let mut raw_netlink = NetlinkSource::open().expect("netlink");
     let mut buf = Vec::new();
+    let mut entries = Vec::new();
+    raw_netlink.read(&mut |e| entries.push(e)).expect("dump");
+    let (mut snap_a, mut snap_b, mut new) = (Snapshot::default(), Snapshot::default(), Vec::new());
+    entries.iter().for_each(|e| snap_a.insert(*e));
+    let mut t_user = vec![];
     for _ in 0..runs {
+        t_user.push(
+            time(|| {
+                snap_b.clear();
+                entries.iter().for_each(|e| snap_b.insert(*e));
+                snap_b.new_since(&snap_a, &mut new);
+                assert!(new.is_empty());
+            })
+            .0,
+        );
         t_proc_read.push(
             time(|| {
                 for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
@@ -153,6 +176,11 @@ fn measure(runs: usize, polls: usize) {
         "  of which kernel: reading /proc/net/tcp{{,6}} text {:.1} ms; netlink dump received and decoded, no snapshot {:.1} ms",
         ms(median(&mut t_proc_read)),
         ms(median(&mut t_netlink_read))
+    );
+    println!(
+        "  of which ours: snapshot + diff of {} entries already in memory {:.1} ms",
+        entries.len(),
+        ms(median(&mut t_user))
     );
     drop((proc, netlink));
 

@@ -299,7 +299,10 @@ fn dockerfile_entrypoint_reads_a_mounted_proc() {
     let mount = fixtures().join("before");
     let mount = mount.to_str().unwrap();
     assert!(argv.iter().any(|a| a == "/host/proc"), "{argv:?}");
-    let args: Vec<String> = argv[1..].iter().map(|a| a.replace("/host/proc", mount)).collect();
+    let args: Vec<String> = argv[1..]
+        .iter()
+        .map(|a| a.replace("/host/proc", mount))
+        .collect();
     let output = Command::new(BIN)
         .args(&args)
         .args(["--include-existing", "--count", "1"])

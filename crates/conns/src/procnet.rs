@@ -86,7 +86,8 @@ pub fn parse_line(line: &[u8]) -> Result<SocketEntry, LineError> {
     else {
         return Err(LineError::TooFewFields(count_fields(line)));
     };
-    let rest = fields.count();
+    // Only whether enough fields follow matters; don't walk the rest of a long line.
+    let rest = fields.take(MIN_FIELDS - 4).count();
     if 4 + rest < MIN_FIELDS {
         return Err(LineError::TooFewFields(4 + rest));
     }
