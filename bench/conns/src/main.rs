@@ -35,7 +35,9 @@ fn main() {
             measure(flag("--runs", 15), flag("--polls", 1000));
         }
         _ => {
-            eprintln!("usage: conns-bench hold ADDR N | conns-bench measure [--runs R] [--polls P]");
+            eprintln!(
+                "usage: conns-bench hold ADDR N | conns-bench measure [--runs R] [--polls P]"
+            );
             std::process::exit(3);
         }
     }
@@ -96,7 +98,11 @@ fn time<T>(f: impl FnOnce() -> T) -> (Duration, T) {
 
 fn ss_once() -> Duration {
     time(|| {
-        let status = Command::new("ss").arg("-tan").stdout(Stdio::null()).status().expect("run ss");
+        let status = Command::new("ss")
+            .arg("-tan")
+            .stdout(Stdio::null())
+            .status()
+            .expect("run ss");
         assert!(status.success());
     })
     .0
@@ -104,13 +110,18 @@ fn ss_once() -> Duration {
 
 fn measure(runs: usize, polls: usize) {
     let ss_lines = Command::new("ss").arg("-tan").output().expect("ss").stdout;
-    let ss_entries = ss_lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count() - 1;
+    let ss_entries = ss_lines
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count()
+        - 1;
     let mut proc = Monitor::new(ProcSource::new("/proc"));
     let mut netlink = Monitor::new(NetlinkSource::open().expect("netlink"));
     // The first poll is the baseline (every connection is "new"); time steady-state polls.
     let proc_entries = proc.poll().expect("proc").stats.entries;
     let netlink_entries = netlink.poll().expect("netlink").stats.entries;
-    let procfs_entries = procfs::net::tcp().expect("procfs").len() + procfs::net::tcp6().expect("procfs").len();
+    let procfs_entries =
+        procfs::net::tcp().expect("procfs").len() + procfs::net::tcp6().expect("procfs").len();
     println!(
         "table: proc {proc_entries} entries, netlink {netlink_entries}, ss -tan {ss_entries}, procfs {procfs_entries}; {} connections",
         proc.snapshot().len()
@@ -167,11 +178,26 @@ fn measure(runs: usize, polls: usize) {
         ms(median(&mut t_procfs)),
     );
     println!("median of {runs} interleaved runs (ms):");
-    println!("  netvantage proc    poll+diff {proc_ms:9.1}   ratio to ss {:5.2}", proc_ms / ss_ms);
-    println!("  netvantage netlink poll+diff {netlink_ms:9.1}   ratio to ss {:5.2}", netlink_ms / ss_ms);
-    println!("  ss -tan > /dev/null          {ss_ms:9.1}   ratio to ss {:5.2}", 1.0);
-    println!("  procfs crate tcp()+tcp6()    {procfs_ms:9.1}   ratio to ss {:5.2}", procfs_ms / ss_ms);
-    println!("  proc poll+diff / procfs parse: {:5.2}", proc_ms / procfs_ms);
+    println!(
+        "  netvantage proc    poll+diff {proc_ms:9.1}   ratio to ss {:5.2}",
+        proc_ms / ss_ms
+    );
+    println!(
+        "  netvantage netlink poll+diff {netlink_ms:9.1}   ratio to ss {:5.2}",
+        netlink_ms / ss_ms
+    );
+    println!(
+        "  ss -tan > /dev/null          {ss_ms:9.1}   ratio to ss {:5.2}",
+        1.0
+    );
+    println!(
+        "  procfs crate tcp()+tcp6()    {procfs_ms:9.1}   ratio to ss {:5.2}",
+        procfs_ms / ss_ms
+    );
+    println!(
+        "  proc poll+diff / procfs parse: {:5.2}",
+        proc_ms / procfs_ms
+    );
     println!(
         "  of which kernel: reading /proc/net/tcp{{,6}} text {:.1} ms; netlink dump received and decoded, no snapshot {:.1} ms",
         ms(median(&mut t_proc_read)),
@@ -184,7 +210,11 @@ fn measure(runs: usize, polls: usize) {
     );
     drop((proc, netlink));
 
-    memory("netlink", Monitor::new(NetlinkSource::open().expect("netlink")), polls);
+    memory(
+        "netlink",
+        Monitor::new(NetlinkSource::open().expect("netlink")),
+        polls,
+    );
     memory("proc", Monitor::new(ProcSource::new("/proc")), polls);
 }
 
@@ -199,5 +229,8 @@ fn memory<S: Source>(name: &str, mut monitor: Monitor<S>, polls: usize) {
         }
     }
     let (rss, hwm) = rss_kib();
-    println!("{line}; peak {hwm} KiB, final {rss} KiB, {:.1} s", start.elapsed().as_secs_f64());
+    println!(
+        "{line}; peak {hwm} KiB, final {rss} KiB, {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
 }
