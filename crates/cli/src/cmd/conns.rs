@@ -183,7 +183,7 @@ async fn watch(watcher: &mut Watcher, args: &ConnsArgs) -> anyhow::Result<i32> {
             _ = terminate.recv() => break,
         }
         let first = polls == 0;
-        match tokio::task::block_in_place(|| watcher.cycle()) {
+        match run_blocking(|| watcher.cycle()) {
             Ok(Cycle::Continue) => {}
             Ok(Cycle::OutputClosed) => break,
             Err(err) if first => return Err(err),
@@ -196,6 +196,16 @@ async fn watch(watcher: &mut Watcher, args: &ConnsArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// A poll is synchronous work (reading the table, nft): off the reactor's worker when the
+/// runtime has others, inline on a current-thread runtime (where `block_in_place` panics).
+fn run_blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::current().runtime_flavor() {
+        RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 enum Cycle {
