@@ -103,8 +103,25 @@ def tools(hosts_path, cap):
         ("nmap -T4", nmap, parse_nmap, True),
         ("nmap -T4 --min-hostgroup 4096", nmap[:-2] + ["--min-hostgroup", "4096", "-iL", hosts_path], parse_nmap, True),
         ("python asyncio (sem 1000, 1s)", [sys.executable, os.path.join(ROOT, "bench/ports/py_sweep.py"), str(PORT), "1000", "1"], parse_plain, True),
-        ("epoll loop (kernel limit, 100ms)", [EPOLL, str(PORT), str(cap), "100"], parse_plain, False),
+    ] + [
+        (f"epoll loop cap {c} (100ms)", [EPOLL, str(PORT), str(c), "100"], parse_plain, False)
+        for c in EPOLL_CAPS if c <= cap
     ]
+
+
+# The bare loop has no pacing: with too many SYNs in flight at once the loopback backlog
+# (net.core.netdev_max_backlog) drops some and they time out. Its best correct run over these
+# caps is "the kernel's limit".
+EPOLL_CAPS = [64, 128, 256, 512, 1024]
+LIMIT = "epoll loop (kernel limit, 100ms)"
+
+
+def with_limit(results, n):
+    loops = {k: v for k, v in results.items() if k.startswith("epoll loop cap")}
+    correct = [v for v in loops.values() if v[3] == n] or list(loops.values())
+    results[LIMIT] = min(correct, key=lambda v: v[0])
+    best = [k for k, v in loops.items() if v is results[LIMIT]][0]
+    return best
 
 
 def main():
@@ -147,18 +164,22 @@ def main():
                     correct = sum(1 for a, t in truth.items() if answers.get(a) == t)
                     results[name] = (wall, cpu, rss, correct)
                     print(f"{n:>7} {mix:<7} {name:<34} wall {wall:7.2f}s  cpu {cpu:7.2f}s  rss {rss:7.1f} MB  correct {correct}/{n}", flush=True)
+                best = with_limit(results, n)
+                print(f"{n:>7} {mix:<7} kernel limit = {best}", flush=True)
                 rows.append((n, mix, results))
     print()
     print("| N | fleet | tool | wall s | CPU s | peak RSS MB | correct |")
     print("|---|---|---|---|---|---|---|")
     for n, mix, results in rows:
         for name, (wall, cpu, rss, correct) in results.items():
+            if name.startswith("epoll loop cap"):
+                continue
             print(f"| {n} | {mix} | {name} | {wall:.2f} | {cpu:.2f} | {rss:.1f} | {correct}/{n} |")
     print()
     print("| N | fleet | netvantage(100ms) / epoll limit | nmap -T4 / netvantage(100ms) | nmap hostgroup / netvantage(100ms) | python(1s) / netvantage(1s) |")
     print("|---|---|---|---|---|---|")
     for n, mix, r in rows:
-        nv, nv1, lim = r["netvantage (timeout 100ms)"][0], r["netvantage (timeout 1s)"][0], r["epoll loop (kernel limit, 100ms)"][0]
+        nv, nv1, lim = r["netvantage (timeout 100ms)"][0], r["netvantage (timeout 1s)"][0], r[LIMIT][0]
         def ratio(a, b):
             return f"{r[a][0] / b:.2f}×" if a in r else "skipped"
         print(f"| {n} | {mix} | {nv / lim:.2f}× | {ratio('nmap -T4', nv)} | {ratio('nmap -T4 --min-hostgroup 4096', nv)} | {ratio('python asyncio (sem 1000, 1s)', nv1)} |")
