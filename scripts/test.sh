@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 need_pkgs=()
 command -v nft >/dev/null || need_pkgs+=(nftables)
 command -v ip >/dev/null || need_pkgs+=(iproute2)
+command -v promtool >/dev/null || need_pkgs+=(prometheus)   # `promtool check metrics` in the conns tests
+command -v prlimit >/dev/null || need_pkgs+=(util-linux)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need_pkgs[*]} — install them (apt-get install ${need_pkgs[*]}) or run as root" >&2

@@ -249,6 +249,53 @@ fn explain_shows_a_whole_subnet_timing_out() {
 }
 
 #[test]
+fn icmp_unreachable_is_its_own_reason() {
+    let ns = Netns::new();
+    let _fleet = ns.fleet(&["--port", "80", "--unreachable", "127.0.5.5"]);
+    let run = ports_in(
+        &ns,
+        &[
+            "80",
+            "--rounds",
+            "1",
+            "--down-after",
+            "1",
+            "--timeout",
+            "500ms",
+            "--format",
+            "json",
+        ],
+        "127.0.5.5\n",
+    );
+    let hosts = run.json_lines();
+    assert_eq!(hosts[0]["verdict"], "down", "{}", hosts[0]);
+    assert_eq!(hosts[0]["reasons"], serde_json::json!({"unreachable": 1}));
+}
+
+#[test]
+fn rate_cap_paces_a_single_sweep() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let input: String = (1..=10)
+        .map(|i| format!("127.0.0.1:{port}\n127.0.3.{i}:{port}\n"))
+        .collect();
+    let started = std::time::Instant::now();
+    let run = netvantage_run(
+        &[
+            "ports", &port, "--rounds", "1", "--rate", "40", "--format", "json",
+        ],
+        &input,
+    );
+    let elapsed = started.elapsed();
+    assert_eq!(run.json_lines().len(), 11, "{}", run.stdout);
+    // 11 connects at 40/s: the last one starts 250 ms after the first.
+    assert!(
+        elapsed >= Duration::from_millis(250),
+        "{elapsed:?}: --rate was not applied"
+    );
+}
+
+#[test]
 fn thousands_of_blackholed_hosts_never_run_out_of_file_descriptors() {
     let ns = Netns::new();
     let _fleet = ns.fleet(&["--port", "80", "--blackhole", "127.1.0.0/20"]);

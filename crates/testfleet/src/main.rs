@@ -6,6 +6,7 @@
 //!   and closes, so a 100k-host fleet costs one socket, not 100k.
 //! - `--refused` addresses get a TCP reset (nftables `reject with tcp reset`).
 //! - `--blackhole` addresses have their SYNs dropped, so a connect times out.
+//! - `--unreachable` addresses get an ICMP host-unreachable.
 //! - `--flap` addresses alternate: up for `--flap-period`, refused for the next, and so on.
 //! - `--dns ADDR:PORT` serves `--zone NAME=IP[,IP...]` records (A and AAAA); any other name is
 //!   NXDOMAIN.
@@ -42,6 +43,9 @@ struct Args {
     /// File with one address or CIDR per line whose SYNs are dropped.
     #[arg(long)]
     blackhole_file: Option<PathBuf>,
+    /// Addresses or CIDRs answered with ICMP host-unreachable.
+    #[arg(long, value_parser = parse_net)]
+    unreachable: Vec<IpNet>,
     /// Addresses that alternate between up and refused.
     #[arg(long)]
     flap: Vec<IpAddr>,
@@ -74,7 +78,7 @@ async fn main() -> Result<()> {
     ] {
         let _ = std::fs::write(path, value);
     }
-    run_nft(&ruleset(args.port, &refused, &blackhole))?;
+    run_nft(&ruleset(args.port, &refused, &blackhole, &args.unreachable))?;
 
     let listeners = listen(args.port)?;
     for listener in listeners {
@@ -133,7 +137,7 @@ fn parse_net(text: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("bad address or CIDR {text:?}"))
 }
 
-fn ruleset(port: u16, refused: &[IpNet], blackhole: &[IpNet]) -> String {
+fn ruleset(port: u16, refused: &[IpNet], blackhole: &[IpNet], unreachable: &[IpNet]) -> String {
     let elements = |family_v4: bool, nets: &[IpNet]| {
         let list: Vec<String> = nets
             .iter()
@@ -152,10 +156,14 @@ fn ruleset(port: u16, refused: &[IpNet], blackhole: &[IpNet]) -> String {
   set refused6 {{ type ipv6_addr; flags interval; {r6} }}
   set blackhole4 {{ type ipv4_addr; flags interval; {b4} }}
   set blackhole6 {{ type ipv6_addr; flags interval; {b6} }}
+  set unreachable4 {{ type ipv4_addr; flags interval; {u4} }}
+  set unreachable6 {{ type ipv6_addr; flags interval; {u6} }}
   chain input {{
     type filter hook input priority 0; policy accept;
     tcp dport {port} ip daddr @blackhole4 drop
     tcp dport {port} ip6 daddr @blackhole6 drop
+    tcp dport {port} ip daddr @unreachable4 reject with icmpx type host-unreachable
+    tcp dport {port} ip6 daddr @unreachable6 reject with icmpx type host-unreachable
     tcp dport {port} ip daddr @refused4 reject with tcp reset
     tcp dport {port} ip6 daddr @refused6 reject with tcp reset
   }}
@@ -165,6 +173,8 @@ fn ruleset(port: u16, refused: &[IpNet], blackhole: &[IpNet]) -> String {
         r6 = elements(false, refused),
         b4 = elements(true, blackhole),
         b6 = elements(false, blackhole),
+        u4 = elements(true, unreachable),
+        u6 = elements(false, unreachable),
     )
 }
 

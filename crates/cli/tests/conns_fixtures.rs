@@ -1,0 +1,315 @@
+//! `netvantage conns --proc-root DIR` over fixture tables with known entries: IPv4, IPv6,
+//! IPv4-mapped, every TCP state, malformed lines. This is also the container layout (the host's
+//! /proc mounted elsewhere), tested without a Docker engine. The metrics endpoint is checked
+//! here too because fixture input makes every counter exact.
+
+mod conns_support;
+
+use conns_support::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/conns")
+}
+
+/// Every connection of `before/`, sorted by (source, destination): inbound ones (local port is
+/// a listening port: 0.0.0.0:80 and the dual-stack [::]:22) print remote -> local.
+const BEFORE: [&str; 13] = [
+    "New connection: 10.0.0.5:41001 -> 198.51.100.7:443",
+    "New connection: 10.0.0.5:41002 -> 198.51.100.7:443",
+    "New connection: 10.0.0.5:41003 -> 198.51.100.7:443",
+    "New connection: 10.0.0.5:41004 -> 198.51.100.7:443",
+    "New connection: 10.0.0.5:41005 -> 198.51.100.7:443",
+    "New connection: 10.162.15.225:55474 -> 169.254.169.254:80",
+    "New connection: 192.0.2.56:5973 -> 10.0.0.5:80",
+    "New connection: 192.0.2.56:5974 -> 10.0.0.5:22",
+    "New connection: 192.0.2.57:40001 -> 10.0.0.5:80",
+    "New connection: 192.0.2.58:40002 -> 10.0.0.5:80",
+    "New connection: 192.0.2.59:40003 -> 10.0.0.5:80",
+    "New connection: 192.0.2.60:40004 -> 10.0.0.5:80",
+    "New connection: [::1]:50000 -> [::1]:631",
+];
+
+/// What `after/` adds to `before/` (the rest of `after/` is either unchanged or gone).
+const AFTER: [&str; 3] = [
+    "New connection: 10.162.15.225:55475 -> 169.254.169.254:80",
+    "New connection: 203.0.113.9:33000 -> 10.0.0.5:80",
+    "New connection: [2001:db8::3]:40001 -> [2001:db8::1]:22",
+];
+
+fn expected_before() -> Vec<String> {
+    let mut lines: Vec<String> = BEFORE.iter().map(|s| s.to_string()).collect();
+    // IPv6 sorts after IPv4.
+    lines.push("New connection: [2001:db8::2]:40000 -> [2001:db8::1]:22".to_string());
+    lines
+}
+
+/// A scratch copy of a fixture table that tests can swap; removed on drop.
+struct ProcDir(PathBuf);
+
+impl ProcDir {
+    fn new(tag: &str) -> ProcDir {
+        let dir = std::env::temp_dir().join(format!("nvc-proc-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("net")).unwrap();
+        let proc_dir = ProcDir(dir);
+        proc_dir.load("before");
+        proc_dir
+    }
+
+    /// Replaces the tables atomically (write + rename), as a poll must never see half a file.
+    fn load(&self, which: &str) {
+        for file in ["tcp", "tcp6"] {
+            let tmp = self.0.join(format!("net/.{file}.new"));
+            std::fs::copy(fixtures().join(which).join("net").join(file), &tmp).unwrap();
+            std::fs::rename(&tmp, self.0.join("net").join(file)).unwrap();
+        }
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for ProcDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn include_existing_prints_every_fixture_connection_exactly_and_skips_malformed_lines() {
+    let root = fixtures().join("before");
+    let output = Command::new(BIN)
+        .args([
+            "conns",
+            "--proc-root",
+            root.to_str().unwrap(),
+            "--include-existing",
+            "--count",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let events: Vec<&str> = stdout.lines().map(strip_timestamp).collect();
+    assert_eq!(events, expected_before());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let tcp = root.join("net/tcp");
+    let warning = format!(
+        "skipped 5 malformed line(s); first: {}:15: expected at least 10 fields, found 2",
+        tcp.display()
+    );
+    assert!(stderr.contains(&warning), "stderr: {stderr}");
+}
+
+#[test]
+fn baseline_is_silent_and_a_changed_table_prints_only_the_new_connections() {
+    let dir = ProcDir::new("diff");
+    let mut conns = {
+        let mut child = Command::new(BIN);
+        child.args([
+            "-v",
+            "conns",
+            "--proc-root",
+            dir.path(),
+            "--interval",
+            "100ms",
+        ]);
+        Conns::spawn(child)
+    };
+    conns.wait_baseline();
+    dir.load("after");
+    let expected: Vec<String> = AFTER.iter().map(|s| s.to_string()).collect();
+    conns.wait_events(&expected);
+    assert_eq!(conns.settle(Duration::from_millis(100), 3), expected);
+    assert!(conns.terminate().success());
+}
+
+#[test]
+fn timestamps_are_utc_unless_local_time() {
+    let root = fixtures().join("before");
+    let run = |extra: &[&str]| {
+        let output = Command::new(BIN)
+            .env("TZ", "UTC-5") // POSIX: five hours east of UTC
+            .args([
+                "conns",
+                "--proc-root",
+                root.to_str().unwrap(),
+                "--include-existing",
+                "--count",
+                "1",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        let line = String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .to_string();
+        time_of(&line)
+    };
+    let utc = run(&[]);
+    let local = run(&["--local-time"]);
+    let diff = (local - utc).rem_euclid(24 * 3600);
+    assert_eq!(
+        diff,
+        5 * 3600,
+        "UTC {utc}s vs local {local}s (seconds of day)"
+    );
+}
+
+/// Seconds since midnight of a line's timestamp.
+fn time_of(line: &str) -> i64 {
+    let hms: Vec<i64> = line[11..19]
+        .split(':')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    hms[0] * 3600 + hms[1] * 60 + hms[2]
+}
+
+#[test]
+fn usage_errors_exit_3_and_name_the_problem() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--proc-root", "/nonexistent-nvc"],
+            "/nonexistent-nvc/net/tcp",
+        ),
+        (
+            &["--source", "netlink", "--proc-root", "/proc"],
+            "--proc-root only applies to --source proc",
+        ),
+        (&["--interval", "0s"], "must be greater than zero"),
+        (&["--allow", "10.0.0.0/33"], "10.0.0.0/33"),
+    ];
+    for (args, message) in cases {
+        let output = Command::new(BIN)
+            .arg("conns")
+            .args(args)
+            .args(["--count", "1"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(3), "{args:?}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn help_shows_an_example() {
+    let output = Command::new(BIN)
+        .args(["conns", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        help.contains("Examples:") && help.contains("netvantage conns --block"),
+        "{help}"
+    );
+}
+
+fn http_get(ns: &Netns, addr: &'static str) -> String {
+    ns.run_in(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    })
+}
+
+#[test]
+fn metrics_endpoint_counts_exactly_and_passes_promtool() {
+    require_tools(&["promtool"]);
+    let ns = Netns::new();
+    let dir = ProcDir::new("metrics");
+    let mut conns = ns.start_conns(&[
+        "--proc-root",
+        dir.path(),
+        "--interval",
+        "100ms",
+        "--include-existing",
+        "--metrics-addr",
+        "127.0.0.1:9464",
+    ]);
+    conns.wait_events(&expected_before());
+    dir.load("after");
+    let after: Vec<String> = AFTER.iter().map(|s| s.to_string()).collect();
+    conns.wait_events(&after);
+
+    let response = http_get(&ns, "127.0.0.1:9464");
+    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    for line in [
+        "netvantage_new_connections_total{direction=\"inbound\"} 9",
+        "netvantage_new_connections_total{direction=\"outbound\"} 8",
+        "netvantage_port_scans_total 0",
+        "netvantage_blocked_sources 0",
+    ] {
+        assert!(
+            body.lines().any(|l| l == line),
+            "missing {line:?} in\n{body}"
+        );
+    }
+    assert!(
+        body.contains("netvantage_poll_duration_seconds_bucket{le="),
+        "{body}"
+    );
+    // Every poll of `before/` skips its 5 malformed lines again.
+    let malformed: u64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("netvantage_malformed_lines_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("malformed-line counter");
+    assert!(malformed >= 5 && malformed.is_multiple_of(5), "{malformed}");
+
+    let checked = ns.exec_with_stdin(&["promtool", "check", "metrics"], body);
+    assert!(
+        checked.status.success(),
+        "promtool check metrics failed:\n{}{}\n{body}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert!(conns.terminate().success());
+}
+
+#[test]
+fn dockerfile_entrypoint_reads_a_mounted_proc() {
+    // No Docker engine here: run the image's exact ENTRYPOINT with the host /proc mount point
+    // replaced by a directory holding fixture tables, as `-v /proc:/host/proc:ro` would.
+    let dockerfile = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/conns/Dockerfile");
+    let text = std::fs::read_to_string(&dockerfile).unwrap();
+    let entrypoint = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ENTRYPOINT "))
+        .expect("ENTRYPOINT line");
+    let argv: Vec<String> = serde_json::from_str(entrypoint).expect("exec-form ENTRYPOINT");
+    assert_eq!(argv[0], "netvantage");
+    let mount = fixtures().join("before");
+    let mount = mount.to_str().unwrap();
+    assert!(argv.iter().any(|a| a == "/host/proc"), "{argv:?}");
+    let args: Vec<String> = argv[1..]
+        .iter()
+        .map(|a| a.replace("/host/proc", mount))
+        .collect();
+    let output = Command::new(BIN)
+        .args(&args)
+        .args(["--include-existing", "--count", "1"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let events: Vec<&str> = stdout.lines().map(strip_timestamp).collect();
+    assert_eq!(events, expected_before());
+}

@@ -1,0 +1,144 @@
+//! Which addresses may be blocked. A wrong block locks operators out of their own host, so the
+//! rule is conservative: never loopback, never an address of this host, never an allow-listed
+//! network, never something that is not a unicast source.
+
+use crate::entry::normalize_ip;
+use ipnet::IpNet;
+use std::collections::HashSet;
+use std::fmt;
+use std::net::IpAddr;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    Loopback,
+    /// Unspecified, multicast or broadcast: not a real peer.
+    NotUnicast,
+    OwnAddress,
+    Allowed(IpNet),
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Loopback => f.write_str("it is a loopback address"),
+            Refusal::NotUnicast => f.write_str("it is not a unicast address"),
+            Refusal::OwnAddress => f.write_str("it is an address of this host"),
+            Refusal::Allowed(net) => write!(f, "it is in --allow {net}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct BlockPolicy {
+    allow: Vec<IpNet>,
+    own: HashSet<IpAddr>,
+}
+
+impl BlockPolicy {
+    pub fn new(allow: Vec<IpNet>) -> BlockPolicy {
+        BlockPolicy {
+            allow,
+            own: HashSet::new(),
+        }
+    }
+
+    /// Replaces the host's own addresses (re-read at every poll: interfaces come and go).
+    pub fn set_own_addresses(&mut self, own: impl IntoIterator<Item = IpAddr>) {
+        self.own = own.into_iter().map(normalize_ip).collect();
+    }
+
+    /// `Ok(address to block)` — normalised, so an IPv4-mapped source goes into the IPv4 set —
+    /// or why it must not be blocked.
+    pub fn check(&self, source: IpAddr) -> Result<IpAddr, Refusal> {
+        let ip = normalize_ip(source);
+        if ip.is_loopback() {
+            return Err(Refusal::Loopback);
+        }
+        let not_unicast = match ip {
+            IpAddr::V4(v4) => v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast(),
+            IpAddr::V6(v6) => v6.is_unspecified() || v6.is_multicast(),
+        };
+        if not_unicast {
+            return Err(Refusal::NotUnicast);
+        }
+        if self.own.contains(&ip) {
+            return Err(Refusal::OwnAddress);
+        }
+        if let Some(net) = self.allow.iter().find(|net| net.contains(&ip)) {
+            return Err(Refusal::Allowed(*net));
+        }
+        Ok(ip)
+    }
+}
+
+/// `--allow` values: a CIDR (`10.0.0.0/8`, `2001:db8::/32`) or a bare address (a /32 or /128).
+pub fn parse_allow(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{text:?} is not a CIDR (e.g. 10.0.0.0/8) or an IP address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn never_blocks_loopback_in_either_family_or_mapped_form() {
+        let policy = BlockPolicy::default();
+        for addr in ["127.0.0.1", "127.9.9.9", "::1", "::ffff:127.0.0.1"] {
+            assert_eq!(policy.check(ip(addr)), Err(Refusal::Loopback), "{addr}");
+        }
+    }
+
+    #[test]
+    fn never_blocks_own_or_allowed_addresses() {
+        let mut policy = BlockPolicy::new(vec![
+            parse_allow("198.18.0.0/24").unwrap(),
+            parse_allow("2001:db8::7").unwrap(),
+        ]);
+        policy.set_own_addresses([ip("203.0.113.10"), ip("2001:db8::1")]);
+        assert_eq!(policy.check(ip("203.0.113.10")), Err(Refusal::OwnAddress));
+        assert_eq!(
+            policy.check(ip("::ffff:203.0.113.10")),
+            Err(Refusal::OwnAddress)
+        );
+        assert_eq!(policy.check(ip("2001:db8::1")), Err(Refusal::OwnAddress));
+        assert!(matches!(
+            policy.check(ip("198.18.0.77")),
+            Err(Refusal::Allowed(_))
+        ));
+        assert!(matches!(
+            policy.check(ip("2001:db8::7")),
+            Err(Refusal::Allowed(_))
+        ));
+        assert_eq!(policy.check(ip("2001:db8::8")), Ok(ip("2001:db8::8")));
+        assert_eq!(policy.check(ip("::ffff:198.19.0.2")), Ok(ip("198.19.0.2")));
+    }
+
+    #[test]
+    fn never_blocks_non_unicast() {
+        let policy = BlockPolicy::default();
+        for addr in ["0.0.0.0", "224.0.0.1", "255.255.255.255", "::", "ff02::1"] {
+            assert_eq!(policy.check(ip(addr)), Err(Refusal::NotUnicast), "{addr}");
+        }
+    }
+
+    #[test]
+    fn allow_accepts_cidrs_and_bare_addresses_and_names_bad_input() {
+        assert_eq!(parse_allow("10.0.0.0/8").unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(
+            parse_allow("192.0.2.1").unwrap().to_string(),
+            "192.0.2.1/32"
+        );
+        assert!(
+            parse_allow("10.0.0.0/33")
+                .unwrap_err()
+                .contains("10.0.0.0/33")
+        );
+    }
+}
