@@ -112,7 +112,7 @@ def tools(hosts_path, cap):
 # The bare loop has no pacing: with too many SYNs in flight at once the loopback backlog
 # (net.core.netdev_max_backlog) drops some and they time out. Its best correct run over these
 # caps is "the kernel's limit".
-EPOLL_CAPS = [64, 128, 256, 512, 1024]
+EPOLL_CAPS = [64, 128, 256, 512, 1024, 2048, 4096]
 LIMIT = "epoll loop (kernel limit, 100ms)"
 
 

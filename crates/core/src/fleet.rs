@@ -5,6 +5,7 @@
 
 use crate::check::{CheckResult, Reason};
 use crate::latency::{LatencySamples, LatencySummary};
+use crate::push_compact;
 use crate::verdict::{HostVerdict, RoundState, Verdict, VerdictRules};
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -106,7 +107,7 @@ impl HostState {
         if self.transitions.len() == MAX_TRANSITIONS {
             self.transitions.remove(0);
         }
-        self.transitions.push(transition.clone());
+        push_compact(&mut self.transitions, transition.clone());
         Some(transition)
     }
 
@@ -149,10 +150,13 @@ fn address_slot(
     if addresses.len() >= MAX_ADDRESSES {
         return None;
     }
-    addresses.push(AddressStats {
-        address,
-        ..Default::default()
-    });
+    push_compact(
+        addresses,
+        AddressStats {
+            address,
+            ..Default::default()
+        },
+    );
     addresses.last_mut()
 }
 

@@ -26,7 +26,7 @@ impl LatencySamples {
         let us = latency.as_micros().min(u32::MAX as u128) as u32;
         self.max_us = self.max_us.max(us);
         if self.recent_us.len() < RECENT_SAMPLES {
-            self.recent_us.push(us);
+            crate::push_compact(&mut self.recent_us, us);
         } else {
             self.recent_us[self.next] = us;
             self.next = (self.next + 1) % RECENT_SAMPLES;
