@@ -1,7 +1,8 @@
 //! A minimal NETLINK_SOCK_DIAG client for TCP (`inet_diag`, see `linux/inet_diag.h` and
-//! `man 7 sock_diag`): one dump request per address family, records decoded in place from a
-//! reused buffer. Written against libc directly because only one request and one record type
-//! are needed and every byte of both layouts is fixed by the kernel ABI.
+//! `man 7 sock_diag`): one dump request for both address families (per family as a fallback),
+//! records decoded in place from a reused buffer. Written against libc directly because only two
+//! request layouts and one record type are needed and every byte of them is fixed by the kernel
+//! ABI.
 
 use crate::entry::{SocketEntry, TcpState, normalize_ip};
 use std::io;
@@ -9,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
-/// The original inet_diag request (`struct inet_diag_req`, still served by every kernel): the
+/// The original inet_diag request (`struct inet_diag_req`, still served by 6.18): the
 /// kernel treats it as family AF_UNSPEC, so one dump walks the tables once for IPv4 and IPv6,
 /// where `SOCK_DIAG_BY_FAMILY` needs one walk per family.
 const TCPDIAG_GETSOCK: u16 = 18;
