@@ -86,7 +86,7 @@ impl Source for ProcSource {
 }
 
 /// The same table through NETLINK_SOCK_DIAG (what `ss` uses): binary records, no text to
-/// format or parse, IPv4 and IPv6 in one socket. It sees the network namespace of the process,
+/// format or parse, IPv4 and IPv6 in one dump. It sees the network namespace of the process,
 /// not a `--proc-root`.
 #[derive(Debug)]
 pub struct NetlinkSource {
@@ -108,11 +108,9 @@ impl Source for NetlinkSource {
             entries += 1;
             sink(entry)
         };
-        for family in [libc::AF_INET, libc::AF_INET6] {
-            self.diag
-                .dump_tcp(family, &mut count)
-                .map_err(SourceError::Netlink)?;
-        }
+        self.diag
+            .dump_all_tcp(&mut count)
+            .map_err(SourceError::Netlink)?;
         Ok(ReadStats {
             entries,
             ..ReadStats::default()
