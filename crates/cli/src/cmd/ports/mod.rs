@@ -491,7 +491,11 @@ impl<'a> Collector<'a> {
         let mut out = std::io::BufWriter::new(stdout.lock());
         for (target, host) in self.targets.iter().zip(&self.hosts) {
             if self.json {
-                writeln!(out, "{}", report::host_json(target, host, &self.rules.flap))?;
+                serde_json::to_writer(
+                    &mut out,
+                    &report::host_report(target, host, &self.rules.flap),
+                )?;
+                writeln!(out)?;
             } else {
                 writeln!(out, "{}", report::verdict_line(target, host))?;
             }
