@@ -7,7 +7,7 @@ mod support;
 use serde_json::Value;
 use std::io::{BufRead as _, BufReader};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 use support::*;
 
@@ -510,29 +510,20 @@ fn watch_prints_state_changes_and_sigterm_prints_verdicts_so_far() {
     let closed = TcpListener::bind("127.0.0.1:0").unwrap();
     let closed_port = closed.local_addr().unwrap().port();
     drop(closed);
-    let mut child = Command::new(netvantage())
-        .args([
+    let input = format!("127.0.0.1\n127.0.0.1:{closed_port}\n");
+    let up = up_port.to_string();
+    let mut child = spawn_netvantage(
+        &[
             "ports",
-            &up_port.to_string(),
+            &up,
             "--watch",
             "--interval",
             "100ms",
             "--timeout",
             "50ms",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    let input = format!("127.0.0.1\n127.0.0.1:{closed_port}\n");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
+        ],
+        &input,
+    );
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
@@ -562,8 +553,8 @@ fn watch_prints_state_changes_and_sigterm_prints_verdicts_so_far() {
 fn sigint_in_a_finite_run_prints_what_was_observed() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
-    let mut child = Command::new(netvantage())
-        .args([
+    let child = spawn_netvantage(
+        &[
             "ports",
             &port,
             "--rounds",
@@ -572,19 +563,9 @@ fn sigint_in_a_finite_run_prints_what_was_observed() {
             "100ms",
             "--timeout",
             "50ms",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"127.0.0.1\n")
-        .unwrap();
+        ],
+        "127.0.0.1\n",
+    );
     std::thread::sleep(Duration::from_millis(700));
     signal(&child, "-INT");
     let output = wait_bounded(child, Duration::from_secs(10));

@@ -162,6 +162,25 @@ pub fn run_with_input(mut command: Command, stdin: &[u8], limit: Duration) -> Ru
     }
 }
 
+/// Starts `netvantage ARGS` on the host with `input` on stdin (then closed), stdout and stderr
+/// piped, for tests that signal the process while it runs.
+pub fn spawn_netvantage(args: &[&str], input: &str) -> Child {
+    let mut child = Command::new(netvantage())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn netvantage");
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child
+}
+
 /// `netvantage ARGS` on the host (loopback targets only), stdin from `input`.
 pub fn netvantage_run(args: &[&str], input: &str) -> Run {
     let mut command = Command::new(netvantage());
