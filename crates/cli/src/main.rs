@@ -5,6 +5,7 @@ mod args;
 mod cmd;
 mod exit;
 mod logging;
+mod signals;
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +34,9 @@ enum Command {
     Ports(Box<cmd::ports::PortsArgs>),
     Http(cmd::http::HttpArgs),
     Conns(cmd::conns::ConnsArgs),
+    Agent(cmd::agent::AgentArgs),
+    Ingest(cmd::ingest::IngestArgs),
+    Report(cmd::report::ReportArgs),
 }
 
 fn main() {
@@ -65,6 +69,9 @@ fn main() {
             Command::Ports(args) => cmd::ports::run(*args).await,
             Command::Http(args) => cmd::http::run(args).await,
             Command::Conns(args) => cmd::conns::run(args).await,
+            Command::Agent(args) => cmd::agent::run(args).await,
+            Command::Ingest(args) => cmd::ingest::run(args).await,
+            Command::Report(args) => cmd::report::run(args).await,
         }
     });
     let code = match result {

@@ -99,10 +99,7 @@ impl Metrics {
 
     /// The OpenMetrics exposition (what the prometheus-client crate writes).
     pub fn render_openmetrics(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+        render_openmetrics(&self.registry)
     }
 
     /// The classic Prometheus text format (0.0.4), which every scraper and `promtool check
@@ -110,6 +107,14 @@ impl Metrics {
     pub fn render(&self) -> String {
         openmetrics_to_text(&self.render_openmetrics())
     }
+}
+
+/// The OpenMetrics exposition of any registry (`conns` and `ingest` both serve one).
+pub fn render_openmetrics(registry: &Registry) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
+    out
 }
 
 /// OpenMetrics names a counter family without `_total` in its HELP/TYPE lines and ends with
@@ -144,7 +149,7 @@ pub fn openmetrics_to_text(openmetrics: &str) -> String {
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-fn respond(req: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
+fn respond(req: &Request<Incoming>, registry: &Registry) -> Response<Full<Bytes>> {
     let wants_openmetrics = req
         .headers()
         .get(hyper::header::ACCEPT)
@@ -152,9 +157,13 @@ fn respond(req: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> 
         .is_some_and(|v| v.contains("application/openmetrics-text"));
     let (status, content_type, body) = match req.uri().path() {
         "/metrics" if wants_openmetrics => {
-            (StatusCode::OK, OPENMETRICS, metrics.render_openmetrics())
+            (StatusCode::OK, OPENMETRICS, render_openmetrics(registry))
         }
-        "/metrics" => (StatusCode::OK, TEXT, metrics.render()),
+        "/metrics" => (
+            StatusCode::OK,
+            TEXT,
+            openmetrics_to_text(&render_openmetrics(registry)),
+        ),
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain",
@@ -174,6 +183,14 @@ fn respond(req: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> 
 /// Binds `addr` and serves `/metrics` until the runtime stops. Returns the bound address (port
 /// 0 picks one) once listening, so callers can log it and tests can find it.
 pub async fn serve(addr: SocketAddr, metrics: Metrics) -> std::io::Result<SocketAddr> {
+    serve_registry(addr, metrics.registry.clone()).await
+}
+
+/// Serves any registry's `/metrics` on `addr`, as [`serve`] does.
+pub async fn serve_registry(
+    addr: SocketAddr,
+    registry: Arc<Registry>,
+) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     tokio::spawn(async move {
@@ -185,10 +202,10 @@ pub async fn serve(addr: SocketAddr, metrics: Metrics) -> std::io::Result<Socket
                     continue;
                 }
             };
-            let metrics = metrics.clone();
+            let registry = registry.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req| {
-                    let response = respond(&req, &metrics);
+                    let response = respond(&req, &registry);
                     async move { Ok::<_, Infallible>(response) }
                 });
                 if let Err(err) = http1::Builder::new()

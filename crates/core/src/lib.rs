@@ -11,11 +11,13 @@ pub mod duration;
 pub mod flap;
 pub mod fleet;
 pub mod latency;
+pub mod record;
 pub mod target;
 pub mod verdict;
 
 pub use check::{CheckKind, CheckResult, HttpDetails, Outcome, Phases, Reason};
 pub use duration::parse_duration;
+pub use record::ResultRecord;
 pub use verdict::Verdict;
 
 /// Per-host vectors usually hold one or two items (one address, one transition, one latency

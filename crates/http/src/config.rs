@@ -107,18 +107,31 @@ pub fn parse_config(text: &str, file: &str) -> Result<Vec<Endpoint>, ConfigError
             ));
         }
     };
-    let entries = match &doc.data {
+    parse_endpoint_list(doc, file)
+}
+
+/// Parses a YAML list of endpoints that is part of a larger document (the agent's `http:`
+/// section); errors point into `file` just as [`parse_config`]'s do.
+pub fn parse_endpoint_list(list: &MarkedYaml, file: &str) -> Result<Vec<Endpoint>, ConfigError> {
+    let fail = |node: Option<&MarkedYaml>, message: String| ConfigError {
+        file: file.to_string(),
+        location: node.map(position),
+        message,
+    };
+    let no_endpoints =
+        "no endpoints: the file must be a YAML list of entries with `name` and `url`";
+    let entries = match &list.data {
         YamlData::Sequence(entries) => entries,
         YamlData::Value(Scalar::Null) => return Err(fail(None, no_endpoints.into())),
         _ => {
             return Err(fail(
-                Some(doc),
+                Some(list),
                 "the file must be a YAML list of endpoints (each starting with `- name:`)".into(),
             ));
         }
     };
     if entries.is_empty() {
-        return Err(fail(Some(doc), no_endpoints.into()));
+        return Err(fail(Some(list), no_endpoints.into()));
     }
     entries
         .iter()

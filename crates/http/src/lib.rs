@@ -15,5 +15,5 @@ pub mod pin;
 pub mod report;
 pub mod status;
 
-pub use config::{ConfigError, Endpoint, Scheme, parse_config};
+pub use config::{ConfigError, Endpoint, Scheme, parse_config, parse_endpoint_list};
 pub use status::StatusSet;

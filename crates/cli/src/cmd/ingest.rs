@@ -1,0 +1,152 @@
+//! `netvantage ingest --kafka … --postgres …`: a consumer group member that stores result
+//! records in PostgreSQL, exactly once per record id. Wiring only: see
+//! `netvantage_pipeline::ingest` for the write-then-commit order that makes it safe.
+
+use crate::exit;
+use netvantage_pipeline::config::parse_agent_config;
+use netvantage_pipeline::ingest::{self, IngestOptions};
+use netvantage_pipeline::kafka::client_config;
+use netvantage_pipeline::metrics::IngestMetrics;
+use netvantage_pipeline::postgres;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const EXAMPLE: &str = "\
+Example:
+  netvantage ingest --kafka 127.0.0.1:9092 --postgres 'host=127.0.0.1 user=postgres dbname=netvantage'
+  netvantage ingest --config netvantage.yaml --postgres postgres://nv@db/netvantage \\
+      --metrics-listen 127.0.0.1:9466 --retention 30d
+
+Run several with the same --group to share the topic's partitions. Offsets are committed only
+after the batch's database transaction commits; a redelivered record is skipped by its id.
+SIGINT/SIGTERM finish the batch in hand, commit, and exit 0. See docs/pipeline.md.";
+
+#[derive(clap::Args, Debug)]
+#[command(
+    about = "Consume result records from Kafka and store them in PostgreSQL",
+    after_help = EXAMPLE
+)]
+pub struct IngestArgs {
+    /// Kafka bootstrap servers, `host:port,host:port` (or take them from --config).
+    #[arg(long, value_name = "BROKERS")]
+    pub kafka: Option<String>,
+    /// An agent config whose `sinks.kafka` gives brokers, topic, TLS and SASL settings.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// PostgreSQL connection string (URL or `key=value` form).
+    #[arg(long, value_name = "URL")]
+    pub postgres: String,
+    /// Topic to consume (default: the config's, else netvantage.results).
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Consumer group: processes with the same group share the partitions.
+    #[arg(long, default_value = "netvantage-ingest")]
+    pub group: String,
+    /// Most records per database transaction.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch: u32,
+    /// Longest wait for a batch to fill once its first record arrived.
+    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = crate::args::positive_duration)]
+    pub batch_wait: Duration,
+    /// Extra librdkafka consumer property, KEY=VALUE (repeatable), e.g. session.timeout.ms=6000.
+    #[arg(long = "kafka-property", value_name = "KEY=VALUE")]
+    pub kafka_properties: Vec<String>,
+    /// Serve Prometheus metrics (rows written, consumer lag, …) on ADDR's /metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Drop day partitions older than this (checked hourly), e.g. 30d; default: keep all.
+    #[arg(long, value_name = "DURATION", value_parser = crate::args::positive_duration)]
+    pub retention: Option<Duration>,
+    /// Apply the database migrations and exit.
+    #[arg(long)]
+    pub migrate_only: bool,
+}
+
+pub async fn run(args: IngestArgs) -> anyhow::Result<i32> {
+    if args.migrate_only {
+        let mut client = postgres::connect(&args.postgres)
+            .await
+            .map_err(|e| anyhow::anyhow!("postgres: {e}"))?;
+        let applied = postgres::migrate(&mut client)
+            .await
+            .map_err(|e| anyhow::anyhow!("postgres: migration failed: {e}"))?;
+        eprintln!("ingest: migrations applied now: {applied:?}");
+        return Ok(0);
+    }
+    let settings = match &args.config {
+        Some(path) => {
+            let file = path.display().to_string();
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| exit::usage(format!("{file}: cannot read: {e}")))?;
+            let config =
+                parse_agent_config(&text, &file).map_err(|e| exit::usage(e.to_string()))?;
+            config.sinks.kafka
+        }
+        None => None,
+    };
+    let mut settings = match (settings, &args.kafka) {
+        (Some(mut s), Some(brokers)) => {
+            s.brokers = brokers.clone();
+            s
+        }
+        (Some(s), None) => s,
+        (None, Some(brokers)) => netvantage_pipeline::config::KafkaSettings {
+            brokers: brokers.clone(),
+            topic: "netvantage.results".into(),
+            partitions: 6,
+            replication: 1,
+            tls: None,
+            sasl: None,
+            memory_records: 1,
+            spool_dir: PathBuf::new(),
+            spool_max_bytes: 0,
+            properties: Vec::new(),
+        },
+        (None, None) => {
+            return Err(exit::usage(
+                "give --kafka BROKERS, or --config with a `sinks.kafka` section",
+            ));
+        }
+    };
+    if let Some(topic) = &args.topic {
+        settings.topic = topic.clone();
+    }
+    for property in &args.kafka_properties {
+        let Some((key, value)) = property.split_once('=') else {
+            return Err(exit::usage(format!(
+                "--kafka-property {property:?}: expected KEY=VALUE"
+            )));
+        };
+        settings.properties.push((key.into(), value.into()));
+    }
+    let metrics = IngestMetrics::new();
+    if let Some(addr) = args.metrics_listen {
+        let bound = netvantage_conns::metrics::serve_registry(addr, metrics.registry())
+            .await
+            .map_err(|e| exit::usage(format!("--metrics-listen {addr}: {e}")))?;
+        tracing::info!(%bound, "serving /metrics");
+    }
+    let config = client_config(&settings, &[]).map_err(exit::usage)?;
+    let consumer = ingest::consumer(config, &args.group, &settings.topic, metrics.clone())
+        .map_err(|e| exit::usage(format!("{e:#}")))?;
+    let stop = CancellationToken::new();
+    crate::signals::cancel_on_signal(stop.clone())?;
+    let options = IngestOptions {
+        topic: settings.topic.clone(),
+        postgres_url: args.postgres.clone(),
+        batch_max: args.batch as usize,
+        batch_wait: args.batch_wait,
+        retention: args.retention,
+    };
+    tracing::info!(topic = %options.topic, group = %args.group, "ingest started");
+    let summary = ingest::run(&consumer, &options, &metrics, stop).await?;
+    let line = format!(
+        "ingest: {} rows written, {} duplicates skipped, {} rejected, {} batches",
+        summary.rows_written, summary.duplicates, summary.rejected, summary.batches
+    );
+    tracing::info!("{line}");
+    eprintln!("{line}");
+    Ok(0)
+}

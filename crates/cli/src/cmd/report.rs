@@ -1,0 +1,113 @@
+//! `netvantage report`: per target, down from everywhere, down from some vantage points only,
+//! flappy or ok, over the stored results (SQLite by default, or PostgreSQL).
+
+use crate::exit;
+use clap::ValueEnum;
+use netvantage_core::verdict::{FlapRule, VerdictRules};
+use netvantage_pipeline::report::{FleetVerdict, judge};
+use netvantage_pipeline::{postgres, sqlite::SqliteStore};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const EXAMPLE: &str = "\
+Example:
+  netvantage report                      # netvantage.db, the last hour
+  netvantage report --since 24h --format json
+  netvantage report --postgres 'host=127.0.0.1 user=postgres dbname=netvantage'
+
+Output, one line per target:
+  db1:5432 is down from every vantage point (fra1, iad1): refused ×10
+  api:443 is down from fra1 only, reachable from iad1: a path problem, not the host (timeout ×5)
+  cache:6379 is flappy from iad1 (timeout ×2)
+  web:443 reporting ok
+Exit status: 0 all ok, 1 something flappy or down from some vantage points, 2 something down
+from everywhere, 3 bad input.";
+
+#[derive(clap::Args, Debug)]
+#[command(
+    about = "Judge every target across vantage points from stored results",
+    after_help = EXAMPLE
+)]
+pub struct ReportArgs {
+    /// The SQLite file the agent writes (the default store).
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "netvantage.db",
+        conflicts_with = "postgres"
+    )]
+    pub sqlite: PathBuf,
+    /// Read from PostgreSQL (what `ingest` writes) instead.
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
+    /// How far back to look.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = crate::args::positive_duration)]
+    pub since: Duration,
+    /// Failed rounds in a row that make a target down from a vantage point.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub down_after: u32,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+pub async fn run(args: ReportArgs) -> anyhow::Result<i32> {
+    let since = netvantage_probe::target_check::unix_ms_now() - args.since.as_millis() as i64;
+    let observations = match &args.postgres {
+        Some(url) => {
+            let client = postgres::connect(url)
+                .await
+                .map_err(|e| anyhow::anyhow!("postgres: {e}"))?;
+            postgres::observations(&client, since)
+                .await
+                .map_err(|e| anyhow::anyhow!("postgres: {e}"))?
+        }
+        None => {
+            if !args.sqlite.exists() {
+                return Err(exit::usage(format!(
+                    "{}: no such file (run `netvantage agent` first, or give --sqlite)",
+                    args.sqlite.display()
+                )));
+            }
+            let store = SqliteStore::open(&args.sqlite)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", args.sqlite.display()))?;
+            store
+                .observations(since)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", args.sqlite.display()))?
+        }
+    };
+    let rules = VerdictRules {
+        down_after: args.down_after,
+        flap: FlapRule::Window(None),
+    };
+    let reports = judge(observations, &rules);
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Text => {
+            for report in &reports {
+                writeln!(out, "{}", report.line())?;
+            }
+        }
+        Format::Json => {
+            for report in &reports {
+                serde_json::to_writer(&mut out, report)?;
+                writeln!(out)?;
+            }
+        }
+    }
+    out.flush()?;
+    if reports.is_empty() {
+        eprintln!("report: no results in the last {:?}", args.since);
+    }
+    Ok(reports
+        .iter()
+        .map(|r| r.verdict)
+        .max()
+        .map_or(0, FleetVerdict::exit_code))
+}

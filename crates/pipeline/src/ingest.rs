@@ -1,0 +1,353 @@
+//! `ingest`: a Kafka consumer group member that writes result records into PostgreSQL.
+//!
+//! The order of things is what makes it safe:
+//! 1. read up to `batch_max` messages (or what arrives within `batch_wait`);
+//! 2. write them in one transaction (`INSERT … ON CONFLICT DO NOTHING`: a record seen before,
+//!    by this process or a dead one, is skipped by its id);
+//! 3. only then commit the batch's offsets to Kafka.
+//!
+//! A crash between 2 and 3 redelivers the batch, which step 2 skips; a crash before 2 loses
+//! nothing because nothing was committed. While PostgreSQL is unavailable the same batch is
+//! retried with backoff and no offset moves. Messages that are not records are kept in
+//! `rejected_messages` with the reason, in the same transaction, and their offsets committed.
+
+use crate::metrics::{IngestMetrics, PartitionLabel};
+use crate::postgres::{self, PgWriter, Rejected};
+use netvantage_core::ResultRecord;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub topic: String,
+    pub postgres_url: String,
+    pub batch_max: usize,
+    pub batch_wait: Duration,
+    /// Drop day partitions older than this (checked hourly).
+    pub retention: Option<Duration>,
+}
+
+/// Logs assignments (which partitions this member owns) and feeds consumer lag to the metrics.
+pub struct IngestContext {
+    metrics: IngestMetrics,
+}
+
+impl IngestContext {
+    pub fn new(metrics: IngestMetrics) -> Self {
+        IngestContext { metrics }
+    }
+}
+
+impl ClientContext for IngestContext {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, stats) in &statistics.topics {
+            for (partition, p) in &stats.partitions {
+                if *partition < 0 || p.consumer_lag < 0 {
+                    continue;
+                }
+                self.metrics
+                    .consumer_lag
+                    .get_or_create(&PartitionLabel {
+                        topic: topic.clone(),
+                        partition: *partition,
+                    })
+                    .set(p.consumer_lag);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for IngestContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                let partitions: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
+                tracing::info!(?partitions, "ingest: assigned partitions");
+            }
+            Rebalance::Revoke(list) => {
+                let partitions: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
+                tracing::info!(?partitions, "ingest: partitions revoked");
+            }
+            Rebalance::Error(e) => tracing::warn!("ingest: rebalance failed: {e}"),
+        }
+    }
+}
+
+/// The consumer settings ingest relies on; `config` brings brokers, TLS and SASL, and the
+/// caller's own properties (applied by the caller afterwards) may override the rest.
+pub fn consumer(
+    mut config: ClientConfig,
+    group: &str,
+    topic: &str,
+    metrics: IngestMetrics,
+) -> anyhow::Result<StreamConsumer<IngestContext>> {
+    for (key, value) in [
+        ("group.id", group),
+        // Offsets move only after the database commit (see the module docs).
+        ("enable.auto.commit", "false"),
+        ("enable.auto.offset.store", "false"),
+        ("auto.offset.reset", "earliest"),
+        ("statistics.interval.ms", "5000"),
+    ] {
+        if config.get(key).is_none() {
+            config.set(key, value);
+        }
+    }
+    let consumer: StreamConsumer<IngestContext> = config
+        .create_with_context(IngestContext::new(metrics))
+        .map_err(|e| anyhow::anyhow!("cannot create the Kafka consumer: {e}"))?;
+    consumer
+        .subscribe(&[topic])
+        .map_err(|e| anyhow::anyhow!("cannot subscribe to {topic}: {e}"))?;
+    Ok(consumer)
+}
+
+/// What one process did, for its exit line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct IngestSummary {
+    pub rows_written: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    pub batches: u64,
+}
+
+struct Batch {
+    records: Vec<ResultRecord>,
+    rejected: Vec<Rejected>,
+    /// Next offset to consume, per (topic, partition): what gets committed.
+    next_offsets: BTreeMap<(String, i32), i64>,
+}
+
+impl Batch {
+    fn new() -> Batch {
+        Batch {
+            records: Vec::new(),
+            rejected: Vec::new(),
+            next_offsets: BTreeMap::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.records.len() + self.rejected.len()
+    }
+
+    fn add(&mut self, topic: &str, partition: i32, offset: i64, payload: Option<&[u8]>) {
+        self.next_offsets
+            .insert((topic.to_string(), partition), offset + 1);
+        let parsed = match payload {
+            None => Err("empty message".to_string()),
+            Some(bytes) => serde_json::from_slice::<ResultRecord>(bytes).map_err(|e| e.to_string()),
+        };
+        match parsed {
+            Ok(record) => self.records.push(record),
+            Err(error) => {
+                tracing::warn!(topic, partition, offset, %error, "ingest: not a result record; kept in rejected_messages");
+                self.rejected.push(Rejected {
+                    topic: topic.to_string(),
+                    partition,
+                    offset,
+                    payload: payload.map(<[u8]>::to_vec),
+                    error,
+                });
+            }
+        }
+    }
+}
+
+/// Connects (retrying until `stop`), applies migrations, and returns a writer.
+pub async fn connect_writer(url: &str, stop: &CancellationToken) -> Option<PgWriter> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let attempt = async {
+            let mut client = postgres::connect(url).await?;
+            let applied = postgres::migrate(&mut client).await?;
+            if !applied.is_empty() {
+                tracing::info!(?applied, "postgres: applied migrations");
+            }
+            PgWriter::new(client).await
+        };
+        match attempt.await {
+            Ok(writer) => return Some(writer),
+            Err(e) => tracing::warn!("postgres: {e}; retrying in {delay:?}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.cancelled() => return None,
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Runs until `stop` is cancelled: then finishes the batch in hand (write and commit) and
+/// returns. If PostgreSQL is down at that moment the batch is left uncommitted (it will be
+/// redelivered to whoever consumes next) after one last try.
+pub async fn run(
+    consumer: &StreamConsumer<IngestContext>,
+    options: &IngestOptions,
+    metrics: &IngestMetrics,
+    stop: CancellationToken,
+) -> anyhow::Result<IngestSummary> {
+    let mut summary = IngestSummary::default();
+    let Some(mut writer) = connect_writer(&options.postgres_url, &stop).await else {
+        return Ok(summary);
+    };
+    let mut next_retention = Instant::now();
+    loop {
+        let batch = collect(consumer, options, &stop).await;
+        let stopping = stop.is_cancelled();
+        if batch.len() > 0 {
+            let Some(written) =
+                write_with_retry(&mut writer, &batch, options, metrics, &stop).await
+            else {
+                tracing::warn!(
+                    records = batch.len(),
+                    "ingest: stopping with a batch not written; it will be redelivered"
+                );
+                break;
+            };
+            summary.rows_written += written.inserted;
+            summary.duplicates += written.duplicates;
+            summary.rejected += batch.rejected.len() as u64;
+            summary.batches += 1;
+            commit(consumer, &batch, metrics);
+        }
+        if let Some(retention) = options.retention
+            && Instant::now() >= next_retention
+        {
+            next_retention = Instant::now() + Duration::from_secs(3600);
+            let cutoff =
+                netvantage_probe::target_check::unix_ms_now() - retention.as_millis() as i64;
+            match writer.drop_partitions_before(cutoff).await {
+                Ok(dropped) if !dropped.is_empty() => {
+                    tracing::info!(?dropped, "postgres: dropped partitions past retention")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("postgres: retention: {e}"),
+            }
+        }
+        if stopping {
+            break;
+        }
+    }
+    Ok(summary)
+}
+
+async fn collect(
+    consumer: &StreamConsumer<IngestContext>,
+    options: &IngestOptions,
+    stop: &CancellationToken,
+) -> Batch {
+    let mut batch = Batch::new();
+    // The wait starts at the first message: an idle topic costs nothing.
+    let mut deadline: Option<Instant> = None;
+    while batch.len() < options.batch_max {
+        let until = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep_until(until), if deadline.is_some() => break,
+            message = consumer.recv() => match message {
+                Ok(m) => {
+                    batch.add(m.topic(), m.partition(), m.offset(), m.payload());
+                    deadline.get_or_insert_with(|| Instant::now() + options.batch_wait);
+                }
+                Err(e) => {
+                    tracing::warn!("kafka: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+    batch
+}
+
+async fn write_with_retry(
+    writer: &mut PgWriter,
+    batch: &Batch,
+    options: &IngestOptions,
+    metrics: &IngestMetrics,
+    stop: &CancellationToken,
+) -> Option<postgres::Written> {
+    let mut delay = Duration::from_millis(200);
+    let mut last_try = false;
+    loop {
+        let started = std::time::Instant::now();
+        match writer.write(&batch.records, &batch.rejected).await {
+            Ok(written) => {
+                metrics
+                    .batch_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                metrics.rows_written.inc_by(written.inserted);
+                metrics.duplicates_skipped.inc_by(written.duplicates);
+                metrics
+                    .rejected_messages
+                    .inc_by(batch.rejected.len() as u64);
+                metrics.batches.inc();
+                return Some(written);
+            }
+            Err(e) => {
+                metrics.database_errors.inc();
+                tracing::warn!(
+                    records = batch.len(),
+                    "postgres: batch not written ({e}); offsets stay uncommitted, retrying in {delay:?}"
+                );
+            }
+        }
+        if last_try {
+            return None;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.cancelled() => last_try = true,
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+        if writer.client().is_closed() {
+            let reconnect_stop = if last_try {
+                // One attempt only: the process is stopping.
+                let t = CancellationToken::new();
+                t.cancel();
+                t
+            } else {
+                stop.clone()
+            };
+            match connect_writer(&options.postgres_url, &reconnect_stop).await {
+                Some(new) => *writer = new,
+                None if last_try => {
+                    // connect_writer made one attempt before seeing the cancelled token.
+                    return None;
+                }
+                None => return None,
+            }
+        }
+    }
+}
+
+fn commit(consumer: &StreamConsumer<IngestContext>, batch: &Batch, metrics: &IngestMetrics) {
+    let mut list = TopicPartitionList::new();
+    for ((topic, partition), next) in &batch.next_offsets {
+        if let Err(e) = list.add_partition_offset(topic, *partition, Offset::Offset(*next)) {
+            tracing::error!("kafka: bad offset {topic}/{partition}@{next}: {e}");
+        }
+    }
+    // A synchronous commit: when it returns, the group's offsets are where the database is.
+    let result = tokio::task::block_in_place(|| consumer.commit(&list, CommitMode::Sync));
+    match result {
+        Ok(()) => {
+            metrics.offset_commits.inc();
+        }
+        Err(e) => {
+            metrics.offset_commit_errors.inc();
+            tracing::warn!(
+                "kafka: offset commit failed ({e}); the batch is stored and will be skipped if redelivered"
+            );
+        }
+    }
+}
