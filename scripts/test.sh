@@ -18,6 +18,31 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
 
+# The pipeline tests use the machine's PostgreSQL on 127.0.0.1:5432 (trust auth for `postgres`)
+# and a Kafka-API broker, tansu, built once (about 17 minutes on 2 cores) and reused after.
+if ! command -v psql >/dev/null || ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  if ! command -v pg_ctlcluster >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-client >/dev/null
+  fi
+  if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    cluster=$(pg_lsclusters -h | awk 'NR==1 {print $1" "$2}')
+    # shellcheck disable=SC2086
+    pg_ctlcluster $cluster start
+    pg_conf=$(pg_lsclusters -h | awk 'NR==1 {print "/etc/postgresql/"$1"/"$2"/pg_hba.conf"}')
+    grep -q '^host all all 127.0.0.1/32 trust' "$pg_conf" || {
+      sed -i '1i host all all 127.0.0.1/32 trust' "$pg_conf"
+      # shellcheck disable=SC2086
+      pg_ctlcluster $cluster reload
+    }
+  fi
+fi
+TANSU_VERSION=0.6.0
+if ! { command -v tansu >/dev/null || [ -x "$HOME/.cargo/bin/tansu" ]; }; then
+  echo "installing tansu $TANSU_VERSION (the Kafka-API test broker; about 17 minutes, once)" >&2
+  cargo install --locked tansu --version "$TANSU_VERSION" --features dynostore,postgres
+fi
+
 cargo build --workspace --all-targets --locked
 cargo nextest run --workspace --no-fail-fast
 cargo fmt --all -- --check

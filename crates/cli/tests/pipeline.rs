@@ -1,0 +1,291 @@
+//! The fleet pipeline end to end, against a real Kafka-protocol broker (tansu on PostgreSQL) and
+//! the machine's PostgreSQL: agent → Kafka → ingest → PostgreSQL, and the SQLite default.
+
+mod pipeline_support;
+
+use pipeline_support::*;
+use std::time::Duration;
+
+const INGEST_EXIT: Duration = Duration::from_secs(30);
+const AGENT_EXIT: Duration = Duration::from_secs(60);
+
+/// Waits until PostgreSQL holds `expected` rows, with a clear failure that shows both sides.
+fn wait_for_rows(db: &Database, expected: usize, limit: Duration, ingests: &[&Running]) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let count = db.count();
+        if count >= expected {
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            let logs: Vec<String> = ingests.iter().map(|r| r.stderr_text()).collect();
+            panic!(
+                "{count} of {expected} rows after {limit:?}; ingest logs:\n{}",
+                logs.join("\n----\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn every_produced_record_lands_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let db = Database::new("nv_test");
+    let config = agent_config(dir.path(), &broker.address(), "results", 40, "500ms", 100_000);
+    let mut agent = Running::spawn(
+        dir.path(),
+        "agent",
+        &["agent", "--config", config.to_str().unwrap(), "--run-for", "4s"],
+    );
+    let url = db.url();
+    let mut ingest = Running::spawn(dir.path(), "ingest", &ingest_args(&broker.address(), &url, "results"));
+    assert_eq!(agent.wait(AGENT_EXIT), 0, "{}", agent.stderr_text());
+    let produced = agent.record_ids();
+    assert!(produced.len() >= 200, "only {} records produced", produced.len());
+    wait_for_rows(&db, produced.len(), Duration::from_secs(60), &[&ingest]);
+    assert_eq!(ingest.terminate(INGEST_EXIT), 0, "{}", ingest.stderr_text());
+    assert_same_ids(&produced, &db.ids());
+    assert_eq!(rows_written(&ingest.stderr_text()), produced.len() as u64);
+    assert!(
+        agent
+            .stderr_text()
+            .contains(&format!("kafka: {} delivered", produced.len())),
+        "{}",
+        agent.stderr_text()
+    );
+    // The row is the record: a sample of its fields came through.
+    let row = db.query("SELECT agent, vantage, kind, outcome, reason FROM results LIMIT 1");
+    assert_eq!(row, "test-agent|lab|tcp|down|refused");
+}
+
+#[test]
+fn ingest_killed_mid_stream_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let db = Database::new("nv_test");
+    let config = agent_config(dir.path(), &broker.address(), "results", 100, "300ms", 100_000);
+    let mut agent = Running::spawn(
+        dir.path(),
+        "agent",
+        &["agent", "--config", config.to_str().unwrap(), "--run-for", "6s"],
+    );
+    assert_eq!(agent.wait(AGENT_EXIT), 0, "{}", agent.stderr_text());
+    let produced = agent.record_ids();
+    assert!(produced.len() >= 1000, "only {} records", produced.len());
+
+    let (url, address) = (db.url(), broker.address());
+    let mut args = ingest_args(&address, &url, "results");
+    args.extend(["--batch", "100"]);
+    let mut first = Running::spawn(dir.path(), "ingest-1", &args);
+    wait_for_rows(&db, 200, Duration::from_secs(60), &[&first]);
+    first.kill9();
+    let stored_at_kill = db.count();
+    assert!(
+        stored_at_kill < produced.len(),
+        "ingest finished ({stored_at_kill}) before it could be killed mid-stream"
+    );
+
+    let mut second = Running::spawn(dir.path(), "ingest-2", &args);
+    wait_for_rows(&db, produced.len(), Duration::from_secs(90), &[&second]);
+    assert_eq!(second.terminate(INGEST_EXIT), 0, "{}", second.stderr_text());
+    assert_same_ids(&produced, &db.ids());
+    // What the second process wrote is exactly what the first had not: nothing twice.
+    assert_eq!(
+        rows_written(&second.stderr_text()) as usize,
+        produced.len() - stored_at_kill
+    );
+}
+
+#[test]
+fn a_broker_down_for_ten_seconds_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(dir.path());
+    let db = Database::new("nv_test");
+    // A small memory queue, so the outage also goes through the on-disk spool.
+    let config = agent_config(dir.path(), &broker.address(), "results", 50, "250ms", 200);
+    let mut agent = Running::spawn(
+        dir.path(),
+        "agent",
+        &["agent", "--config", config.to_str().unwrap()],
+    );
+    let url = db.url();
+    let mut ingest = Running::spawn(dir.path(), "ingest", &ingest_args(&broker.address(), &url, "results"));
+    wait_for_rows(&db, 100, Duration::from_secs(60), &[&ingest]);
+
+    broker.stop();
+    std::thread::sleep(Duration::from_secs(10));
+    broker.resume();
+    // The agent keeps checking through the outage and after it.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(agent.terminate(AGENT_EXIT), 0, "{}", agent.stderr_text());
+    let produced = agent.record_ids();
+    let agent_log = agent.stderr_text();
+    let spooled: u64 = agent_log
+        .split("; kafka: ")
+        .nth(1)
+        .and_then(|s| s.split(" spooled").next()?.split(", ").nth(1)?.parse().ok())
+        .unwrap_or_else(|| panic!("no kafka summary in:\n{agent_log}"));
+    assert!(spooled > 0, "the outage never reached the spool:\n{agent_log}");
+    assert!(agent_log.contains(" 0 dropped, 0 bytes left in the spool"), "{agent_log}");
+
+    wait_for_rows(&db, produced.len(), Duration::from_secs(120), &[&ingest]);
+    assert_eq!(ingest.terminate(INGEST_EXIT), 0, "{}", ingest.stderr_text());
+    assert_same_ids(&produced, &db.ids());
+}
+
+#[test]
+fn two_ingests_in_one_group_share_six_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let db = Database::new("nv_test");
+    let config = agent_config(dir.path(), &broker.address(), "results", 120, "300ms", 100_000);
+    let (url, address) = (db.url(), broker.address());
+    let args = ingest_args(&address, &url, "results");
+    // The agent creates the 6-partition topic; the ingests join the group first so the work
+    // is split from the start.
+    let mut agent = Running::spawn(
+        dir.path(),
+        "agent",
+        &["agent", "--config", config.to_str().unwrap(), "--run-for", "8s"],
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let mut a = Running::spawn(dir.path(), "ingest-a", &args);
+    let mut b = Running::spawn(dir.path(), "ingest-b", &args);
+    assert_eq!(agent.wait(AGENT_EXIT), 0, "{}", agent.stderr_text());
+    let produced = agent.record_ids();
+    wait_for_rows(&db, produced.len(), Duration::from_secs(90), &[&a, &b]);
+    assert_eq!(a.terminate(INGEST_EXIT), 0);
+    assert_eq!(b.terminate(INGEST_EXIT), 0);
+    assert_same_ids(&produced, &db.ids());
+    let (wrote_a, wrote_b) = (
+        rows_written(&a.stderr_text()),
+        rows_written(&b.stderr_text()),
+    );
+    assert!(
+        wrote_a > 0 && wrote_b > 0,
+        "one member did all the work: {wrote_a} and {wrote_b} rows\n{}\n----\n{}",
+        a.stderr_text(),
+        b.stderr_text()
+    );
+    assert_eq!((wrote_a + wrote_b) as usize, produced.len());
+    assert_eq!(
+        db.query("SELECT count(DISTINCT target) FROM results"),
+        "120",
+        "every target's records arrived"
+    );
+}
+
+#[test]
+fn postgres_unavailable_ingest_holds_offsets_retries_and_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let db = Database::new("nv_test");
+    let config = agent_config(dir.path(), &broker.address(), "results", 40, "250ms", 100_000);
+    let (url, address) = (db.url(), broker.address());
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let mut args = ingest_args(&address, &url, "results");
+    args.extend(["--metrics-listen", &metrics_addr]);
+    let mut ingest = Running::spawn(dir.path(), "ingest", &args);
+    let mut agent = Running::spawn(
+        dir.path(),
+        "agent",
+        &["agent", "--config", config.to_str().unwrap(), "--run-for", "12s"],
+    );
+    wait_for_rows(&db, 100, Duration::from_secs(60), &[&ingest]);
+
+    db.block_connections();
+    std::thread::sleep(Duration::from_secs(1));
+    let before = scrape(&metrics_addr);
+    std::thread::sleep(Duration::from_secs(4));
+    let during = scrape(&metrics_addr);
+    assert_eq!(
+        metric(&before, "netvantage_ingest_offset_commits_total"),
+        metric(&during, "netvantage_ingest_offset_commits_total"),
+        "offsets were committed while the database was unavailable"
+    );
+    assert!(
+        metric(&during, "netvantage_ingest_database_errors_total") > 0.0,
+        "{during}"
+    );
+    db.allow_connections();
+
+    assert_eq!(agent.wait(AGENT_EXIT), 0, "{}", agent.stderr_text());
+    let produced = agent.record_ids();
+    wait_for_rows(&db, produced.len(), Duration::from_secs(90), &[&ingest]);
+    let after = scrape(&metrics_addr);
+    assert!(
+        metric(&after, "netvantage_ingest_offset_commits_total")
+            > metric(&during, "netvantage_ingest_offset_commits_total")
+    );
+    assert_eq!(ingest.terminate(INGEST_EXIT), 0, "{}", ingest.stderr_text());
+    assert_same_ids(&produced, &db.ids());
+}
+
+#[test]
+fn without_kafka_the_agent_writes_sqlite_and_report_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let open = listener.local_addr().unwrap().port();
+    let closed = free_port();
+    std::fs::write(
+        dir.path().join("hosts.txt"),
+        format!("127.0.0.1:{closed}\nnot a host!\n"),
+    )
+    .unwrap();
+    let config = dir.path().join("agent.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "vantage: lab\ninterval: 200ms\ntimeout: 500ms\ntcp:\n  - name: up\n    port: {open}\n    hosts: [127.0.0.1]\n  - name: down\n    port: {closed}\n    hosts_file: hosts.txt\n"
+        ),
+    )
+    .unwrap();
+    let mut agent = Running::spawn(
+        dir.path(),
+        "agent",
+        &["agent", "--config", config.to_str().unwrap(), "--run-for", "2s"],
+    );
+    assert_eq!(agent.wait(AGENT_EXIT), 0, "{}", agent.stderr_text());
+    let log = agent.stderr_text();
+    assert!(log.contains("hosts.txt:2: invalid host"), "{log}");
+    assert!(dir.path().join("netvantage.db").exists(), "the default sink is ./netvantage.db");
+
+    let mut report = Running::spawn(dir.path(), "report", &["report"]);
+    let code = report.wait(Duration::from_secs(30));
+    let out = report.stdout_text();
+    assert!(
+        out.contains(&format!("127.0.0.1:{open} reporting ok")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "127.0.0.1:{closed} is down from every vantage point (lab): refused"
+        )),
+        "{out}"
+    );
+    assert_eq!(code, 2, "a target down from everywhere is critical");
+
+    let mut json = Running::spawn(dir.path(), "report-json", &["report", "--format", "json"]);
+    json.wait(Duration::from_secs(30));
+    let verdicts: Vec<serde_json::Value> = json
+        .stdout_text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(verdicts.len(), 2);
+    assert!(verdicts.iter().any(|v| v["verdict"] == "down_everywhere"));
+    drop(listener);
+}
+
+#[test]
+fn a_bad_agent_config_names_the_line_and_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.yaml");
+    std::fs::write(&config, "vantage: lab\ntcp:\n  - port: 22\n    hosts: [127.0.0.1]\n    intervall: 5s\n").unwrap();
+    let mut agent = Running::spawn(dir.path(), "agent", &["agent", "--config", config.to_str().unwrap()]);
+    assert_eq!(agent.wait(Duration::from_secs(10)), 3);
+    let err = agent.stderr_text();
+    assert!(err.contains("agent.yaml:5:5: tcp group: unknown field `intervall`"), "{err}");
+}
