@@ -292,14 +292,11 @@ pub async fn ensure_topic(settings: &KafkaSettings) -> anyhow::Result<bool> {
         .create_topics([&topic], &options)
         .await
         .map_err(|e| anyhow::anyhow!("cannot create topic {}: {e}", settings.topic))?;
-    for result in results {
-        match result {
-            Ok(_) => return Ok(true),
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => return Ok(false),
-            Err((name, code)) => anyhow::bail!("cannot create topic {name}: {code}"),
-        }
+    match results.into_iter().next() {
+        Some(Ok(_)) => Ok(true),
+        Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) | None => Ok(false),
+        Some(Err((name, code))) => anyhow::bail!("cannot create topic {name}: {code}"),
     }
-    Ok(false)
 }
 
 /// Keeps trying [`ensure_topic`] until it succeeds or `stop`: the agent starts (and holds its

@@ -82,7 +82,7 @@ impl TargetReport {
                 }
             }
             let mut all: Vec<_> = all.into_iter().collect();
-            all.sort_by(|a, b| b.1.cmp(&a.1));
+            all.sort_by_key(|r| std::cmp::Reverse(r.1));
             all.iter()
                 .map(|(r, n)| format!("{r} ×{n}"))
                 .collect::<Vec<_>>()
@@ -184,7 +184,7 @@ fn judge_vantage(history: &[Observation], rules: &VerdictRules) -> VantageView {
         host.observe(at, RoundState::from_counts(up, round.len()), rules);
     }
     let mut reasons: Vec<_> = reasons.into_iter().collect();
-    reasons.sort_by(|a, b| b.1.cmp(&a.1));
+    reasons.sort_by_key(|r| std::cmp::Reverse(r.1));
     VantageView {
         vantage: history[0].vantage.clone(),
         verdict: host.verdict(),
