@@ -55,7 +55,18 @@ pub fn psql(database: &str, sql: &str) -> Result<String, String> {
 
 fn psql_file(database: &str, file: &Path) {
     let output = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", database, "-q", "-v", "ON_ERROR_STOP=1", "-f"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-f",
+        ])
         .arg(file)
         .output()
         .expect("run psql");
@@ -153,7 +164,9 @@ pub fn tansu() -> PathBuf {
     if let Some(path) = std::env::var_os("TANSU") {
         return PathBuf::from(path);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
     let cargo_bin = home.join(".cargo/bin/tansu");
     if cargo_bin.exists() {
         return cargo_bin;
@@ -210,7 +223,13 @@ impl Broker {
             .open(&self.log)
             .unwrap();
         let child = Command::new(tansu())
-            .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener])
+            .args([
+                "broker",
+                "--listener-url",
+                &listener,
+                "--advertised-listener-url",
+                &listener,
+            ])
             .arg("--storage-engine")
             .arg(format!(
                 "postgres://postgres:postgres@localhost/{}?sslmode=disable",
@@ -404,7 +423,11 @@ pub fn rows_written(stderr: &str) -> u64 {
 pub fn assert_same_ids(produced: &[String], stored: &[String]) {
     let produced_set: HashSet<&String> = produced.iter().collect();
     let stored_set: HashSet<&String> = stored.iter().collect();
-    assert_eq!(produced_set.len(), produced.len(), "the agent produced a duplicate id");
+    assert_eq!(
+        produced_set.len(),
+        produced.len(),
+        "the agent produced a duplicate id"
+    );
     assert_eq!(stored_set.len(), stored.len(), "a row is stored twice");
     let missing = produced_set.difference(&stored_set).count();
     let extra = stored_set.difference(&produced_set).count();
