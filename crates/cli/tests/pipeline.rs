@@ -79,6 +79,99 @@ fn every_produced_record_lands_exactly_once() {
     // The row is the record: a sample of its fields came through.
     let row = db.query("SELECT agent, vantage, kind, outcome, reason FROM results LIMIT 1");
     assert_eq!(row, "test-agent|lab|tcp|down|refused");
+
+    // `report` reads PostgreSQL as it reads SQLite: 8 refused rounds per target are "down".
+    let mut report = Running::spawn(dir.path(), "report", &["report", "--postgres", &url]);
+    assert_eq!(
+        report.wait(Duration::from_secs(30)),
+        2,
+        "{}",
+        report.stderr_text()
+    );
+    let lines = report.stdout_text();
+    assert_eq!(lines.lines().count(), 40, "{lines}");
+    assert!(
+        lines
+            .lines()
+            .all(|l| l.contains(" is down from every vantage point (lab): refused")),
+        "{lines}"
+    );
+}
+
+/// Serves `body` with status 200 to every request, on a loopback port, for `requests` requests.
+fn http_server(body: &'static str, requests: usize) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(requests) {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn the_agent_runs_http_endpoints_with_the_http_entry_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = http_server("{\"status\": \"ok\"}", 1000);
+    let config = dir.path().join("agent.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "vantage: lab\nhttp:\n  interval: 300ms\n  timeout: 1s\n  endpoints:\n    - name: health\n      url: http://127.0.0.1:{port}/health\n      method: POST\n      headers: {{x-probe: netvantage}}\n      body: '{{}}'\n      body_regex: '\"status\": \"ok\"'\n    - name: wrong-body\n      url: http://127.0.0.1:{port}/\n      body_regex: 'healthy'\nsinks:\n  stdout: true\n"
+        ),
+    )
+    .unwrap();
+    let mut agent = Running::spawn(
+        dir.path(),
+        "agent",
+        &[
+            "agent",
+            "--config",
+            config.to_str().unwrap(),
+            "--run-for",
+            "1s",
+        ],
+    );
+    assert_eq!(agent.wait(AGENT_EXIT), 0, "{}", agent.stderr_text());
+    let records: Vec<serde_json::Value> = agent
+        .stdout_text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |name: &str| -> Vec<&serde_json::Value> {
+        records
+            .iter()
+            .filter(|r| r["http"]["name"] == name)
+            .collect()
+    };
+    let health = of("health");
+    assert!(health.len() >= 3, "{records:?}");
+    for r in &health {
+        assert_eq!(r["kind"], "http");
+        assert_eq!(r["outcome"], "up", "{r}");
+        assert_eq!(r["status"], 200);
+        assert_eq!(r["body_matched"], true);
+        assert_eq!(r["http"]["method"], "POST");
+        assert_eq!(r["vantage"], "lab");
+        assert!(r["phases"]["connect_ms"].is_number(), "{r}");
+    }
+    let wrong = of("wrong-body");
+    assert!(!wrong.is_empty());
+    assert!(
+        wrong
+            .iter()
+            .all(|r| r["outcome"] == "down" && r["reason"] == "body" && r["body_matched"] == false),
+        "{wrong:?}"
+    );
 }
 
 #[test]
