@@ -41,17 +41,7 @@ fn every_produced_record_lands_exactly_once() {
         "500ms",
         100_000,
     );
-    let mut agent = Running::spawn(
-        dir.path(),
-        "agent",
-        &[
-            "agent",
-            "--config",
-            config.to_str().unwrap(),
-            "--run-for",
-            "4s",
-        ],
-    );
+    let mut agent = spawn_agent(dir.path(), &config, Some("4s"));
     let url = db.url();
     let mut ingest = Running::spawn(
         dir.path(),
@@ -130,17 +120,7 @@ fn the_agent_runs_http_endpoints_with_the_http_entry_schema() {
         ),
     )
     .unwrap();
-    let mut agent = Running::spawn(
-        dir.path(),
-        "agent",
-        &[
-            "agent",
-            "--config",
-            config.to_str().unwrap(),
-            "--run-for",
-            "1s",
-        ],
-    );
+    let mut agent = spawn_agent(dir.path(), &config, Some("1s"));
     assert_eq!(agent.wait(AGENT_EXIT), 0, "{}", agent.stderr_text());
     let records: Vec<serde_json::Value> = agent
         .stdout_text()
@@ -187,17 +167,7 @@ fn ingest_killed_mid_stream_loses_and_duplicates_nothing() {
         "300ms",
         100_000,
     );
-    let mut agent = Running::spawn(
-        dir.path(),
-        "agent",
-        &[
-            "agent",
-            "--config",
-            config.to_str().unwrap(),
-            "--run-for",
-            "6s",
-        ],
-    );
+    let mut agent = spawn_agent(dir.path(), &config, Some("6s"));
     assert_eq!(agent.wait(AGENT_EXIT), 0, "{}", agent.stderr_text());
     let produced = agent.record_ids();
     assert!(produced.len() >= 1000, "only {} records", produced.len());
@@ -234,11 +204,7 @@ fn a_broker_down_for_ten_seconds_loses_nothing() {
     let db = Database::new("nv_test");
     // A small memory queue, so the outage also goes through the on-disk spool.
     let config = agent_config(dir.path(), &broker.address(), "results", 50, "250ms", 200);
-    let mut agent = Running::spawn(
-        dir.path(),
-        "agent",
-        &["agent", "--config", config.to_str().unwrap()],
-    );
+    let mut agent = spawn_agent(dir.path(), &config, None);
     let url = db.url();
     let mut ingest = Running::spawn(
         dir.path(),
@@ -291,17 +257,7 @@ fn two_ingests_in_one_group_share_six_partitions() {
     let args = ingest_args(&address, &url, "results");
     // The agent creates the 6-partition topic; the ingests join the group first so the work
     // is split from the start.
-    let mut agent = Running::spawn(
-        dir.path(),
-        "agent",
-        &[
-            "agent",
-            "--config",
-            config.to_str().unwrap(),
-            "--run-for",
-            "8s",
-        ],
-    );
+    let mut agent = spawn_agent(dir.path(), &config, Some("8s"));
     std::thread::sleep(Duration::from_secs(1));
     let mut a = Running::spawn(dir.path(), "ingest-a", &args);
     let mut b = Running::spawn(dir.path(), "ingest-b", &args);
@@ -347,17 +303,7 @@ fn postgres_unavailable_ingest_holds_offsets_retries_and_catches_up() {
     let mut args = ingest_args(&address, &url, "results");
     args.extend(["--metrics-listen", &metrics_addr]);
     let mut ingest = Running::spawn(dir.path(), "ingest", &args);
-    let mut agent = Running::spawn(
-        dir.path(),
-        "agent",
-        &[
-            "agent",
-            "--config",
-            config.to_str().unwrap(),
-            "--run-for",
-            "12s",
-        ],
-    );
+    let mut agent = spawn_agent(dir.path(), &config, Some("12s"));
     wait_for_rows(&db, 100, Duration::from_secs(60), &[&ingest]);
 
     db.block_connections();
@@ -407,17 +353,7 @@ fn without_kafka_the_agent_writes_sqlite_and_report_reads_it() {
         ),
     )
     .unwrap();
-    let mut agent = Running::spawn(
-        dir.path(),
-        "agent",
-        &[
-            "agent",
-            "--config",
-            config.to_str().unwrap(),
-            "--run-for",
-            "2s",
-        ],
-    );
+    let mut agent = spawn_agent(dir.path(), &config, Some("2s"));
     assert_eq!(agent.wait(AGENT_EXIT), 0, "{}", agent.stderr_text());
     let log = agent.stderr_text();
     assert!(log.contains("hosts.txt:2: invalid host"), "{log}");
@@ -462,11 +398,7 @@ fn a_bad_agent_config_names_the_line_and_exits_3() {
         "vantage: lab\ntcp:\n  - port: 22\n    hosts: [127.0.0.1]\n    intervall: 5s\n",
     )
     .unwrap();
-    let mut agent = Running::spawn(
-        dir.path(),
-        "agent",
-        &["agent", "--config", config.to_str().unwrap()],
-    );
+    let mut agent = spawn_agent(dir.path(), &config, None);
     assert_eq!(agent.wait(Duration::from_secs(10)), 3);
     let err = agent.stderr_text();
     assert!(

@@ -365,6 +365,15 @@ impl Drop for Running {
     }
 }
 
+/// `netvantage agent --config CONFIG [--run-for RUN_FOR]` in `dir`.
+pub fn spawn_agent(dir: &Path, config: &Path, run_for: Option<&str>) -> Running {
+    let mut args = vec!["agent", "--config", config.to_str().unwrap()];
+    if let Some(run_for) = run_for {
+        args.extend(["--run-for", run_for]);
+    }
+    Running::spawn(dir, "agent", &args)
+}
+
 /// An agent config: `targets` closed loopback ports (each check is a quick `refused`), every
 /// `interval`, to Kafka (and stdout, so the test knows every record produced).
 pub fn agent_config(
