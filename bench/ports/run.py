@@ -132,6 +132,8 @@ def main():
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--mixes", default="all-up,mixed")
     parser.add_argument("--skip-slow", action="store_true", help="skip nmap and python at 100k")
+    parser.add_argument("--only", default="",
+                        help="comma-separated name prefixes: run only these tools (e.g. 'netvantage (timeout 100ms),epoll')")
     parser.add_argument("--repeat", type=int, default=1,
                         help="run each tool this many times (a fresh namespace each) and report the median wall time")
     args = parser.parse_args()
@@ -159,6 +161,8 @@ def main():
                 results = {}
                 for name, cmd, parse, slow in tools(hosts_path, cap, mix):
                     if slow and args.skip_slow and n > 10000:
+                        continue
+                    if args.only and not any(name.startswith(p) for p in args.only.split(",")):
                         continue
                     runs = []
                     for _ in range(args.repeat):
@@ -191,6 +195,8 @@ def main():
                 continue
             print(f"| {n} | {mix} | {name} | {wall:.2f} | {cpu:.2f} | {rss:.1f} | {correct}/{n} |")
     print()
+    if args.only:
+        return
     print("| N | fleet | netvantage(100ms) / epoll limit | nmap -T4 / netvantage(100ms) | nmap hostgroup / netvantage(100ms) | python(1s) / netvantage(1s) |")
     print("|---|---|---|---|---|---|")
     for n, mix, r in rows:
