@@ -47,16 +47,24 @@ class Namespace:
         self.name = name
         subprocess.run(["ip", "netns", "del", name], stderr=subprocess.DEVNULL)
         sh("ip", "netns", "add", name)
-        sh("ip", "-n", name, "link", "set", "lo", "up")
-        self.fleet = subprocess.Popen(
-            ["ip", "netns", "exec", name, FLEET, "--port", str(PORT),
-             "--refused-file", refused_file, "--blackhole-file", blackhole_file],
-            stdout=subprocess.PIPE, text=True)
-        assert self.fleet.stdout.readline().strip() == "ready", "fleet did not start"
+        self.fleet = None
+        try:
+            sh("ip", "-n", name, "link", "set", "lo", "up")
+            self.fleet = subprocess.Popen(
+                ["ip", "netns", "exec", name, FLEET, "--port", str(PORT),
+                 "--refused-file", refused_file, "--blackhole-file", blackhole_file],
+                stdout=subprocess.PIPE, text=True)
+            assert self.fleet.stdout.readline().strip() == "ready", "fleet did not start"
+        except BaseException:
+            # A fleet that failed to start (say, nv-testfleet not built) must not leave its
+            # namespace behind.
+            self.close()
+            raise
 
     def close(self):
-        self.fleet.kill()
-        self.fleet.wait()
+        if self.fleet is not None:
+            self.fleet.kill()
+            self.fleet.wait()
         subprocess.run(["ip", "netns", "del", self.name])
 
 
