@@ -30,17 +30,12 @@ fn wait_for_rows(db: &Database, expected: usize, limit: Duration, ingests: &[&Ru
 
 #[test]
 fn every_produced_record_lands_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let db = Database::new("nv_test");
-    let config = agent_config(
-        dir.path(),
-        &broker.address(),
-        "results",
-        40,
-        "500ms",
-        100_000,
-    );
+    let Pipeline {
+        dir,
+        broker,
+        db,
+        config,
+    } = Pipeline::start(40, "500ms", 100_000);
     let mut agent = spawn_agent(dir.path(), &config, Some("4s"));
     let url = db.url();
     let mut ingest = Running::spawn(
@@ -156,17 +151,12 @@ fn the_agent_runs_http_endpoints_with_the_http_entry_schema() {
 
 #[test]
 fn ingest_killed_mid_stream_loses_and_duplicates_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let db = Database::new("nv_test");
-    let config = agent_config(
-        dir.path(),
-        &broker.address(),
-        "results",
-        100,
-        "300ms",
-        100_000,
-    );
+    let Pipeline {
+        dir,
+        broker,
+        db,
+        config,
+    } = Pipeline::start(100, "300ms", 100_000);
     let mut agent = spawn_agent(dir.path(), &config, Some("6s"));
     assert_eq!(agent.wait(AGENT_EXIT), 0, "{}", agent.stderr_text());
     let produced = agent.record_ids();
@@ -199,11 +189,13 @@ fn ingest_killed_mid_stream_loses_and_duplicates_nothing() {
 
 #[test]
 fn a_broker_down_for_ten_seconds_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut broker = Broker::start(dir.path());
-    let db = Database::new("nv_test");
     // A small memory queue, so the outage also goes through the on-disk spool.
-    let config = agent_config(dir.path(), &broker.address(), "results", 50, "250ms", 200);
+    let Pipeline {
+        dir,
+        mut broker,
+        db,
+        config,
+    } = Pipeline::start(50, "250ms", 200);
     let mut agent = spawn_agent(dir.path(), &config, None);
     let url = db.url();
     let mut ingest = Running::spawn(
@@ -242,17 +234,12 @@ fn a_broker_down_for_ten_seconds_loses_nothing() {
 
 #[test]
 fn two_ingests_in_one_group_share_six_partitions() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let db = Database::new("nv_test");
-    let config = agent_config(
-        dir.path(),
-        &broker.address(),
-        "results",
-        120,
-        "300ms",
-        100_000,
-    );
+    let Pipeline {
+        dir,
+        broker,
+        db,
+        config,
+    } = Pipeline::start(120, "300ms", 100_000);
     let (url, address) = (db.url(), broker.address());
     let args = ingest_args(&address, &url, "results");
     // The agent creates the 6-partition topic; the ingests join the group first so the work
@@ -287,17 +274,12 @@ fn two_ingests_in_one_group_share_six_partitions() {
 
 #[test]
 fn postgres_unavailable_ingest_holds_offsets_retries_and_catches_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let db = Database::new("nv_test");
-    let config = agent_config(
-        dir.path(),
-        &broker.address(),
-        "results",
-        40,
-        "250ms",
-        100_000,
-    );
+    let Pipeline {
+        dir,
+        broker,
+        db,
+        config,
+    } = Pipeline::start(40, "250ms", 100_000);
     let (url, address) = (db.url(), broker.address());
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let mut args = ingest_args(&address, &url, "results");

@@ -90,11 +90,7 @@ pub fn parse_config(text: &str, file: &str) -> Result<Vec<Endpoint>, ConfigError
         location: node.map(position),
         message,
     };
-    let docs = MarkedYaml::load_from_str(text).map_err(|e| ConfigError {
-        file: file.to_string(),
-        location: Some((e.marker().line(), e.marker().col() + 1)),
-        message: format!("invalid YAML: {}", e.info()),
-    })?;
+    let docs = load_documents(text, file)?;
     let no_endpoints =
         "no endpoints: the file must be a YAML list of entries with `name` and `url`";
     let doc = match docs.as_slice() {
@@ -108,6 +104,16 @@ pub fn parse_config(text: &str, file: &str) -> Result<Vec<Endpoint>, ConfigError
         }
     };
     parse_endpoint_list(doc, file)
+}
+
+/// Loads `text` as YAML documents with positions; a syntax error names its line and column.
+/// Shared with the agent's config, so both report YAML errors alike.
+pub fn load_documents<'y>(text: &'y str, file: &str) -> Result<Vec<MarkedYaml<'y>>, ConfigError> {
+    MarkedYaml::load_from_str(text).map_err(|e| ConfigError {
+        file: file.to_string(),
+        location: Some((e.marker().line(), e.marker().col() + 1)),
+        message: format!("invalid YAML: {}", e.info()),
+    })
 }
 
 /// Parses a YAML list of endpoints that is part of a larger document (the agent's `http:`
@@ -147,7 +153,8 @@ pub fn parse_endpoint_list(list: &MarkedYaml, file: &str) -> Result<Vec<Endpoint
         .collect()
 }
 
-fn position(node: &MarkedYaml) -> (usize, usize) {
+/// A node's 1-based line and column.
+pub fn position(node: &MarkedYaml) -> (usize, usize) {
     (node.span.start.line(), node.span.start.col() + 1)
 }
 
@@ -283,7 +290,9 @@ fn parse_entry<'a, 'y>(entry: &'a MarkedYaml<'y>) -> Result<Endpoint, EntryError
 }
 
 /// The text of a scalar; numbers and booleans count (`x-retry: 3` means the text "3").
-fn scalar_text(node: &MarkedYaml) -> Option<String> {
+/// A scalar node's text, whatever its YAML type (`8080`, `true`, `"x"`); `None` for
+/// sequences and mappings.
+pub fn scalar_text(node: &MarkedYaml) -> Option<String> {
     match &node.data {
         YamlData::Value(Scalar::String(s)) => Some(s.to_string()),
         YamlData::Value(Scalar::Integer(i)) => Some(i.to_string()),

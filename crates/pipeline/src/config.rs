@@ -28,8 +28,9 @@
 
 use netvantage_core::duration::parse_duration;
 use netvantage_core::target::{Host, Target, parse_line};
+use netvantage_http::config::{load_documents, position, scalar_text};
 use netvantage_http::{ConfigError, Endpoint, parse_endpoint_list};
-use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
+use saphyr::{MarkedYaml, Scalar, YamlData};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -155,7 +156,7 @@ impl<'a, 'y> Fields<'a, 'y> {
         };
         let mut fields = Vec::new();
         for (key, value) in map {
-            let Some(name) = scalar(key) else {
+            let Some(name) = scalar_text(key) else {
                 return Err((key, format!("{what}: keys must be plain names")));
             };
             if !known.contains(&name.as_str()) {
@@ -182,7 +183,7 @@ impl<'a, 'y> Fields<'a, 'y> {
     fn text(&self, field: &str) -> Result<Option<(&'a MarkedYaml<'y>, String)>, Failure<'a, 'y>> {
         match self.get(field) {
             None => Ok(None),
-            Some(node) => match scalar(node) {
+            Some(node) => match scalar_text(node) {
                 Some(text) if !text.trim().is_empty() => Ok(Some((node, text.trim().to_string()))),
                 _ => Err((
                     node,
@@ -246,22 +247,6 @@ impl<'a, 'y> Fields<'a, 'y> {
     }
 }
 
-fn scalar(node: &MarkedYaml) -> Option<String> {
-    match &node.data {
-        YamlData::Value(Scalar::String(s)) => Some(s.to_string()),
-        YamlData::Value(Scalar::Integer(i)) => Some(i.to_string()),
-        YamlData::Value(Scalar::FloatingPoint(f)) => Some(f.to_string()),
-        YamlData::Value(Scalar::Boolean(b)) => Some(b.to_string()),
-        YamlData::Representation(s, _, _) => Some(s.to_string()),
-        YamlData::Tagged(_, inner) => scalar(inner),
-        _ => None,
-    }
-}
-
-fn position(node: &MarkedYaml) -> (usize, usize) {
-    (node.span.start.line(), node.span.start.col() + 1)
-}
-
 /// Parses and validates an agent config. `file` is used in error messages only.
 pub fn parse_agent_config(text: &str, file: &str) -> Result<AgentConfig, ConfigError> {
     let error = |node: Option<&MarkedYaml>, message: String| ConfigError {
@@ -269,11 +254,7 @@ pub fn parse_agent_config(text: &str, file: &str) -> Result<AgentConfig, ConfigE
         location: node.map(position),
         message,
     };
-    let docs = MarkedYaml::load_from_str(text).map_err(|e| ConfigError {
-        file: file.to_string(),
-        location: Some((e.marker().line(), e.marker().col() + 1)),
-        message: format!("invalid YAML: {}", e.info()),
-    })?;
+    let docs = load_documents(text, file)?;
     let [doc] = docs.as_slice() else {
         return Err(error(
             docs.get(1),
@@ -281,8 +262,8 @@ pub fn parse_agent_config(text: &str, file: &str) -> Result<AgentConfig, ConfigE
         ));
     };
     let mut http_list = None;
-    let config = parse_document(doc, &mut http_list).map_err(|(node, m)| error(Some(node), m))?;
-    let mut config = config;
+    let mut config =
+        parse_document(doc, &mut http_list).map_err(|(node, m)| error(Some(node), m))?;
     if let Some((list, interval, timeout, latency_threshold)) = http_list {
         let endpoints = parse_endpoint_list(list, file)?;
         config.http = Some(HttpSection {
@@ -392,7 +373,7 @@ fn parse_tcp_group<'a, 'y>(
             ));
         };
         for item in items {
-            let text = scalar(item).ok_or_else(|| {
+            let text = scalar_text(item).ok_or_else(|| {
                 (
                     item,
                     format!("tcp group {number}, field `hosts`: each host must be a string"),
@@ -511,7 +492,7 @@ fn parse_kafka<'a, 'y>(node: &'a MarkedYaml<'y>) -> Result<KafkaSettings, Failur
             items
                 .iter()
                 .map(|item| {
-                    scalar(item).ok_or((
+                    scalar_text(item).ok_or((
                         item,
                         "`sinks.kafka`, field `brokers`: each broker must be host:port".to_string(),
                     ))
@@ -610,7 +591,7 @@ fn parse_kafka<'a, 'y>(node: &'a MarkedYaml<'y>) -> Result<KafkaSettings, Failur
                 ));
             };
             map.iter()
-                .map(|(k, v)| match (scalar(k), scalar(v)) {
+                .map(|(k, v)| match (scalar_text(k), scalar_text(v)) {
                     (Some(k), Some(v)) => Ok((k, v)),
                     _ => Err((
                         k,

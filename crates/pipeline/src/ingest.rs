@@ -310,22 +310,9 @@ async fn write_with_retry(
         }
         delay = (delay * 2).min(Duration::from_secs(5));
         if writer.client().is_closed() {
-            let reconnect_stop = if last_try {
-                // One attempt only: the process is stopping.
-                let t = CancellationToken::new();
-                t.cancel();
-                t
-            } else {
-                stop.clone()
-            };
-            match connect_writer(&options.postgres_url, &reconnect_stop).await {
-                Some(new) => *writer = new,
-                None if last_try => {
-                    // connect_writer made one attempt before seeing the cancelled token.
-                    return None;
-                }
-                None => return None,
-            }
+            // Retries until PostgreSQL answers; once stopping (`stop` is cancelled, which is
+            // what set `last_try`) it makes a single attempt.
+            *writer = connect_writer(&options.postgres_url, stop).await?;
         }
     }
 }

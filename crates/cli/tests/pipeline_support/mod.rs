@@ -54,28 +54,9 @@ pub fn psql(database: &str, sql: &str) -> Result<String, String> {
 }
 
 fn psql_file(database: &str, file: &Path) {
-    let output = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            database,
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-f",
-        ])
-        .arg(file)
-        .output()
-        .expect("run psql");
-    assert!(
-        output.status.success(),
-        "applying {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    if let Err(e) = psql(database, &format!("\\i '{}'", file.display())) {
+        panic!("applying {}: {e}", file.display());
+    }
 }
 
 /// A database of this test's own, dropped on drop.
@@ -396,6 +377,38 @@ pub fn agent_config(
     let path = dir.join(format!("{}.yaml", unique("agent")));
     std::fs::write(&path, yaml).unwrap();
     path
+}
+
+/// A broker, a results database and an agent config for `targets` closed ports checked every
+/// `interval`, in a temporary directory of their own. Tests destructure it; the directory is
+/// the first binding, so it is dropped last.
+pub struct Pipeline {
+    pub dir: tempfile::TempDir,
+    pub broker: Broker,
+    pub db: Database,
+    pub config: PathBuf,
+}
+
+impl Pipeline {
+    pub fn start(targets: usize, interval: &str, memory_records: usize) -> Pipeline {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::start(dir.path());
+        let db = Database::new("nv_test");
+        let config = agent_config(
+            dir.path(),
+            &broker.address(),
+            "results",
+            targets,
+            interval,
+            memory_records,
+        );
+        Pipeline {
+            dir,
+            broker,
+            db,
+            config,
+        }
+    }
 }
 
 /// `ingest` with a short session timeout, so a killed member's partitions move on quickly.
