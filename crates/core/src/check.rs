@@ -29,6 +29,25 @@ impl Outcome {
     pub fn is_up(self) -> bool {
         self == Outcome::Up
     }
+
+    /// The name used in JSON and in the stores.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Up => "up",
+            Outcome::Degraded => "degraded",
+            Outcome::Down => "down",
+        }
+    }
+}
+
+impl CheckKind {
+    /// The name used in JSON and in the stores.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckKind::Tcp => "tcp",
+            CheckKind::Http => "http",
+        }
+    }
 }
 
 /// Why a check failed: the first thing an SRE asks about a flapping port.
@@ -76,6 +95,18 @@ impl Reason {
             Reason::Body => "body",
             Reason::Other => "other",
         }
+    }
+}
+
+impl std::str::FromStr for Reason {
+    type Err = String;
+
+    /// The inverse of [`Reason::as_str`] (what the stores keep).
+    fn from_str(text: &str) -> Result<Reason, String> {
+        Reason::ALL
+            .into_iter()
+            .find(|r| r.as_str() == text)
+            .ok_or_else(|| format!("unknown reason {text:?}"))
     }
 }
 
@@ -209,5 +240,19 @@ mod tests {
         assert_eq!(json["reason"], "dns");
         let back: CheckResult = serde_json::from_value(json).unwrap();
         assert_eq!(back, failed);
+    }
+
+    #[test]
+    fn store_names_match_the_json_names() {
+        for reason in Reason::ALL {
+            assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
+            assert_eq!(reason.as_str().parse::<Reason>(), Ok(reason));
+        }
+        for outcome in [Outcome::Up, Outcome::Degraded, Outcome::Down] {
+            assert_eq!(serde_json::to_value(outcome).unwrap(), outcome.as_str());
+        }
+        for kind in [CheckKind::Tcp, CheckKind::Http] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
     }
 }

@@ -8,7 +8,7 @@
 //!
 //! Every row is checked for loss and duplication; the exit status is 1 when any check fails.
 
-use netvantage_core::{CheckKind, CheckResult, Outcome, Reason, ResultRecord};
+use netvantage_core::{CheckResult, Reason, ResultRecord};
 use netvantage_pipeline::config::KafkaSettings;
 use netvantage_pipeline::kafka::{KafkaSink, ensure_topic};
 use netvantage_pipeline::postgres::{self, PgWriter, partition_name};
@@ -314,15 +314,8 @@ async fn write_with_copy(url: &str, records: &[ResultRecord]) -> anyhow::Result<
         let c = &r.check;
         let phases = c.phases.as_ref();
         let ts = UNIX_EPOCH + Duration::from_millis(c.ts_unix_ms as u64);
-        let kind = match c.kind {
-            CheckKind::Tcp => "tcp",
-            CheckKind::Http => "http",
-        };
-        let outcome = match c.outcome {
-            Outcome::Up => "up",
-            Outcome::Degraded => "degraded",
-            Outcome::Down => "down",
-        };
+        let kind = c.kind.as_str();
+        let outcome = c.outcome.as_str();
         writer
             .as_mut()
             .write(&[

@@ -284,5 +284,6 @@ impl SqliteWriter {
     }
 }
 
-/// Sleeps `grace` at most before the Kafka sink gives up waiting for the broker and spools.
+/// How long the Kafka sink waits at exit for the broker to take queued records before it
+/// spools the rest to disk.
 pub const KAFKA_CLOSE_GRACE: Duration = Duration::from_secs(10);

@@ -8,7 +8,6 @@
 //! `ON CONFLICT DO NOTHING`. `(target, ts)` serves the time-range queries of `report`.
 
 use crate::report::Observation;
-use crate::sqlite::{kind_str, outcome_str, parse_reason};
 use netvantage_core::ResultRecord;
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -276,10 +275,10 @@ impl PgWriter {
             ts.push(system_time(c.ts_unix_ms));
             agents.push(r.agent.as_str());
             vantages.push(r.vantage.as_str());
-            kinds.push(kind_str(c));
+            kinds.push(c.kind.as_str());
             targets.push(c.target.as_str());
             addresses.push(c.address.map(|a| a.to_string()));
-            outcomes.push(outcome_str(c.outcome));
+            outcomes.push(c.outcome.as_str());
             reasons.push(c.reason.map(|r| r.as_str()));
             latencies.push(c.latency_ms);
             errors.push(c.error.as_deref());
@@ -396,7 +395,7 @@ pub async fn observations(
                 vantage: row.get(1),
                 ts_unix_ms: row.get(2),
                 up: outcome != "down",
-                reason: reason.and_then(|r| parse_reason(r).ok()),
+                reason: reason.and_then(|r| r.parse().ok()),
             }
         })
         .collect())

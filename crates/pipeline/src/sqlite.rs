@@ -3,7 +3,7 @@
 //! record id, like the PostgreSQL writer.
 
 use crate::report::Observation;
-use netvantage_core::{Outcome, Reason, ResultRecord};
+use netvantage_core::ResultRecord;
 use rusqlite::{Connection, params};
 use std::path::Path;
 
@@ -76,10 +76,10 @@ impl SqliteStore {
                     c.ts_unix_ms,
                     r.agent,
                     r.vantage,
-                    kind_str(c),
+                    c.kind.as_str(),
                     c.target,
                     c.address.map(|a| a.to_string()),
-                    outcome_str(c.outcome),
+                    c.outcome.as_str(),
                     c.reason.map(|r| r.as_str()),
                     c.latency_ms,
                     c.error,
@@ -117,39 +117,17 @@ impl SqliteStore {
                 vantage: row.get(1)?,
                 ts_unix_ms: row.get(2)?,
                 up: outcome != "down",
-                reason: reason.as_deref().and_then(|r| parse_reason(r).ok()),
+                reason: reason.as_deref().and_then(|r| r.parse().ok()),
             })
         })?;
         rows.collect()
     }
 }
 
-pub(crate) fn kind_str(check: &netvantage_core::CheckResult) -> &'static str {
-    match check.kind {
-        netvantage_core::CheckKind::Tcp => "tcp",
-        netvantage_core::CheckKind::Http => "http",
-    }
-}
-
-pub(crate) fn outcome_str(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Up => "up",
-        Outcome::Degraded => "degraded",
-        Outcome::Down => "down",
-    }
-}
-
-pub(crate) fn parse_reason(text: &str) -> Result<Reason, ()> {
-    Reason::ALL
-        .into_iter()
-        .find(|r| r.as_str() == text)
-        .ok_or(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netvantage_core::CheckResult;
+    use netvantage_core::{CheckResult, Reason};
     use std::time::Duration;
 
     fn record(target: &str, ts: i64, failure: Option<Reason>) -> ResultRecord {
