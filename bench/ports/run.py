@@ -8,7 +8,8 @@ round, CPU seconds, peak RSS and ratios — all from the same run.
 
 Traffic stays inside the namespaces this script creates (127.16.0.0/12 on their own loopback).
 Usage: bench/ports/run.py [--sizes 10000,100000] [--mixes all-up,mixed] [--skip-slow] [--repeat K]
-With --repeat K every tool runs K times and its median run (by wall time) is reported.
+With --repeat K every tool runs K times, interleaved with the others, and its median run (by
+wall time) is reported.
 """
 import argparse
 import ipaddress
@@ -166,14 +167,18 @@ def main():
                     f.write("".join(a + "\n" for a, t in truth.items() if t == "refused"))
                 with open(blackhole_path, "w") as f:
                     f.write("".join(a + "\n" for a, t in truth.items() if t == "timeout"))
-                results = {}
+                chosen = []
                 for name, cmd, parse, slow in tools(hosts_path, cap, mix):
                     if slow and args.skip_slow and n > 10000:
                         continue
                     if args.only and not any(name.startswith(p) for p in args.only.split(",")):
                         continue
-                    runs = []
-                    for _ in range(args.repeat):
+                    chosen.append((name, cmd, parse))
+                # Repeats are interleaved (every tool once, then every tool again, …) so that a
+                # slow spell of the machine falls on all tools alike instead of on one of them.
+                runs = {name: [] for name, _, _ in chosen}
+                for _ in range(args.repeat):
+                    for name, cmd, parse in chosen:
                         ns = Namespace(f"nvbench-{os.getpid()}", refused_path, blackhole_path)
                         try:
                             out, wall, cpu, rss = timed(ns.name, cmd, hosts_path)
@@ -181,15 +186,17 @@ def main():
                             ns.close()
                         answers = parse(out)
                         correct = sum(1 for a, t in truth.items() if answers.get(a) == t)
-                        runs.append((wall, cpu, rss, correct))
+                        runs[name].append((wall, cpu, rss, correct))
                         print(f"{n:>7} {mix:<7} {name:<34} wall {wall:7.2f}s  cpu {cpu:7.2f}s  rss {rss:7.1f} MB  correct {correct}/{n}", flush=True)
+                results = {}
+                for name, tool_runs in runs.items():
                     # The run with the median wall time stands for the tool; a run that got answers
                     # wrong never stands in for one that got them right.
-                    runs.sort(key=lambda r: (-r[3], r[0]))
-                    best_correct = [r for r in runs if r[3] == runs[0][3]]
+                    tool_runs.sort(key=lambda r: (-r[3], r[0]))
+                    best_correct = [r for r in tool_runs if r[3] == tool_runs[0][3]]
                     results[name] = best_correct[len(best_correct) // 2]
                     if args.repeat > 1:
-                        walls = sorted(r[0] for r in runs)
+                        walls = sorted(r[0] for r in tool_runs)
                         print(f"{n:>7} {mix:<7} {name:<34} median of {len(walls)}: {results[name][0]:.2f}s (all: {', '.join(f'{w:.2f}' for w in walls)})", flush=True)
                 best = with_limit(results, n)
                 print(f"{n:>7} {mix:<7} kernel limit = {best}", flush=True)

@@ -1,6 +1,7 @@
 //! netvantage probes and their scheduler: the I/O half of the engine.
 //!
-//! - [`tcp`]: one TCP connect, classified (refused, timeout, unreachable, …), closed at once.
+//! - [`tcp`]: one TCP connect, classified (refused, timeout, unreachable, …), closed at once;
+//!   on Linux through `connect_reactor`, an epoll set for connecting sockets only.
 //! - [`dns`]: asynchronous, concurrent name resolution with TTL caching and `--resolve` pins.
 //! - [`scheduler`]: rounds at a fixed interval, probes spread evenly across it, under a
 //!   concurrency cap and an optional rate cap.
@@ -8,6 +9,8 @@
 //!
 //! Verdicts are not decided here: results go to `netvantage-core`, which is pure.
 
+#[cfg(target_os = "linux")]
+mod connect_reactor;
 pub mod dns;
 pub mod limits;
 pub mod scheduler;

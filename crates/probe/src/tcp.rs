@@ -3,10 +3,12 @@
 //! The close is an ordinary FIN: the target sees a connection accepted and closed with no data,
 //! exactly what `nmap -sT` or a load balancer's TCP health check does.
 
+#[cfg(target_os = "linux")]
+use crate::connect_reactor::ConnectReactorHandle;
 use netvantage_core::Reason;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpSocket;
 use tokio::sync::Semaphore;
@@ -28,14 +30,40 @@ const LOCAL_BACKOFF: Duration = Duration::from_millis(20);
 pub struct TcpProber {
     sockets: Arc<Semaphore>,
     timeout: Duration,
+    /// Made on the first check, inside the runtime that runs the checks. `None` when it could
+    /// not be made: checks then go through tokio's own sockets.
+    reactor: Arc<OnceLock<Option<Reactor>>>,
 }
+
+#[cfg(target_os = "linux")]
+type Reactor = ConnectReactorHandle;
+#[cfg(not(target_os = "linux"))]
+type Reactor = ();
 
 impl TcpProber {
     pub fn new(socket_budget: usize, timeout: Duration) -> Self {
         TcpProber {
             sockets: Arc::new(Semaphore::new(socket_budget)),
             timeout,
+            reactor: Arc::new(OnceLock::new()),
         }
+    }
+
+    fn reactor(&self) -> Option<&Reactor> {
+        self.reactor
+            .get_or_init(|| {
+                #[cfg(target_os = "linux")]
+                match ConnectReactorHandle::start() {
+                    Ok(reactor) => Some(reactor),
+                    Err(err) => {
+                        tracing::warn!("no connect reactor ({err}); using tokio's sockets");
+                        None
+                    }
+                }
+                #[cfg(not(target_os = "linux"))]
+                None
+            })
+            .as_ref()
     }
 
     pub async fn check(&self, addr: SocketAddr) -> ConnectOutcome {
@@ -46,7 +74,7 @@ impl TcpProber {
             .expect("socket semaphore is never closed");
         let mut attempt = 0;
         loop {
-            let outcome = connect_once(addr, self.timeout).await;
+            let outcome = connect_once(addr, self.timeout, self.reactor()).await;
             match outcome {
                 Err(err) if is_local_shortage(&err) && attempt < LOCAL_RETRIES => {
                     attempt += 1;
@@ -65,20 +93,30 @@ impl TcpProber {
 }
 
 /// `Err` only for errors on our side before the target was involved.
-async fn connect_once(addr: SocketAddr, timeout: Duration) -> io::Result<ConnectOutcome> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
+async fn connect_once(
+    addr: SocketAddr,
+    timeout: Duration,
+    reactor: Option<&Reactor>,
+) -> io::Result<ConnectOutcome> {
     let start = Instant::now();
-    let result = tokio::time::timeout(timeout, socket.connect(addr)).await;
+    let result = match reactor {
+        #[cfg(target_os = "linux")]
+        Some(reactor) => {
+            let connecting = reactor.connect(addr)?;
+            tokio::time::timeout(timeout, connecting).await
+        }
+        _ => {
+            let socket = if addr.is_ipv4() {
+                TcpSocket::new_v4()?
+            } else {
+                TcpSocket::new_v6()?
+            };
+            tokio::time::timeout(timeout, async move { socket.connect(addr).await.map(drop) }).await
+        }
+    };
     let latency = start.elapsed();
     let failure = match result {
-        Ok(Ok(stream)) => {
-            drop(stream);
-            None
-        }
+        Ok(Ok(())) => None,
         Ok(Err(err)) if is_local_shortage(&err) => return Err(err),
         Ok(Err(err)) => Some((classify(&err), err.to_string())),
         Err(_) => Some((Reason::Timeout, format!("no answer within {timeout:?}"))),
@@ -106,6 +144,7 @@ fn is_local_shortage(err: &io::Error) -> bool {
             | Some(libc::EADDRNOTAVAIL)
             | Some(libc::ENOBUFS)
             | Some(libc::ENOMEM)
+            | Some(libc::ENOSPC)
     )
 }
 
@@ -120,6 +159,18 @@ mod tests {
         let prober = TcpProber::new(16, Duration::from_secs(2));
         let up = prober.check(addr).await;
         assert_eq!(up.failure, None);
+        drop(listener);
+        let refused = prober.check(addr).await;
+        assert_eq!(refused.failure.map(|f| f.0), Some(Reason::Refused));
+    }
+
+    #[tokio::test]
+    async fn without_the_connect_reactor_tokio_sockets_answer_the_same() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let prober = TcpProber::new(16, Duration::from_secs(2));
+        assert!(prober.reactor.set(None).is_ok(), "no check has run yet");
+        assert_eq!(prober.check(addr).await.failure, None);
         drop(listener);
         let refused = prober.check(addr).await;
         assert_eq!(refused.failure.map(|f| f.0), Some(Reason::Refused));
