@@ -2,113 +2,31 @@
 //! run inside a namespace, and the real binary launched with `ip netns exec` whose output is
 //! read line by line with deadlines.
 //!
-//! Everything a test creates lives in namespaces named `nvc-<pid>-<n>`; nothing here touches
+//! Everything a test creates lives in namespaces named `nvt-<pid>-<n>`; nothing here touches
 //! the host's own network or firewall.
 
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_netvantage");
 
+#[path = "../support/netns.rs"]
+mod netns;
+pub use netns::*;
+
 /// Fails (never skips) when the system tools the tests drive are missing.
 pub fn require_tools(tools: &[&str]) {
     for tool in tools {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(
-            found,
-            "`{tool}` not found: apt-get install nftables iproute2 prometheus (tests run as root)"
-        );
+        require_tool(tool, "nftables iproute2 prometheus");
     }
-}
-
-fn run(cmd: &mut Command) -> String {
-    let output = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-/// A network namespace with `lo` up, deleted on drop (also when the test panics).
-pub struct Netns {
-    pub name: String,
 }
 
 impl Netns {
-    pub fn new() -> Netns {
-        require_tools(&["ip", "nft"]);
-        let name = format!(
-            "nvc-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        );
-        run(Command::new("ip").args(["netns", "add", &name]));
-        let ns = Netns { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// `ip -n NS ARGS...`
-    pub fn ip(&self, args: &[&str]) -> String {
-        run(Command::new("ip").arg("-n").arg(&self.name).args(args))
-    }
-
-    /// Runs a program inside the namespace and returns its stdout (it must succeed).
-    pub fn exec(&self, program: &[&str]) -> String {
-        run(Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(program))
-    }
-
-    pub fn exec_with_stdin(&self, program: &[&str], stdin: &str) -> std::process::Output {
-        use std::io::Write;
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(program)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin.as_bytes())
-            .expect("write stdin");
-        child.wait_with_output().expect("wait")
-    }
-
-    /// Runs `f` on a thread that has entered the namespace: sockets it creates belong there.
-    pub fn run_in<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/run/netns/{}", self.name);
-        std::thread::spawn(move || {
-            let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-            // SAFETY: setns on a valid namespace fd; it only affects this thread.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .expect("thread in namespace panicked")
-    }
-
     /// Starts the real binary inside the namespace: `netvantage -v conns ARGS...`.
     pub fn start_conns(&self, args: &[&str]) -> Conns {
         let mut cmd = Command::new("ip");
@@ -150,14 +68,6 @@ impl Netns {
 
     pub fn nft_tables(&self) -> String {
         self.exec(&["nft", "list", "tables"])
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
     }
 }
 

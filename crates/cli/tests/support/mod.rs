@@ -6,7 +6,6 @@
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub fn netvantage() -> PathBuf {
@@ -25,58 +24,11 @@ pub fn testfleet() -> PathBuf {
     path
 }
 
-fn require_tool(tool: &str, package: &str) {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .map(|o| o.status.success());
-    assert!(
-        found.unwrap_or(false),
-        "`{tool}` is required by this test: apt-get install {package}"
-    );
-}
-
-/// A network namespace of this test's own, with `lo` up; deleted on drop (even on panic).
-pub struct Netns {
-    pub name: String,
-}
-
-static NEXT_NS: AtomicUsize = AtomicUsize::new(0);
+#[path = "netns.rs"]
+mod netns;
+pub use netns::*;
 
 impl Netns {
-    pub fn new() -> Netns {
-        require_tool("ip", "iproute2");
-        require_tool("nft", "nftables");
-        let name = format!(
-            "nvt-{}-{}",
-            std::process::id(),
-            NEXT_NS.fetch_add(1, Ordering::SeqCst)
-        );
-        let status = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .expect("run ip");
-        assert!(
-            status.success(),
-            "`ip netns add {name}` failed: these tests need root (CI runs as root)"
-        );
-        let ns = Netns { name };
-        let status = Command::new("ip")
-            .args(["-n", &ns.name, "link", "set", "lo", "up"])
-            .status()
-            .expect("run ip");
-        assert!(status.success(), "cannot bring lo up in {}", ns.name);
-        ns
-    }
-
-    /// A command that runs inside the namespace.
-    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut command = Command::new("ip");
-        command.args(["netns", "exec", &self.name]).arg(program);
-        command
-    }
-
     /// Starts `nv-testfleet` in the namespace and waits for it to say it is ready.
     pub fn fleet(&self, args: &[&str]) -> Fleet {
         let mut child = self
@@ -96,22 +48,6 @@ impl Netns {
             "nv-testfleet did not start (args {args:?})"
         );
         Fleet { child }
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "pids", &self.name])
-            .output()
-            .map(|out| {
-                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-9", pid]).status();
-                }
-            });
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
     }
 }
 
