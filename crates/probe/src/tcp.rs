@@ -30,7 +30,8 @@ const LOCAL_BACKOFF: Duration = Duration::from_millis(20);
 pub struct TcpProber {
     sockets: Arc<Semaphore>,
     timeout: Duration,
-    /// Made on the first check, inside the runtime that runs the checks. `None` when it could
+    /// Made on the first check, inside the runtime that runs the checks, and bound to that
+    /// runtime (its driver task runs there): a prober serves one runtime. `None` when it could
     /// not be made: checks then go through tokio's own sockets.
     reactor: Arc<OnceLock<Option<Reactor>>>,
 }
