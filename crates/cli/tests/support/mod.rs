@@ -101,20 +101,9 @@ pub fn run_with_input(mut command: Command, stdin: &[u8], limit: Duration) -> Ru
 /// Starts `netvantage ARGS` on the host with `input` on stdin (then closed), stdout and stderr
 /// piped, for tests that signal the process while it runs.
 pub fn spawn_netvantage(args: &[&str], input: &str) -> Child {
-    let mut child = Command::new(netvantage())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn netvantage");
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(input.as_bytes())
-        .expect("write stdin");
-    child
+    let mut command = Command::new(netvantage());
+    command.args(args);
+    spawn_with_stdin(command, input)
 }
 
 /// `netvantage ARGS` on the host (loopback targets only), stdin from `input`.

@@ -32,6 +32,25 @@ pub fn run_ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Spawns `command` with stdout and stderr piped and `stdin` written to its input, which is then
+/// closed.
+pub fn spawn_with_stdin(mut command: Command, stdin: &str) -> std::process::Child {
+    use std::io::Write;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child
+}
+
 static NEXT_NS: AtomicUsize = AtomicUsize::new(0);
 
 pub struct Netns {
@@ -78,22 +97,11 @@ impl Netns {
     }
 
     pub fn exec_with_stdin(&self, program: &[&str], stdin: &str) -> std::process::Output {
-        use std::io::Write;
-        let mut child = self
-            .command(program[0])
-            .args(&program[1..])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin.as_bytes())
-            .expect("write stdin");
-        child.wait_with_output().expect("wait")
+        let mut command = self.command(program[0]);
+        command.args(&program[1..]);
+        spawn_with_stdin(command, stdin)
+            .wait_with_output()
+            .expect("wait")
     }
 
     /// Runs `f` on a thread that has entered the namespace: sockets it creates belong there.
