@@ -7,7 +7,6 @@ use pipeline_support::*;
 use std::time::Duration;
 
 const INGEST_EXIT: Duration = Duration::from_secs(30);
-const AGENT_EXIT: Duration = Duration::from_secs(60);
 
 /// Waits until PostgreSQL holds `expected` rows, with a clear failure that shows both sides.
 fn wait_for_rows(db: &Database, expected: usize, limit: Duration, ingests: &[&Running]) {
@@ -107,16 +106,13 @@ fn http_server(body: &'static str, requests: usize) -> u16 {
 fn the_agent_runs_http_endpoints_with_the_http_entry_schema() {
     let dir = tempfile::tempdir().unwrap();
     let port = http_server("{\"status\": \"ok\"}", 1000);
-    let config = dir.path().join("agent.yaml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = write_agent_config(
+        dir.path(),
+        &format!(
             "vantage: lab\nhttp:\n  interval: 300ms\n  timeout: 1s\n  endpoints:\n    - name: health\n      url: http://127.0.0.1:{port}/health\n      method: POST\n      headers: {{x-probe: netvantage}}\n      body: '{{}}'\n      body_regex: '\"status\": \"ok\"'\n    - name: wrong-body\n      url: http://127.0.0.1:{port}/\n      body_regex: 'healthy'\nsinks:\n  stdout: true\n"
         ),
-    )
-    .unwrap();
-    let mut agent = spawn_agent(dir.path(), &config, Some("1s"));
-    assert_eq!(agent.wait(AGENT_EXIT), 0, "{}", agent.stderr_text());
+    );
+    let agent = run_agent(dir.path(), &config, "1s");
     let records: Vec<serde_json::Value> = agent
         .stdout_text()
         .lines()
@@ -157,8 +153,7 @@ fn ingest_killed_mid_stream_loses_and_duplicates_nothing() {
         db,
         config,
     } = Pipeline::start(100, "300ms", 100_000);
-    let mut agent = spawn_agent(dir.path(), &config, Some("6s"));
-    assert_eq!(agent.wait(AGENT_EXIT), 0, "{}", agent.stderr_text());
+    let agent = run_agent(dir.path(), &config, "6s");
     let produced = agent.record_ids();
     assert!(produced.len() >= 1000, "only {} records", produced.len());
 
@@ -327,16 +322,13 @@ fn without_kafka_the_agent_writes_sqlite_and_report_reads_it() {
         format!("127.0.0.1:{closed}\nnot a host!\n"),
     )
     .unwrap();
-    let config = dir.path().join("agent.yaml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = write_agent_config(
+        dir.path(),
+        &format!(
             "vantage: lab\ninterval: 200ms\ntimeout: 500ms\ntcp:\n  - name: up\n    port: {open}\n    hosts: [127.0.0.1]\n  - name: down\n    port: {closed}\n    hosts_file: hosts.txt\n"
         ),
-    )
-    .unwrap();
-    let mut agent = spawn_agent(dir.path(), &config, Some("2s"));
-    assert_eq!(agent.wait(AGENT_EXIT), 0, "{}", agent.stderr_text());
+    );
+    let agent = run_agent(dir.path(), &config, "2s");
     let log = agent.stderr_text();
     assert!(log.contains("hosts.txt:2: invalid host"), "{log}");
     assert!(
@@ -374,12 +366,10 @@ fn without_kafka_the_agent_writes_sqlite_and_report_reads_it() {
 #[test]
 fn a_bad_agent_config_names_the_line_and_exits_3() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("agent.yaml");
-    std::fs::write(
-        &config,
+    let config = write_agent_config(
+        dir.path(),
         "vantage: lab\ntcp:\n  - port: 22\n    hosts: [127.0.0.1]\n    intervall: 5s\n",
-    )
-    .unwrap();
+    );
     let mut agent = spawn_agent(dir.path(), &config, None);
     assert_eq!(agent.wait(Duration::from_secs(10)), 3);
     let err = agent.stderr_text();

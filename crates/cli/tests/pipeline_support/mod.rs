@@ -355,6 +355,23 @@ pub fn spawn_agent(dir: &Path, config: &Path, run_for: Option<&str>) -> Running 
     Running::spawn(dir, "agent", &args)
 }
 
+/// How long an agent given `--run-for` may take to flush its sinks and exit.
+pub const AGENT_EXIT: Duration = Duration::from_secs(60);
+
+/// Runs an agent for `run_for` and asserts it exited 0.
+pub fn run_agent(dir: &Path, config: &Path, run_for: &str) -> Running {
+    let mut agent = spawn_agent(dir, config, Some(run_for));
+    assert_eq!(agent.wait(AGENT_EXIT), 0, "{}", agent.stderr_text());
+    agent
+}
+
+/// Writes `yaml` as `DIR/agent.yaml` and returns its path.
+pub fn write_agent_config(dir: &Path, yaml: &str) -> PathBuf {
+    let config = dir.join("agent.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    config
+}
+
 /// An agent config: `targets` closed loopback ports (each check is a quick `refused`), every
 /// `interval`, to Kafka (and stdout, so the test knows every record produced).
 pub fn agent_config(
