@@ -2,8 +2,10 @@
 //! monitoring: 0 OK, 1 WARNING (flappy / degraded), 2 CRITICAL (down), 3 UNKNOWN (usage or input
 //! error). Failures of our own making that are not about the input use 4.
 
-pub const USAGE: i32 = 3;
-pub const INTERNAL: i32 = 4;
+use netvantage_core::ExitStatus;
+
+pub const USAGE: i32 = ExitStatus::Usage.code();
+pub const INTERNAL: i32 = ExitStatus::Internal.code();
 
 /// An error caused by what the user gave us (arguments, input lines, config): exit 3.
 #[derive(Debug)]

@@ -527,8 +527,9 @@ fn watch_prints_state_changes_and_sigterm_prints_verdicts_so_far() {
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
-    // The closed port goes down after five refused checks: the first line says so, with a time.
-    let expected_tail = format!(" 127.0.0.1:{closed_port}: reporting ok -> down (refused)\n");
+    // The closed port refused its very first check and nothing ever answered: it is down from
+    // that first round (never "reporting ok"), and the first line says so, with a time.
+    let expected_tail = format!(" 127.0.0.1:{closed_port}: unknown -> down (refused)\n");
     assert!(line.ends_with(&expected_tail), "{line:?}");
     assert!(
         line.starts_with("20") && line.as_bytes()[10] == b'T' && line.contains("Z 127.0.0.1"),
@@ -547,6 +548,41 @@ fn watch_prints_state_changes_and_sigterm_prints_verdicts_so_far() {
     );
     assert_eq!(output.status.code(), Some(2));
     drop(listener);
+}
+
+#[test]
+fn one_sweep_of_a_closed_port_is_down_not_ok() {
+    // Issue 15: `--rounds 1` (the README's one-sweep example) once printed `reporting ok` and
+    // exited 0 for a host that failed its only check.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port().to_string();
+    drop(closed);
+    let run = netvantage_run(
+        &["ports", &closed_port, "--rounds", "1", "--timeout", "500ms"],
+        "127.0.0.1\n",
+    );
+    assert_eq!(run.lines(), ["127.0.0.1 is down"], "{}", run.stderr);
+    assert_eq!(run.code, 2);
+    let json = netvantage_run(
+        &[
+            "ports",
+            &closed_port,
+            "--rounds",
+            "1",
+            "--timeout",
+            "500ms",
+            "--format",
+            "json",
+        ],
+        "127.0.0.1\n",
+    );
+    let host = &json.json_lines()[0];
+    assert_eq!(host["verdict"], "down");
+    assert_eq!(
+        host["rounds"], 1,
+        "the JSON says how many rounds the verdict rests on"
+    );
+    assert_eq!(json.code, 2);
 }
 
 #[test]

@@ -172,7 +172,45 @@ pub struct HttpDetails {
     pub tls_cert_not_after_unix_ms: Option<i64>,
 }
 
+/// What an HTTP check saw, for [`CheckResult::http`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HttpObservation {
+    pub outcome: Option<Outcome>,
+    pub reason: Option<Reason>,
+    pub error: Option<String>,
+    pub address: Option<SocketAddr>,
+    pub status: Option<u16>,
+    pub phases: Option<Phases>,
+    pub body_matched: Option<bool>,
+}
+
 impl CheckResult {
+    /// An HTTP check result. An observation without an outcome is a failure (`Down`): a check
+    /// that could not even say how it went did not work.
+    pub fn http(
+        target: String,
+        ts_unix_ms: i64,
+        latency: Duration,
+        seen: HttpObservation,
+        details: HttpDetails,
+    ) -> Self {
+        CheckResult {
+            schema: SCHEMA_VERSION,
+            kind: CheckKind::Http,
+            target,
+            address: seen.address,
+            ts_unix_ms,
+            outcome: seen.outcome.unwrap_or(Outcome::Down),
+            reason: seen.reason,
+            latency_ms: latency.as_secs_f64() * 1e3,
+            error: seen.error,
+            status: seen.status,
+            phases: seen.phases,
+            body_matched: seen.body_matched,
+            http: Some(details),
+        }
+    }
+
     /// A TCP connect result; `failure` is `None` when the connect succeeded.
     pub fn tcp(
         target: String,
@@ -240,6 +278,41 @@ mod tests {
         assert_eq!(json["reason"], "dns");
         let back: CheckResult = serde_json::from_value(json).unwrap();
         assert_eq!(back, failed);
+    }
+
+    #[test]
+    fn http_results_carry_their_details_and_default_to_down() {
+        let details = HttpDetails {
+            name: "home".into(),
+            method: "GET".into(),
+            domain: "example.org".into(),
+            tls_cert_not_after_unix_ms: None,
+        };
+        let seen = HttpObservation {
+            outcome: Some(Outcome::Degraded),
+            status: Some(200),
+            ..HttpObservation::default()
+        };
+        let r = CheckResult::http(
+            "http://example.org/".into(),
+            5,
+            Duration::from_millis(700),
+            seen,
+            details.clone(),
+        );
+        assert_eq!(
+            (r.kind, r.outcome, r.status, r.latency_ms),
+            (CheckKind::Http, Outcome::Degraded, Some(200), 700.0)
+        );
+        assert_eq!(r.http, Some(details.clone()));
+        let unknown = CheckResult::http(
+            "u".into(),
+            0,
+            Duration::ZERO,
+            HttpObservation::default(),
+            details,
+        );
+        assert_eq!(unknown.outcome, Outcome::Down);
     }
 
     #[test]

@@ -210,10 +210,13 @@ mod tests {
                 failed("10.0.0.2:80", Reason::Refused),
             ];
             let t = host.observe_round(Duration::from_secs(i), &round, &rules);
-            if i == 4 {
+            // Every round so far failed: down from the first one on.
+            if i == 0 {
                 let t = t.expect("became down");
                 assert_eq!(t.to, Verdict::Down);
                 assert_eq!(t.reason, Some(Reason::Refused)); // tie broken by reason order
+            } else {
+                assert_eq!(t, None);
             }
         }
         assert_eq!(host.verdict(), Verdict::Down);

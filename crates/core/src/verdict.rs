@@ -4,7 +4,9 @@
 //! address answered, `Down` when none did (or the name did not resolve), `Partial` otherwise —
 //! a DNS round-robin with one dead backend is exactly the "flapping" clients see.
 //!
-//! - **down**: the latest `down_after` rounds were all `Down`.
+//! - **down**: the latest `down_after` rounds were all `Down`, or every round so far was `Down`
+//!   (a run shorter than `down_after` rounds whose every check failed is down, never "ok": a
+//!   verdict must not read as ok for a target nothing ever answered for).
 //! - **flappy** (default rule): not down, and the observation window holds both a success and a
 //!   failure (a `Partial` round holds both). The window is the whole run, or the last
 //!   `window` of time when one is given (`--watch` uses one so old trouble ages out).
@@ -35,15 +37,6 @@ impl Verdict {
             Verdict::Down => "down",
         }
     }
-
-    /// Nagios plugin exit status: 0 OK, 1 WARNING (flappy), 2 CRITICAL (down).
-    pub fn exit_code(self) -> i32 {
-        match self {
-            Verdict::Ok => 0,
-            Verdict::Flappy => 1,
-            Verdict::Down => 2,
-        }
-    }
 }
 
 impl fmt::Display for Verdict {
@@ -54,15 +47,6 @@ impl fmt::Display for Verdict {
             Verdict::Down => "down",
         })
     }
-}
-
-/// The exit status of a whole run: the worst verdict.
-pub fn exit_code<'a>(verdicts: impl IntoIterator<Item = &'a Verdict>) -> i32 {
-    verdicts
-        .into_iter()
-        .map(|v| v.exit_code())
-        .max()
-        .unwrap_or(0)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -114,6 +98,8 @@ impl Default for VerdictRules {
 #[derive(Debug, Clone, Default)]
 pub struct HostVerdict {
     consecutive_down: u32,
+    /// Rounds observed in all.
+    rounds: u32,
     /// Window rule with a bounded window: the rounds inside it.
     window: VecDeque<(Duration, RoundState)>,
     /// Window rule over the whole run: only whether each kind was ever seen.
@@ -132,6 +118,7 @@ impl HostVerdict {
         state: RoundState,
         rules: &VerdictRules,
     ) -> Option<(Option<Verdict>, Verdict)> {
+        self.rounds = self.rounds.saturating_add(1);
         self.consecutive_down = if state == RoundState::Down {
             self.consecutive_down.saturating_add(1)
         } else {
@@ -158,7 +145,8 @@ impl HostVerdict {
             }
             FlapRule::Nagios(thresholds) => self.nagios.observe(state, thresholds),
         };
-        let next = if self.consecutive_down >= rules.down_after.max(1) {
+        let every_round_down = self.consecutive_down == self.rounds;
+        let next = if self.consecutive_down >= rules.down_after.max(1) || every_round_down {
             Verdict::Down
         } else if flapping {
             Verdict::Flappy
@@ -176,6 +164,11 @@ impl HostVerdict {
 
     pub fn consecutive_down(&self) -> u32 {
         self.consecutive_down
+    }
+
+    /// Rounds the verdict rests on.
+    pub fn rounds(&self) -> u32 {
+        self.rounds
     }
 
     pub fn nagios_percent(&self) -> f64 {
@@ -203,7 +196,7 @@ mod tests {
     #[test]
     fn down_after_five_consecutive_failures() {
         assert_eq!(verdict(&[Down; 5]), Verdict::Down);
-        assert_eq!(verdict(&[Down; 4]), Verdict::Ok);
+        assert_eq!(verdict(&[Up, Down, Down, Down, Down]), Verdict::Flappy);
         assert_eq!(
             verdict(&[Up, Up, Down, Down, Down, Down, Down]),
             Verdict::Down
@@ -216,9 +209,14 @@ mod tests {
     }
 
     #[test]
-    fn only_failures_but_fewer_than_five_is_not_flappy() {
-        // Never seen up: not flapping, and not yet proven down.
-        assert_eq!(verdict(&[Down, Down, Down]), Verdict::Ok);
+    fn every_round_failed_is_down_whatever_the_count() {
+        // A one-sweep run (`--rounds 1`) or a short window: nothing ever answered, so it is
+        // down — never "reporting ok".
+        assert_eq!(verdict(&[Down]), Verdict::Down);
+        assert_eq!(verdict(&[Down, Down, Down]), Verdict::Down);
+        // One success anywhere and fewer than five failures in a row: flappy, not down.
+        assert_eq!(verdict(&[Up, Down, Down, Down]), Verdict::Flappy);
+        assert_eq!(verdict(&[Down, Down, Up]), Verdict::Flappy);
     }
 
     #[test]
@@ -285,6 +283,16 @@ mod tests {
             host.observe(t, Down, &rules),
             Some((Some(Verdict::Flappy), Verdict::Down))
         );
+        let mut never_up = HostVerdict::default();
+        assert_eq!(
+            never_up.observe(t, Down, &rules),
+            Some((None, Verdict::Down))
+        );
+        assert_eq!(never_up.observe(t, Down, &rules), None);
+        assert_eq!(
+            never_up.observe(t, Up, &rules),
+            Some((Some(Verdict::Down), Verdict::Flappy))
+        );
     }
 
     #[test]
@@ -304,20 +312,15 @@ mod tests {
         assert_eq!(run(&alternating, rules).verdict(), Verdict::Flappy);
     }
 
-    #[test]
-    fn exit_code_is_the_worst_verdict() {
-        assert_eq!(exit_code(&[]), 0);
-        assert_eq!(exit_code(&[Verdict::Ok, Verdict::Flappy]), 1);
-        assert_eq!(exit_code(&[Verdict::Down, Verdict::Flappy, Verdict::Ok]), 2);
-    }
-
     proptest::proptest! {
         #[test]
         fn down_iff_last_five_rounds_down(states in proptest::collection::vec(0u8..3, 1..40)) {
             let states: Vec<RoundState> = states.into_iter().map(|s| [Up, Partial, Down][s as usize]).collect();
             let v = verdict(&states);
             let last_five_down = states.len() >= 5 && states[states.len() - 5..].iter().all(|&s| s == Down);
-            proptest::prop_assert_eq!(v == Verdict::Down, last_five_down);
+            let all_down = states.iter().all(|&s| s == Down);
+            proptest::prop_assert_eq!(v == Verdict::Down, last_five_down || all_down);
+            let last_five_down = last_five_down || all_down;
             if !last_five_down {
                 let success = states.iter().any(|&s| s != Down);
                 let failure = states.iter().any(|&s| s != Up);

@@ -533,6 +533,6 @@ impl<'a> Collector<'a> {
                 self.hosts.len() - verdicts.len()
             );
         }
-        Ok(verdict::exit_code(&verdicts))
+        Ok(netvantage_core::status::exit_code(&verdicts))
     }
 }
