@@ -5,7 +5,7 @@ mod args;
 mod cmd;
 mod exit;
 mod logging;
-mod signals;
+mod output;
 
 use clap::{Parser, Subcommand};
 

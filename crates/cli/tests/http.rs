@@ -862,3 +862,71 @@ async fn checks_that_cannot_start_before_the_cycle_ends_are_down_and_said_so() {
         run.elapsed
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resolve_host_addr_pins_a_name_on_every_port_and_a_port_pin_only_its_port() {
+    // `--resolve HOST:ADDR` (no port) is the TCP form; HTTP takes it too, through the same
+    // parser, and it applies to every port of the name.
+    let server = TestServer::start_on(
+        std::net::SocketAddr::new(private_loopback(), 0),
+        &[("/", vec![reply(200, 1), reply(200, 1), reply(200, 1)])],
+        None,
+    )
+    .await;
+    let config = write_file(
+        "resolve-any-port.yaml",
+        &format!(
+            "- {{name: any, url: 'http://pinned.test:{}/'}}\n",
+            server.port()
+        ),
+    );
+    let any_port = format!("pinned.test:{}", server.addr.ip());
+    let run = netvantage(&[
+        "http",
+        "-f",
+        "200ms",
+        "-r",
+        "200ms",
+        "--format",
+        "json",
+        "--resolve",
+        &any_port,
+        config.to_str().unwrap(),
+    ])
+    .await;
+    let record = &run.json()[0];
+    assert_eq!(record["outcome"], "up", "{record} {}", run.stderr);
+    assert_eq!(run.code, 0);
+
+    // A pin for another port does not apply, and a pin for this very port wins over the
+    // every-port pin (127.0.0.1 on the next port has no listener: refused). No DNS is asked.
+    let other_port = format!("pinned.test:{}:127.0.0.1", server.port() + 1);
+    let this_port_elsewhere = format!("pinned.test:{}:127.0.0.1", server.port());
+    let mut outcomes = Vec::new();
+    for port_pin in [&other_port, &this_port_elsewhere] {
+        let run = netvantage(&[
+            "http",
+            "-f",
+            "500ms",
+            "-r",
+            "500ms",
+            "--format",
+            "json",
+            "--resolve",
+            &any_port,
+            "--resolve",
+            port_pin,
+            config.to_str().unwrap(),
+        ])
+        .await;
+        let record = run.json().remove(0);
+        outcomes.push((record["outcome"].clone(), record["address"].clone()));
+    }
+    let server_address = format!("{}:{}", server.addr.ip(), server.port());
+    assert_eq!(outcomes[0], ("up".into(), server_address.into()));
+    assert_eq!(
+        outcomes[1],
+        ("down".into(), format!("127.0.0.1:{}", server.port()).into()),
+        "the pin for this port wins (nothing listens on 127.0.0.1 there)"
+    );
+}

@@ -20,6 +20,13 @@ pub enum Host {
     Name(String),
 }
 
+impl Host {
+    /// An IP literal or a DNS name (lower-cased, trailing dot dropped), as on a host line.
+    pub fn parse(text: &str) -> Result<Host, LineProblem> {
+        parse_host(text)
+    }
+}
+
 impl fmt::Display for Host {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -1,25 +1,27 @@
 //! One HTTP(S) check with per-phase timings (DNS, connect, TLS, first byte, total), the way
 //! blackbox_exporter reports them. This is the I/O half: hyper's connection-level API is used
 //! directly (not a pooled client) so that each phase can be timed and a fresh connection is
-//! opened per check unless keep-alive is asked for.
+//! opened per check unless keep-alive is asked for. Names resolve through the engine's one
+//! [`Resolver`] (the same hickory resolver and `--resolve` pins as TCP), timed as the DNS phase.
 
 use crate::cert;
 use crate::classify::{Classified, Rules, classify_response};
 use crate::config::{Endpoint, Scheme};
-use crate::pin::{self, Pin};
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST, USER_AGENT};
 use http::{HeaderValue, Request};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
-use netvantage_core::check::SCHEMA_VERSION;
-use netvantage_core::{CheckKind, CheckResult, HttpDetails, Phases, Reason};
+use netvantage_core::clock::unix_ms_now;
+use netvantage_core::target::Host;
+use netvantage_core::{CheckResult, HttpDetails, HttpObservation, Phases, Reason};
+use netvantage_engine::dns::Resolver;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio_rustls::TlsConnector;
@@ -53,7 +55,6 @@ pub enum ClientError {
 pub struct ClientOptions {
     /// Extra trusted CAs (PEM), on top of the bundled Mozilla roots.
     pub ca_file: Option<PathBuf>,
-    pub pins: Vec<Pin>,
     pub keep_alive: bool,
     /// Sent unless the endpoint sets its own `user-agent`.
     pub user_agent: String,
@@ -65,7 +66,7 @@ pub struct ConnSlot(Mutex<Option<SendRequest<Full<Bytes>>>>);
 
 pub struct Checker {
     tls: TlsConnector,
-    pins: Vec<Pin>,
+    resolver: Arc<Resolver>,
     keep_alive: bool,
     user_agent: HeaderValue,
 }
@@ -97,7 +98,7 @@ fn load_roots(ca_file: Option<&Path>) -> Result<RootCertStore, ClientError> {
 }
 
 impl Checker {
-    pub fn new(options: ClientOptions) -> Result<Self, ClientError> {
+    pub fn new(options: ClientOptions, resolver: Arc<Resolver>) -> Result<Self, ClientError> {
         let roots = load_roots(options.ca_file.as_deref())?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut tls = rustls::ClientConfig::builder_with_provider(provider)
@@ -114,7 +115,7 @@ impl Checker {
             .unwrap_or_else(|_| HeaderValue::from_static("netvantage"));
         Ok(Checker {
             tls: TlsConnector::from(Arc::new(tls)),
-            pins: options.pins,
+            resolver,
             keep_alive: options.keep_alive,
             user_agent,
         })
@@ -129,10 +130,7 @@ impl Checker {
         slot: &ConnSlot,
         deadline: tokio::time::Instant,
     ) -> CheckResult {
-        let ts_unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or_default();
+        let ts_unix_ms = unix_ms_now();
         let started = Instant::now();
         let budget = deadline.saturating_duration_since(tokio::time::Instant::now());
         let mut progress = Progress::default();
@@ -150,26 +148,24 @@ impl Checker {
         };
         let mut phases = progress.phases;
         phases.total_ms = Some(ms(total));
-        CheckResult {
-            schema: SCHEMA_VERSION,
-            kind: CheckKind::Http,
-            target: endpoint.url.clone(),
-            address: progress.address,
+        CheckResult::http(
+            endpoint.url.clone(),
             ts_unix_ms,
-            outcome: classified.outcome,
-            reason: classified.reason,
-            latency_ms: ms(total),
-            error: classified.error,
-            status: progress.status,
-            phases: Some(phases),
-            body_matched: progress.body_matched,
-            http: Some(HttpDetails {
-                name: endpoint.name.clone(),
-                method: endpoint.method.to_string(),
-                domain: endpoint.domain.clone(),
+            total,
+            HttpObservation {
+                outcome: Some(classified.outcome),
+                reason: classified.reason,
+                error: classified.error,
+                address: progress.address,
+                status: progress.status,
+                phases: Some(phases),
+                body_matched: progress.body_matched,
+            },
+            HttpDetails {
                 tls_cert_not_after_unix_ms: progress.cert_not_after,
-            }),
-        }
+                ..details(endpoint)
+            },
+        )
     }
 
     async fn attempt(
@@ -237,22 +233,17 @@ impl Checker {
         progress: &mut Progress,
     ) -> Result<SendRequest<Full<Bytes>>, (Reason, String)> {
         progress.stage = "resolving the name";
-        let addrs: Vec<SocketAddr> = if let Some(ip) = pin::lookup(&self.pins, &ep.host, ep.port) {
-            vec![SocketAddr::new(ip, ep.port)]
-        } else if let Ok(ip) = ep.host.parse() {
-            vec![SocketAddr::new(ip, ep.port)]
-        } else {
-            let t = Instant::now();
-            let found = tokio::net::lookup_host((ep.host.as_str(), ep.port)).await;
+        let host = Host::parse(&ep.host).map_err(|e| (Reason::Dns, format!("{}: {e}", ep.host)))?;
+        let t = Instant::now();
+        let resolved = self.resolver.resolve(&host, ep.port).await;
+        if self.resolver.asks_dns(&host, ep.port) {
             progress.phases.dns_ms = Some(ms(t.elapsed()));
-            let found: Vec<SocketAddr> = found
-                .map_err(|e| (Reason::Dns, format!("cannot resolve {}: {e}", ep.host)))?
-                .collect();
-            if found.is_empty() {
-                return Err((Reason::Dns, format!("{} has no address", ep.host)));
-            }
-            found
-        };
+        }
+        let addrs: Vec<SocketAddr> = resolved
+            .map_err(|e| (Reason::Dns, format!("cannot resolve {e}")))?
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, ep.port))
+            .collect();
         progress.stage = "connecting";
         let t = Instant::now();
         let mut last_error = None;
@@ -376,6 +367,16 @@ fn describe_hyper(e: &hyper::Error) -> String {
     match e.source() {
         Some(source) => format!("{e}: {source}"),
         None => e.to_string(),
+    }
+}
+
+/// What every result of `endpoint` says about it, whatever happened.
+pub fn details(endpoint: &Endpoint) -> HttpDetails {
+    HttpDetails {
+        name: endpoint.name.clone(),
+        method: endpoint.method.to_string(),
+        domain: endpoint.domain.clone(),
+        tls_cert_not_after_unix_ms: None,
     }
 }
 

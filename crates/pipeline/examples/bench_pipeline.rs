@@ -8,11 +8,11 @@
 //!
 //! Every row is checked for loss and duplication; the exit status is 1 when any check fails.
 
+use netvantage_core::clock::unix_ms_now;
 use netvantage_core::{CheckResult, Reason, ResultRecord};
 use netvantage_pipeline::config::KafkaSettings;
 use netvantage_pipeline::kafka::{KafkaSink, ensure_topic};
 use netvantage_pipeline::postgres::{self, PgWriter, partition_name};
-use netvantage_probe::target_check::unix_ms_now;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;

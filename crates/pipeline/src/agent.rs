@@ -11,18 +11,19 @@ use crate::kafka::KafkaSink;
 use crate::sqlite::SqliteStore;
 use netvantage_core::target::Target;
 use netvantage_core::{CheckResult, ResultRecord};
+use netvantage_engine::Probe;
+use netvantage_engine::dns::{DnsConfig, Resolver};
+use netvantage_engine::scheduler::{self, DeadlineRule, Event, Schedule, Spread};
+use netvantage_engine::tcp::TcpProber;
+use netvantage_engine::tcp_probe::TcpProbe;
 use netvantage_http::client::{Checker, ClientOptions};
-use netvantage_http::cycle::{self, CycleOptions, Event};
-use netvantage_probe::dns::{DnsConfig, NameResolver};
-use netvantage_probe::scheduler::{self, RoundPlan};
-use netvantage_probe::target_check::check_target;
-use netvantage_probe::tcp::TcpProber;
+use netvantage_http::probe::{EndpointDefaults, HttpProbe, HttpTarget};
+use netvantage_runtime::Shutdown;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// A TCP group with its hosts read from `hosts` and `hosts_file`.
 #[derive(Debug, Clone)]
@@ -66,11 +67,7 @@ pub struct AgentSummary {
 /// Records written to SQLite per transaction at most.
 const SQLITE_BATCH: usize = 2048;
 
-pub async fn run(
-    plan: AgentPlan,
-    sinks: SinkSet,
-    stop: CancellationToken,
-) -> anyhow::Result<AgentSummary> {
+pub async fn run(plan: AgentPlan, sinks: SinkSet, stop: Shutdown) -> anyhow::Result<AgentSummary> {
     let (results, mut incoming) = mpsc::unbounded_channel::<CheckResult>();
     let per_group_budget = (plan.socket_budget / (plan.groups.len() + 1)).max(16);
     let mut engines = tokio::task::JoinSet::new();
@@ -145,98 +142,116 @@ async fn run_tcp_group(
     ready: ReadyGroup,
     socket_budget: usize,
     results: mpsc::UnboundedSender<CheckResult>,
-    stop: CancellationToken,
+    stop: Shutdown,
 ) {
     let ReadyGroup { group, targets } = ready;
+    let dns = DnsConfig {
+        names: targets.len(),
+        ..DnsConfig::default()
+    };
     let needs_dns = targets
         .iter()
-        .any(|t| matches!(t.host, netvantage_core::target::Host::Name(_)));
-    let resolver = match NameResolver::new(DnsConfig::default(), needs_dns) {
+        .any(|t| Resolver::needs_dns(&dns.pins, &t.host, t.port));
+    let resolver = match Resolver::new(dns, needs_dns) {
         Ok(resolver) => Arc::new(resolver),
         Err(e) => {
             tracing::error!(group = %group.name, "cannot set up DNS: {e}");
             return;
         }
     };
-    let prober = Arc::new(TcpProber::new(socket_budget, group.timeout));
-    let plan = RoundPlan {
+    let probe = TcpProbe::new(resolver, TcpProber::new(socket_budget, group.timeout));
+    let schedule = Schedule {
         interval: group.interval,
         rounds: None,
-        spread: true,
+        run_for: None,
+        spread: Spread::Even,
         rate: None,
         in_flight: socket_budget,
+        deadline: DeadlineRule::Timeout,
     };
     tracing::info!(group = %group.name, targets = targets.len(), interval = ?group.interval, "tcp group started");
-    let targets = Arc::new(targets);
-    let (slots, mut done) = mpsc::unbounded_channel();
-    let count = targets.len();
-    let probe_targets = targets.clone();
-    let forward = tokio::spawn(async move {
-        while let Some((_, checks)) = done.recv().await {
-            for check in checks {
-                let _ = results.send(check);
-            }
-        }
-    });
-    scheduler::run(
-        plan,
-        count,
-        move |slot| {
-            let targets = probe_targets.clone();
-            let resolver = resolver.clone();
-            let prober = prober.clone();
-            async move { check_target(&targets[slot.target], &resolver, &prober).await }
-        },
-        slots,
-        stop,
-    )
-    .await;
-    // The scheduler has stopped starting checks; the forwarder ends when the last one in
-    // flight has reported.
-    let _ = forward.await;
+    run_engine(schedule, probe, targets.into(), results, stop).await;
 }
 
 async fn run_http(
     http: HttpSection,
     concurrency: usize,
     results: mpsc::UnboundedSender<CheckResult>,
-    stop: CancellationToken,
+    stop: Shutdown,
 ) {
-    let checker = match Checker::new(ClientOptions {
-        ca_file: None,
-        pins: Vec::new(),
-        keep_alive: false,
-        user_agent: format!("netvantage-agent/{}", env!("CARGO_PKG_VERSION")),
-    }) {
+    let needs_dns = http.endpoints.iter().any(|e| {
+        netvantage_core::target::Host::parse(&e.host)
+            .is_ok_and(|host| matches!(host, netvantage_core::target::Host::Name(_)))
+    });
+    let resolver = match Resolver::new(DnsConfig::default(), needs_dns) {
+        Ok(resolver) => Arc::new(resolver),
+        Err(e) => {
+            tracing::error!("cannot set up DNS for the HTTP checks: {e}");
+            return;
+        }
+    };
+    let checker = match Checker::new(
+        ClientOptions {
+            ca_file: None,
+            keep_alive: false,
+            user_agent: format!("netvantage-agent/{}", env!("CARGO_PKG_VERSION")),
+        },
+        resolver,
+    ) {
         Ok(checker) => checker,
         Err(e) => {
             tracing::error!("cannot set up the HTTP client: {e}");
             return;
         }
     };
-    let options = CycleOptions {
-        frequency: http.interval,
-        run_duration: None,
-        concurrency: concurrency.min(256),
-        default_timeout: http.timeout,
-        default_latency_threshold: http.latency_threshold,
+    let defaults = EndpointDefaults {
+        cycle: http.interval,
+        timeout: http.timeout,
+        latency_threshold: http.latency_threshold,
         latency_inclusive: false,
     };
+    let schedule = Schedule {
+        interval: http.interval,
+        rounds: None,
+        run_for: None,
+        spread: Spread::Burst,
+        rate: None,
+        in_flight: concurrency.min(256),
+        deadline: DeadlineRule::WithinRound,
+    };
     tracing::info!(endpoints = http.endpoints.len(), interval = ?http.interval, "http checks started");
-    // The cycle runner abandons the cycle in flight on shutdown; the checks it had finished
-    // are already sent.
-    cycle::run(
-        http.endpoints,
-        checker,
-        options,
-        stop.cancelled_owned(),
-        |event| {
-            if let Event::Result { result, .. } = event {
-                let _ = results.send(*result);
+    let targets: Arc<[HttpTarget]> = http
+        .endpoints
+        .into_iter()
+        .map(|endpoint| HttpTarget::new(endpoint, &defaults))
+        .collect();
+    run_engine(schedule, HttpProbe::new(checker), targets, results, stop).await;
+}
+
+/// Runs one probe under the scheduler and forwards every result; returns when the scheduler
+/// has stopped and the last check in flight has reported.
+async fn run_engine<P: Probe>(
+    schedule: Schedule,
+    probe: P,
+    targets: Arc<[P::Target]>,
+    results: mpsc::UnboundedSender<CheckResult>,
+    stop: Shutdown,
+) {
+    let (events, mut incoming) = mpsc::unbounded_channel();
+    let forward = tokio::spawn(async move {
+        while let Some(event) = incoming.recv().await {
+            if let Event::Checked {
+                results: checks, ..
+            } = event
+            {
+                for check in checks {
+                    let _ = results.send(check);
+                }
             }
-        },
-    )
-    .await;
+        }
+    });
+    scheduler::run(schedule, Arc::new(probe), targets, events, stop).await;
+    let _ = forward.await;
 }
 
 /// SQLite writes happen on their own thread (rusqlite is blocking), in batches.

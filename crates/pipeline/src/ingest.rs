@@ -223,8 +223,7 @@ pub async fn run(
             && Instant::now() >= next_retention
         {
             next_retention = Instant::now() + Duration::from_secs(3600);
-            let cutoff =
-                netvantage_probe::target_check::unix_ms_now() - retention.as_millis() as i64;
+            let cutoff = netvantage_core::clock::unix_ms_now() - retention.as_millis() as i64;
             match writer.drop_partitions_before(cutoff).await {
                 Ok(dropped) if !dropped.is_empty() => {
                     tracing::info!(?dropped, "postgres: dropped partitions past retention")

@@ -6,6 +6,7 @@ use crate::exit;
 use netvantage_pipeline::agent::{self, AgentPlan, KAFKA_CLOSE_GRACE, ReadyGroup, SinkSet};
 use netvantage_pipeline::config::{AgentConfig, default_agent_name, parse_agent_config};
 use netvantage_pipeline::kafka::{self, KafkaSink};
+use netvantage_runtime::{Shutdown, limits};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -89,14 +90,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<i32> {
         .map_err(|e| exit::usage(format!("{file}: cannot read: {e}")))?;
     let config = parse_agent_config(&text, &file).map_err(|e| exit::usage(e.to_string()))?;
     let groups = ready_groups(&config)?;
-    let stop = CancellationToken::new();
-    crate::signals::cancel_on_signal(stop.clone())?;
+    let stop = Shutdown::new();
+    stop.stop_on_signals()?;
     if let Some(run_for) = args.run_for {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(run_for).await;
-            stop.cancel();
-        });
+        stop.stop_after(run_for);
     }
 
     let background = CancellationToken::new();
@@ -122,8 +119,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<i32> {
             Some(sink)
         }
     };
-    let budget =
-        netvantage_probe::limits::socket_budget(netvantage_probe::limits::raise_nofile_limit());
+    let budget = limits::socket_budget(
+        limits::ensure_enough_files().map_err(|e| exit::usage(e.to_string()))?,
+    );
     let plan = AgentPlan {
         agent: config
             .agent

@@ -3,14 +3,17 @@
 //! Wiring only: the config, the rules and the client live in `netvantage-http`.
 
 use crate::exit;
-use anyhow::Context;
+use crate::output::{self, Written};
 use clap::ValueEnum;
+use netvantage_engine::dns::{DnsConfig, Pin, Pins, Resolver};
+use netvantage_engine::scheduler::{self, DeadlineRule, Event, RoundTracker, Schedule, Spread};
 use netvantage_http::client::{Checker, ClientOptions};
-use netvantage_http::cycle::{self, CycleOptions, Ended, Event};
-use netvantage_http::pin::Pin;
+use netvantage_http::probe::{EndpointDefaults, HttpProbe, HttpTarget};
 use netvantage_http::report::{Report, Rounding};
+use netvantage_runtime::{Shutdown, limits};
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 const EXAMPLE: &str = "\
@@ -67,8 +70,9 @@ pub struct HttpArgs {
     /// availability lines and the summary on stderr.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Pin HOST:PORT to ADDR (as curl does), bypassing DNS. Repeatable.
-    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    /// Pin a name to an address, bypassing DNS: HOST:ADDR (every port) or curl's
+    /// HOST:PORT:ADDR[,ADDR...]. Repeatable; several addresses are tried in order.
+    #[arg(long, value_name = "HOST:[PORT:]ADDR")]
     pub resolve: Vec<Pin>,
     /// Also trust the CA certificates in this PEM file.
     #[arg(long, value_name = "PEM")]
@@ -102,109 +106,124 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<i32> {
         String::from_utf8(text).map_err(|_| exit::usage(format!("{file}: not valid UTF-8")))?;
     let endpoints =
         netvantage_http::parse_config(&text, &file).map_err(|e| exit::usage(e.to_string()))?;
-    let checker = Checker::new(ClientOptions {
-        ca_file: args.ca_file.clone(),
-        pins: args.resolve.clone(),
-        keep_alive: args.keep_alive,
-        user_agent: format!("netvantage/{}", env!("CARGO_PKG_VERSION")),
-    })
+    let pins: Pins = args.resolve.iter().cloned().collect();
+    let needs_dns = endpoints.iter().any(|e| {
+        netvantage_core::target::Host::parse(&e.host)
+            .is_ok_and(|host| Resolver::needs_dns(&pins, &host, e.port))
+    });
+    let resolver = Resolver::new(
+        DnsConfig {
+            pins,
+            names: endpoints.len(),
+            ..DnsConfig::default()
+        },
+        needs_dns,
+    )
     .map_err(|e| exit::usage(e.to_string()))?;
-    let concurrency = concurrency_for_open_files(args.concurrency as usize);
+    let checker = Checker::new(
+        ClientOptions {
+            ca_file: args.ca_file.clone(),
+            keep_alive: args.keep_alive,
+            user_agent: format!("netvantage/{}", env!("CARGO_PKG_VERSION")),
+        },
+        Arc::new(resolver),
+    )
+    .map_err(|e| exit::usage(e.to_string()))?;
+    let nofile = limits::ensure_enough_files().map_err(|e| exit::usage(e.to_string()))?;
+    let concurrency = limits::cap_to_open_files(args.concurrency as usize, nofile);
     let rounding = match args.round {
         RoundArg::Nearest => Rounding::Nearest,
         RoundArg::Down => Rounding::Down,
     };
-    let options = CycleOptions {
-        frequency: args.health_check_frequency,
-        run_duration: args.run_duration,
-        concurrency,
-        default_timeout: args.timeout,
-        default_latency_threshold: args.latency_threshold,
+    let defaults = EndpointDefaults {
+        cycle: args.health_check_frequency,
+        timeout: args.timeout,
+        latency_threshold: args.latency_threshold,
         latency_inclusive: args.latency_inclusive,
+    };
+    let schedule = Schedule {
+        interval: args.health_check_frequency,
+        rounds: None,
+        run_for: args.run_duration,
+        spread: Spread::Burst,
+        rate: None,
+        in_flight: concurrency,
+        deadline: DeadlineRule::WithinRound,
     };
     tracing::info!(endpoints = endpoints.len(), concurrency, "starting");
 
-    let shutdown = shutdown_signal().context("cannot install signal handlers")?;
+    let shutdown = Shutdown::new();
+    shutdown.stop_on_signals()?;
     let mut report = Report::new(&endpoints);
+    let targets: Arc<[HttpTarget]> = endpoints
+        .into_iter()
+        .map(|endpoint| HttpTarget::new(endpoint, &defaults))
+        .collect();
+    let (events, mut incoming) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(scheduler::run(
+        schedule,
+        Arc::new(HttpProbe::new(checker)),
+        targets,
+        events,
+        shutdown.clone(),
+    ));
     let json = args.format == Format::Json;
-    let stdout = std::io::stdout();
-    let (ended, cycles) = cycle::run(endpoints, checker, options, shutdown, |event| match event {
-        Event::Result { index, result, .. } => {
-            report.record(index, &result);
-            if json {
-                let mut out = stdout.lock();
-                let _ = serde_json::to_writer(&mut out, &result);
-                let _ = out.write_all(b"\n");
+    let mut tracker = RoundTracker::default();
+    let mut cycles = 0u64;
+    let mut reader_gone = false;
+    // Ends when the scheduler is done and every check in flight has reported (a stop lets them
+    // finish, within their deadlines), or at once on a second signal.
+    loop {
+        let event = tokio::select! {
+            event = incoming.recv() => match event {
+                Some(event) => event,
+                None => break,
+            },
+            _ = shutdown.forced() => break,
+        };
+        let done = tracker.observe(&event);
+        if let Event::Checked { slot, results } = &event {
+            for result in results {
+                report.record(slot.target, result);
+                if json && !reader_gone {
+                    let line = serde_json::to_vec(result)?;
+                    let mut out = std::io::stdout().lock();
+                    let written = out.write_all(&line).and_then(|()| out.write_all(b"\n"));
+                    reader_gone |=
+                        matches!(output::check(written, &shutdown)?, Written::ReaderGone);
+                }
             }
         }
-        Event::CycleEnd { cycle, elapsed } => {
-            tracing::info!(
-                cycle,
-                elapsed_ms = elapsed.as_secs_f64() * 1e3,
-                "cycle done"
-            );
-            let lines = report.availability_lines(rounding);
-            if json {
-                let mut err = std::io::stderr().lock();
-                for line in lines {
-                    let _ = writeln!(err, "{line}");
-                }
-            } else {
-                let mut out = stdout.lock();
-                for line in lines {
-                    let _ = writeln!(out, "{line}");
-                }
-                let _ = out.flush();
+        let Some(done) = done.filter(|d| d.complete) else {
+            continue;
+        };
+        cycles += 1;
+        tracing::info!(cycle = done.round, checks = done.checks, "cycle done");
+        let lines = report.availability_lines(rounding);
+        if json {
+            let mut err = std::io::stderr().lock();
+            for line in lines {
+                let _ = writeln!(err, "{line}");
             }
+        } else if !reader_gone {
+            let mut out = std::io::stdout().lock();
+            let written = lines
+                .iter()
+                .try_for_each(|line| writeln!(out, "{line}"))
+                .and_then(|()| out.flush());
+            reader_gone |= matches!(output::check(written, &shutdown)?, Written::ReaderGone);
         }
-    })
-    .await;
-    if ended == Ended::Shutdown {
-        tracing::info!("stopping on signal");
+    }
+    if reader_gone {
+        return Ok(report.exit_status());
     }
     let summary = report.summary_lines(cycles, rounding).join("\n");
     if json {
         eprintln!("{summary}");
     } else {
-        let mut out = stdout.lock();
-        writeln!(out, "{summary}")?;
-        out.flush()?;
+        let mut out = std::io::stdout().lock();
+        let written = writeln!(out, "{summary}").and_then(|()| out.flush());
+        output::check(written, &shutdown)?;
     }
     Ok(report.exit_status())
-}
-
-/// Resolves on SIGINT or SIGTERM. Handlers are installed now, before any request, so a signal
-/// that arrives early still ends the run with a summary.
-fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-    })
-}
-
-/// Each check in flight holds one socket: raise the soft open-file limit to the hard one and
-/// keep the concurrency under it, with room for the runtime and stdio.
-fn concurrency_for_open_files(wanted: usize) -> usize {
-    const RESERVED: u64 = 64;
-    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => limit,
-        Err(e) => {
-            tracing::warn!("cannot read the open-file limit: {e}");
-            return wanted;
-        }
-    };
-    let cap = limit.saturating_sub(RESERVED).max(1) as usize;
-    if wanted > cap {
-        tracing::warn!(
-            wanted,
-            cap,
-            "--concurrency lowered to fit the open-file limit"
-        );
-    }
-    wanted.min(cap)
 }

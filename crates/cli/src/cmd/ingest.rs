@@ -11,7 +11,6 @@ use netvantage_pipeline::postgres;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 const EXAMPLE: &str = "\
 Example:
@@ -131,8 +130,9 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<i32> {
     let config = client_config(&settings, &[]).map_err(exit::usage)?;
     let consumer = ingest::consumer(config, &args.group, &settings.topic, metrics.clone())
         .map_err(|e| exit::usage(format!("{e:#}")))?;
-    let stop = CancellationToken::new();
-    crate::signals::cancel_on_signal(stop.clone())?;
+    let shutdown = netvantage_runtime::Shutdown::new();
+    shutdown.stop_on_signals()?;
+    let stop = shutdown.token();
     let options = IngestOptions {
         topic: settings.topic.clone(),
         postgres_url: args.postgres.clone(),

@@ -58,7 +58,7 @@ pub enum Format {
 }
 
 pub async fn run(args: ReportArgs) -> anyhow::Result<i32> {
-    let since = netvantage_probe::target_check::unix_ms_now() - args.since.as_millis() as i64;
+    let since = netvantage_core::clock::unix_ms_now() - args.since.as_millis() as i64;
     let observations = match &args.postgres {
         Some(url) => {
             let client = postgres::connect(url)

@@ -13,19 +13,19 @@ use netvantage_core::CheckResult;
 use netvantage_core::diagnosis::Diagnosis;
 use netvantage_core::flap::NagiosThresholds;
 use netvantage_core::fleet::HostState;
-use netvantage_core::target::{self, Host, Target};
+use netvantage_core::target::{self, Target};
 use netvantage_core::verdict::{self, FlapRule, VerdictRules};
-use netvantage_probe::dns::{self, DnsConfig, IpFamily, NameResolver};
-use netvantage_probe::scheduler::{self, RoundPlan, Slot};
-use netvantage_probe::tcp::TcpProber;
-use netvantage_probe::{limits, target_check};
+use netvantage_engine::dns::{DnsConfig, IpFamily, Pin, Resolver};
+use netvantage_engine::scheduler::{self, DeadlineRule, Event, Schedule, Slot, Spread};
+use netvantage_engine::tcp::TcpProber;
+use netvantage_engine::tcp_probe::TcpProbe;
+use netvantage_runtime::{Shutdown, StopReason, limits};
 use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -113,10 +113,10 @@ pub struct PortsArgs {
     #[arg(long)]
     explain: bool,
 
-    /// Pin a name to an address, like curl: HOST:ADDR or HOST:PORT:ADDR (repeatable; several
-    /// pins for one name make a round-robin set).
-    #[arg(long, value_name = "HOST:ADDR")]
-    resolve: Vec<String>,
+    /// Pin a name to an address, like curl: HOST:ADDR (every port) or HOST:PORT:ADDR[,ADDR...]
+    /// (that port only). Repeatable; several addresses for one name make a round-robin set.
+    #[arg(long, value_name = "HOST:[PORT:]ADDR")]
+    resolve: Vec<Pin>,
 
     /// DNS server to ask instead of /etc/resolv.conf's: ADDR or ADDR:PORT (repeatable).
     #[arg(long, value_name = "ADDR[:PORT]")]
@@ -177,38 +177,30 @@ struct Plan {
     targets: Vec<Target>,
     rounds: Option<u64>,
     rules: VerdictRules,
-    resolver: NameResolver,
+    resolver: Resolver,
     prober: TcpProber,
-    schedule: RoundPlan,
+    schedule: Schedule,
 }
 
 pub async fn run(args: PortsArgs) -> anyhow::Result<i32> {
     let plan = prepare(&args)?;
-    let stop = CancellationToken::new();
-    spawn_signal_handler(stop.clone());
+    let shutdown = Shutdown::new();
+    shutdown.stop_on_signals()?;
 
-    let targets = Arc::new(plan.targets);
-    let resolver = Arc::new(plan.resolver);
-    let prober = plan.prober;
+    let targets: Arc<[Target]> = plan.targets.into();
+    let probe = Arc::new(TcpProbe::new(Arc::new(plan.resolver), plan.prober));
     let (tx, rx) = mpsc::unbounded_channel();
-    let probe_targets = targets.clone();
-    let probe = move |slot: Slot| {
-        let targets = probe_targets.clone();
-        let resolver = resolver.clone();
-        let prober = prober.clone();
-        async move { target_check::check_target(&targets[slot.target], &resolver, &prober).await }
-    };
     tokio::spawn(scheduler::run(
         plan.schedule,
-        targets.len(),
         probe,
+        targets.clone(),
         tx,
-        stop.clone(),
+        shutdown.clone(),
     ));
 
     let mut collector = Collector::new(&targets, plan.rules, &args, plan.rounds);
-    collector.collect(rx, &stop).await;
-    collector.finish()
+    collector.collect(rx, &shutdown).await;
+    collector.finish(&shutdown)
 }
 
 fn prepare(args: &PortsArgs) -> anyhow::Result<Plan> {
@@ -291,10 +283,7 @@ fn prepare(args: &PortsArgs) -> anyhow::Result<Plan> {
         timeout: args.dns_timeout,
         ..Default::default()
     };
-    for pin in &args.resolve {
-        let (host, addr) = dns::parse_pin(pin).map_err(usage)?;
-        dns_config.pins.entry(host).or_default().push(addr);
-    }
+    dns_config.pins = args.resolve.iter().cloned().collect();
     for server in &args.dns_server {
         let addr = server
             .parse::<SocketAddr>()
@@ -313,12 +302,12 @@ fn prepare(args: &PortsArgs) -> anyhow::Result<Plan> {
     let names = parsed
         .targets
         .iter()
-        .filter(|t| matches!(&t.host, Host::Name(n) if !dns_config.pins.contains_key(n)))
+        .filter(|t| Resolver::needs_dns(&dns_config.pins, &t.host, t.port))
         .count();
     dns_config.names = names;
-    let resolver = NameResolver::new(dns_config, names > 0).map_err(|e| usage(e.to_string()))?;
+    let resolver = Resolver::new(dns_config, names > 0).map_err(|e| usage(e.to_string()))?;
 
-    let nofile = limits::raise_nofile_limit();
+    let nofile = limits::ensure_enough_files().map_err(|e| usage(e.to_string()))?;
     let budget = limits::socket_budget(nofile);
     let sockets = match args.concurrency {
         Some(0) => return Err(usage("--concurrency must be at least 1")),
@@ -337,12 +326,14 @@ fn prepare(args: &PortsArgs) -> anyhow::Result<Plan> {
         rules,
         resolver,
         prober: TcpProber::new(sockets, args.timeout),
-        schedule: RoundPlan {
+        schedule: Schedule {
             interval: args.interval,
             rounds,
-            spread: true,
+            run_for: None,
+            spread: Spread::Even,
             rate: args.rate,
             in_flight: sockets,
+            deadline: DeadlineRule::Timeout,
         },
         targets: parsed.targets,
     })
@@ -363,25 +354,6 @@ fn read_input(args: &PortsArgs) -> anyhow::Result<(Vec<u8>, String)> {
             Ok((bytes, "stdin".to_string()))
         }
     }
-}
-
-fn spawn_signal_handler(stop: CancellationToken) {
-    tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(err) => {
-                    tracing::warn!("cannot listen for SIGTERM: {err}");
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        tracing::info!("stopping: printing what was observed so far");
-        stop.cancel();
-    });
 }
 
 /// Receives every round's results and keeps the per-host state.
@@ -432,11 +404,7 @@ impl<'a> Collector<'a> {
         }
     }
 
-    async fn collect(
-        &mut self,
-        mut rx: mpsc::UnboundedReceiver<(Slot, Vec<CheckResult>)>,
-        stop: &CancellationToken,
-    ) {
+    async fn collect(&mut self, mut rx: mpsc::UnboundedReceiver<Event>, shutdown: &Shutdown) {
         // Taking whatever has arrived in one go keeps the per-result cost of the loop itself
         // (the select and its wakers) off a 10k-checks-per-second sweep.
         let mut batch = Vec::with_capacity(RECEIVE_BATCH);
@@ -447,14 +415,18 @@ impl<'a> Collector<'a> {
                     if received == 0 {
                         break;
                     }
-                    for (slot, results) in batch.drain(..) {
-                        self.record(slot, &results);
+                    for event in batch.drain(..) {
+                        if let Event::Checked { slot, results } = event {
+                            self.record(slot, &results, shutdown);
+                        }
                     }
                 }
-                _ = stop.cancelled() => {
+                _ = shutdown.stopped() => {
                     // Keep everything already observed; in-flight checks have observed nothing.
-                    while let Ok((slot, results)) = rx.try_recv() {
-                        self.record(slot, &results);
+                    while let Ok(event) = rx.try_recv() {
+                        if let Event::Checked { slot, results } = event {
+                            self.record(slot, &results, shutdown);
+                        }
                     }
                     break;
                 }
@@ -465,7 +437,7 @@ impl<'a> Collector<'a> {
         }
     }
 
-    fn record(&mut self, slot: Slot, results: &[CheckResult]) {
+    fn record(&mut self, slot: Slot, results: &[CheckResult], shutdown: &Shutdown) {
         if let Some(diagnosis) = &mut self.diagnosis {
             results.iter().for_each(|r| diagnosis.observe(r));
         }
@@ -491,12 +463,49 @@ impl<'a> Collector<'a> {
                 report::transition_line(target, &transition)
             };
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{line}");
-            let _ = out.flush();
+            let written = writeln!(out, "{line}").and_then(|()| out.flush());
+            if let Err(err) = written {
+                // A reader that left (`| head`) ends the watch quietly; anything else ends it
+                // with the error.
+                let reason = if err.kind() == std::io::ErrorKind::BrokenPipe {
+                    StopReason::OutputClosed
+                } else {
+                    StopReason::Failed(format!("cannot write results to stdout: {err}"))
+                };
+                shutdown.stop(reason);
+            }
         }
     }
 
-    fn finish(self) -> anyhow::Result<i32> {
+    fn finish(self, shutdown: &Shutdown) -> anyhow::Result<i32> {
+        if let Some(StopReason::Failed(why)) = shutdown.reason() {
+            return Err(anyhow::anyhow!(why));
+        }
+        let checked: Vec<_> = self
+            .hosts
+            .iter()
+            .filter(|h| h.rounds > 0)
+            .map(|h| h.verdict())
+            .collect();
+        let code = netvantage_core::status::exit_code(&checked);
+        if shutdown.reason() == Some(StopReason::OutputClosed) {
+            return Ok(code);
+        }
+        match self.write_report() {
+            Ok(()) => {}
+            Err(err) if crate::output::reader_gone(&err) => return Ok(code),
+            Err(err) => return Err(err.context("cannot write results to stdout")),
+        }
+        if checked.len() < self.hosts.len() {
+            eprintln!(
+                "netvantage: stopped before {} hosts were checked",
+                self.hosts.len() - checked.len()
+            );
+        }
+        Ok(code)
+    }
+
+    fn write_report(&self) -> anyhow::Result<()> {
         let stdout = std::io::stdout();
         // 100k hosts are about 40 MB of JSON: large writes, not 8 KiB ones.
         let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
@@ -521,18 +530,6 @@ impl<'a> Collector<'a> {
             }
         }
         out.flush()?;
-        let checked = self
-            .hosts
-            .iter()
-            .filter(|h| h.rounds > 0)
-            .map(|h| h.verdict());
-        let verdicts: Vec<_> = checked.collect();
-        if verdicts.len() < self.hosts.len() {
-            eprintln!(
-                "netvantage: stopped before {} hosts were checked",
-                self.hosts.len() - verdicts.len()
-            );
-        }
-        Ok(netvantage_core::status::exit_code(&verdicts))
+        Ok(())
     }
 }

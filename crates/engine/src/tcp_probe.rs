@@ -1,24 +1,59 @@
-//! One round of one TCP target: resolve its name, connect to every address concurrently, and
-//! return one [`CheckResult`] per address (or a single `dns` failure). Shared by `ports` and,
-//! later, the fleet agent, so both judge hosts the same way.
+//! The TCP probe: one round of one target — resolve its name, connect to every address
+//! concurrently, and return one [`CheckResult`] per address (or a single `dns` failure). `ports`
+//! and the agent's TCP groups both run it, so both judge hosts the same way.
 
-use crate::dns::NameResolver;
+use crate::dns::Resolver;
+use crate::probe::Probe;
 use crate::tcp::TcpProber;
+use netvantage_core::clock::unix_ms_now;
 use netvantage_core::target::{Host, Target};
 use netvantage_core::{CheckResult, Reason};
 use std::net::SocketAddr;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-pub fn unix_ms_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
+pub struct TcpProbe {
+    resolver: Arc<Resolver>,
+    prober: TcpProber,
+}
+
+impl TcpProbe {
+    pub fn new(resolver: Arc<Resolver>, prober: TcpProber) -> TcpProbe {
+        TcpProbe { resolver, prober }
+    }
+}
+
+impl Probe for TcpProbe {
+    type Target = Target;
+
+    /// TCP checks end at their connect timeout, which a plan keeps shorter than the interval;
+    /// the deadline the scheduler passes is that same instant.
+    fn check(
+        &self,
+        target: &Target,
+        _deadline: tokio::time::Instant,
+    ) -> impl std::future::Future<Output = Vec<CheckResult>> + Send {
+        check_target(target, &self.resolver, &self.prober)
+    }
+
+    fn timeout(&self, _target: &Target) -> Duration {
+        self.prober.timeout()
+    }
+
+    fn not_started(&self, target: &Target, why: &str) -> Vec<CheckResult> {
+        vec![CheckResult::tcp(
+            target.label.clone(),
+            None,
+            unix_ms_now(),
+            Duration::ZERO,
+            Some((Reason::Other, why.to_string())),
+        )]
+    }
 }
 
 pub async fn check_target(
     target: &Target,
-    resolver: &NameResolver,
+    resolver: &Resolver,
     prober: &TcpProber,
 ) -> Vec<CheckResult> {
     let ts = unix_ms_now();
@@ -40,7 +75,7 @@ pub async fn check_target(
         Host::Ip(ip) => *ip,
         Host::Name(_) => {
             let started = Instant::now();
-            let addresses = match Box::pin(resolver.resolve(&target.host)).await {
+            let addresses = match Box::pin(resolver.resolve(&target.host, target.port)).await {
                 Ok(addresses) => addresses,
                 Err(error) => {
                     return vec![CheckResult::tcp(
@@ -71,7 +106,7 @@ pub async fn check_target(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dns::DnsConfig;
+    use crate::dns::{DnsConfig, Pin};
     use netvantage_core::Outcome;
     use std::time::Duration;
 
@@ -79,13 +114,14 @@ mod tests {
     async fn every_address_of_a_pinned_name_is_checked() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let mut dns = DnsConfig::default();
         // 127.0.0.1 listens; 127.0.0.2 has no listener on that port and refuses.
-        dns.pins.insert(
-            "rr.test".into(),
-            vec!["127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap()],
-        );
-        let resolver = NameResolver::new(dns, false).unwrap();
+        let dns = DnsConfig {
+            pins: ["rr.test:127.0.0.1,127.0.0.2".parse::<Pin>().unwrap()]
+                .into_iter()
+                .collect(),
+            ..DnsConfig::default()
+        };
+        let resolver = Resolver::new(dns, false).unwrap();
         let prober = TcpProber::new(8, Duration::from_secs(2));
         let target = Target {
             host: Host::Name("rr.test".into()),
@@ -113,7 +149,7 @@ mod tests {
 
     #[tokio::test]
     async fn unresolvable_name_is_one_dns_failure() {
-        let resolver = NameResolver::new(DnsConfig::default(), false).unwrap();
+        let resolver = Resolver::new(DnsConfig::default(), false).unwrap();
         let prober = TcpProber::new(8, Duration::from_secs(1));
         let target = Target {
             host: Host::Name("nope.test".into()),

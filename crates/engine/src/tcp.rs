@@ -50,6 +50,11 @@ impl TcpProber {
         }
     }
 
+    /// How long a connect may take before it is a timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     fn reactor(&self) -> Option<&Reactor> {
         self.reactor
             .get_or_init(|| {
