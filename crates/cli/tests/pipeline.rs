@@ -325,7 +325,7 @@ fn without_kafka_the_agent_writes_sqlite_and_report_reads_it() {
     let config = write_agent_config(
         dir.path(),
         &format!(
-            "vantage: lab\ninterval: 200ms\ntimeout: 500ms\ntcp:\n  - name: up\n    port: {open}\n    hosts: [127.0.0.1]\n  - name: down\n    port: {closed}\n    hosts_file: hosts.txt\n"
+            "vantage: lab\ninterval: 200ms\ntimeout: 150ms\ntcp:\n  - name: up\n    port: {open}\n    hosts: [127.0.0.1]\n  - name: down\n    port: {closed}\n    hosts_file: hosts.txt\n"
         ),
     );
     let agent = run_agent(dir.path(), &config, "2s");
@@ -374,7 +374,24 @@ fn a_bad_agent_config_names_the_line_and_exits_3() {
     assert_eq!(agent.wait(Duration::from_secs(10)), 3);
     let err = agent.stderr_text();
     assert!(
-        err.contains("agent.yaml:5:5: tcp group: unknown field `intervall`"),
+        err.contains("agent.yaml:5:5: tcp group 1, field `intervall`: unknown field"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_agent_group_whose_timeout_is_not_below_its_interval_exits_3_naming_the_line() {
+    // The rule `ports --timeout` obeys holds for agent groups too (issue 11/15).
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_agent_config(
+        dir.path(),
+        "vantage: lab\ntcp:\n  - port: 22\n    hosts: [127.0.0.1]\n    interval: 10s\n    timeout: 30s\n",
+    );
+    let mut agent = spawn_agent(dir.path(), &config, None);
+    assert_eq!(agent.wait(Duration::from_secs(10)), 3);
+    let err = agent.stderr_text();
+    assert!(
+        err.contains("agent.yaml:6:14: tcp group 1 (tcp-22): the timeout (30s) must be shorter than the interval (10s)"),
         "{err}"
     );
 }

@@ -12,6 +12,7 @@ pub mod duration;
 pub mod flap;
 pub mod fleet;
 pub mod latency;
+pub mod pin;
 pub mod record;
 pub mod status;
 pub mod target;

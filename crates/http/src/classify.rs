@@ -2,7 +2,7 @@
 //! are pinned by tests: UP when the status is expected, the body rule holds and the latency is
 //! under the threshold; DEGRADED when only the latency is over; DOWN otherwise.
 
-use crate::status::StatusSet;
+use netvantage_config::StatusSet;
 use netvantage_core::{Outcome, Reason};
 use std::time::Duration;
 

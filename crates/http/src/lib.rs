@@ -1,5 +1,4 @@
-//! netvantage-http: everything `netvantage http` needs below the command line — the YAML
-//! endpoint config, the rules that turn one response into UP / DEGRADED / DOWN, per-domain
+//! netvantage-http: everything `netvantage http` needs below the command line — the rules that turn one response into UP / DEGRADED / DOWN, per-domain
 //! availability and the final summary (all pure, no I/O), and the HTTP(S) client that times
 //! each phase, run as the engine's [`probe::HttpProbe`] under the one scheduler (the I/O).
 //!
@@ -9,10 +8,9 @@
 pub mod cert;
 pub mod classify;
 pub mod client;
-pub mod config;
 pub mod probe;
 pub mod report;
-pub mod status;
 
-pub use config::{ConfigError, Endpoint, Scheme, parse_config, parse_endpoint_list};
-pub use status::StatusSet;
+/// The endpoint list lives in `netvantage-config` (one YAML walker for every config).
+pub use netvantage_config::endpoints as config;
+pub use netvantage_config::{ConfigError, Endpoint, Scheme, StatusSet, parse_config};

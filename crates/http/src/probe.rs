@@ -5,6 +5,7 @@
 use crate::classify::{Classified, Rules};
 use crate::client::{Checker, ConnSlot, details};
 use crate::config::Endpoint;
+use netvantage_config::plan::HttpTiming;
 use netvantage_core::clock::unix_ms_now;
 use netvantage_core::{CheckResult, HttpObservation, Reason};
 use netvantage_engine::Probe;
@@ -22,13 +23,12 @@ pub struct HttpTarget {
     conn: ConnSlot,
 }
 
-/// Defaults for the endpoint fields an entry may leave out.
+/// What an endpoint that leaves a field out gets: the run's timing (an endpoint's own
+/// `interval` is rounded up to whole cycles) and the latency boundary rule.
 #[derive(Debug, Clone, Copy)]
 pub struct EndpointDefaults {
-    /// Time between cycle starts; an endpoint's own `interval` is rounded up to whole cycles.
-    pub cycle: Duration,
-    pub timeout: Duration,
-    pub latency_threshold: Duration,
+    pub timing: HttpTiming,
+    /// A latency equal to the threshold is still UP.
     pub latency_inclusive: bool,
 }
 
@@ -39,11 +39,11 @@ impl HttpTarget {
                 expect_status: endpoint.expect_status.clone(),
                 latency_threshold: endpoint
                     .latency_threshold
-                    .unwrap_or(defaults.latency_threshold),
+                    .unwrap_or(defaults.timing.latency_threshold),
                 inclusive: defaults.latency_inclusive,
             },
-            timeout: endpoint.timeout.unwrap_or(defaults.timeout),
-            every: rounds_between(endpoint.interval, defaults.cycle),
+            timeout: endpoint.timeout.unwrap_or(defaults.timing.timeout),
+            every: rounds_between(endpoint.interval, defaults.timing.cycle),
             conn: ConnSlot::default(),
             endpoint,
         }

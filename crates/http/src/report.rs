@@ -208,7 +208,7 @@ mod tests {
     use super::*;
     use crate::classify::{Rules, classify_response};
     use crate::config::parse_config;
-    use crate::status::StatusSet;
+    use netvantage_config::StatusSet;
     use netvantage_core::Reason;
     use std::time::Duration;
 

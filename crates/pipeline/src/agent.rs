@@ -159,9 +159,12 @@ async fn run_tcp_group(
             return;
         }
     };
-    let probe = TcpProbe::new(resolver, TcpProber::new(socket_budget, group.timeout));
+    let probe = TcpProbe::new(
+        resolver,
+        TcpProber::new(socket_budget, group.timing.timeout),
+    );
     let schedule = Schedule {
-        interval: group.interval,
+        interval: group.timing.interval,
         rounds: None,
         run_for: None,
         spread: Spread::Even,
@@ -169,7 +172,7 @@ async fn run_tcp_group(
         in_flight: socket_budget,
         deadline: DeadlineRule::Timeout,
     };
-    tracing::info!(group = %group.name, targets = targets.len(), interval = ?group.interval, "tcp group started");
+    tracing::info!(group = %group.name, targets = targets.len(), interval = ?group.timing.interval, "tcp group started");
     run_engine(schedule, probe, targets.into(), results, stop).await;
 }
 
@@ -205,13 +208,11 @@ async fn run_http(
         }
     };
     let defaults = EndpointDefaults {
-        cycle: http.interval,
-        timeout: http.timeout,
-        latency_threshold: http.latency_threshold,
+        timing: http.timing,
         latency_inclusive: false,
     };
     let schedule = Schedule {
-        interval: http.interval,
+        interval: http.timing.cycle,
         rounds: None,
         run_for: None,
         spread: Spread::Burst,
@@ -219,7 +220,7 @@ async fn run_http(
         in_flight: concurrency.min(256),
         deadline: DeadlineRule::WithinRound,
     };
-    tracing::info!(endpoints = http.endpoints.len(), interval = ?http.interval, "http checks started");
+    tracing::info!(endpoints = http.endpoints.len(), interval = ?http.timing.cycle, "http checks started");
     let targets: Arc<[HttpTarget]> = http
         .endpoints
         .into_iter()

@@ -9,7 +9,8 @@
 //! - [`report`]: verdicts across vantage points (pure).
 
 pub mod agent;
-pub mod config;
+/// The agent's config lives in `netvantage-config` (one YAML walker for every config).
+pub use netvantage_config::agent as config;
 pub mod ingest;
 pub mod kafka;
 pub mod metrics;

@@ -5,6 +5,7 @@
 use crate::exit;
 use crate::output::{self, Written};
 use clap::ValueEnum;
+use netvantage_config::plan::{HttpTiming, defaults};
 use netvantage_engine::dns::{DnsConfig, Pin, Pins, Resolver};
 use netvantage_engine::scheduler::{self, DeadlineRule, Event, RoundTracker, Schedule, Spread};
 use netvantage_http::client::{Checker, ClientOptions};
@@ -49,16 +50,16 @@ pub struct HttpArgs {
     #[arg(value_name = "CONFIG.yaml")]
     pub config: PathBuf,
     /// Time between cycle starts (fixed rate): 500ms, 15s, 1m; a bare number is seconds.
-    #[arg(short = 'f', long, value_name = "DURATION", default_value = "15s", value_parser = crate::args::positive_duration)]
+    #[arg(short = 'f', long, value_name = "DURATION", default_value = defaults::HTTP_CYCLE_TEXT, value_parser = crate::args::positive_duration)]
     pub health_check_frequency: Duration,
     /// Stop after this long and print the summary (default: run until SIGINT/SIGTERM).
     #[arg(short = 'r', long, value_name = "DURATION", value_parser = crate::args::positive_duration)]
     pub run_duration: Option<Duration>,
     /// Per-check timeout unless the entry sets `timeout`; never past the next cycle's start.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::args::positive_duration)]
+    #[arg(long, value_name = "DURATION", default_value = defaults::HTTP_TIMEOUT_TEXT, value_parser = crate::args::positive_duration)]
     pub timeout: Duration,
     /// A response slower than this is DEGRADED, unless the entry sets `latency_threshold`.
-    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = crate::args::positive_duration)]
+    #[arg(long, value_name = "DURATION", default_value = defaults::LATENCY_THRESHOLD_TEXT, value_parser = crate::args::positive_duration)]
     pub latency_threshold: Duration,
     /// A latency equal to the threshold is still UP (default: it must be below).
     #[arg(long)]
@@ -82,7 +83,7 @@ pub struct HttpArgs {
     pub keep_alive: bool,
     /// Most checks in flight at once (capped by the open-file limit). More in flight than
     /// the CPU can serve inflates measured latency; raise it for many slow remote endpoints.
-    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = defaults::HTTP_CONCURRENCY, value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: u32,
 }
 
@@ -136,9 +137,11 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<i32> {
         RoundArg::Down => Rounding::Down,
     };
     let defaults = EndpointDefaults {
-        cycle: args.health_check_frequency,
-        timeout: args.timeout,
-        latency_threshold: args.latency_threshold,
+        timing: HttpTiming {
+            cycle: args.health_check_frequency,
+            timeout: args.timeout,
+            latency_threshold: args.latency_threshold,
+        },
         latency_inclusive: args.latency_inclusive,
     };
     let schedule = Schedule {

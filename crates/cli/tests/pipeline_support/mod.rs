@@ -387,7 +387,7 @@ pub fn agent_config(
         .map(|i| format!("\"127.0.{}.{}\"", 1 + i / 250, 1 + i % 250))
         .collect();
     let yaml = format!(
-        "agent: test-agent\nvantage: lab\ntcp:\n  - name: closed\n    port: {port}\n    interval: {interval}\n    timeout: 1s\n    hosts: [{}]\nsinks:\n  stdout: true\n  kafka:\n    brokers: {brokers}\n    topic: {topic}\n    partitions: 6\n    memory_records: {memory_records}\n    spool_dir: {}\n    properties:\n      message.timeout.ms: 60000\n",
+        "agent: test-agent\nvantage: lab\ntcp:\n  - name: closed\n    port: {port}\n    interval: {interval}\n    timeout: 100ms\n    hosts: [{}]\nsinks:\n  stdout: true\n  kafka:\n    brokers: {brokers}\n    topic: {topic}\n    partitions: 6\n    memory_records: {memory_records}\n    spool_dir: {}\n    properties:\n      message.timeout.ms: 60000\n",
         hosts.join(", "),
         dir.join("spool").display()
     );

@@ -9,6 +9,7 @@ use crate::args;
 use crate::exit::usage;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
+use netvantage_config::plan::{self, RuleError, TcpTiming, defaults};
 use netvantage_core::CheckResult;
 use netvantage_core::diagnosis::Diagnosis;
 use netvantage_core::flap::NagiosThresholds;
@@ -55,7 +56,7 @@ pub struct PortsArgs {
     input: Option<PathBuf>,
 
     /// Time between two checks of the same host; each round's checks are spread across it.
-    #[arg(long, default_value = "10s", value_parser = args::positive_duration)]
+    #[arg(long, default_value = defaults::TCP_INTERVAL_TEXT, value_parser = args::positive_duration)]
     interval: Duration,
 
     /// Number of rounds (checks per host). Default 12: the 5 a down verdict needs, plus room
@@ -72,11 +73,11 @@ pub struct PortsArgs {
     watch: bool,
 
     /// Connect timeout per check.
-    #[arg(long, default_value = "2s", value_parser = args::positive_duration)]
+    #[arg(long, default_value = defaults::TCP_TIMEOUT_TEXT, value_parser = args::positive_duration)]
     timeout: Duration,
 
     /// Consecutive failed checks that make a host down.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, default_value_t = defaults::DOWN_AFTER, value_parser = clap::value_parser!(u32).range(1..=1000))]
     down_after: u32,
 
     /// Flap rule: `window` (a success and a failure within the window) or `nagios` (weighted
@@ -89,11 +90,11 @@ pub struct PortsArgs {
     flap_window: Option<Duration>,
 
     /// Nagios low flap threshold, percent (stop flapping below it).
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = defaults::FLAP_LOW)]
     flap_low: f64,
 
     /// Nagios high flap threshold, percent (start flapping at or above it).
-    #[arg(long, default_value_t = 20.0)]
+    #[arg(long, default_value_t = defaults::FLAP_HIGH)]
     flap_high: f64,
 
     /// Connects per second at most (default: as fast as the spread and concurrency allow).
@@ -123,7 +124,7 @@ pub struct PortsArgs {
     dns_server: Vec<String>,
 
     /// Timeout of one DNS query.
-    #[arg(long, default_value = "2s", value_parser = args::positive_duration)]
+    #[arg(long, default_value = defaults::DNS_TIMEOUT_TEXT, value_parser = args::positive_duration)]
     dns_timeout: Duration,
 
     /// Address families to check for a name.
@@ -165,9 +166,6 @@ enum Progress {
     Always,
     Never,
 }
-
-const DEFAULT_ROUNDS: u64 = 12;
-const WATCH_FLAP_WINDOW: Duration = Duration::from_secs(600);
 
 /// Results taken from the probes' channel at a time.
 const RECEIVE_BATCH: usize = 256;
@@ -225,48 +223,36 @@ fn prepare(args: &PortsArgs) -> anyhow::Result<Plan> {
 
     let rounds = match (args.watch, args.rounds, args.duration) {
         (true, _, _) => None,
-        (false, Some(0), _) => return Err(usage("--rounds must be at least 1")),
         (false, Some(rounds), _) => Some(rounds),
-        (false, None, Some(duration)) => Some(
-            (duration.as_secs_f64() / args.interval.as_secs_f64())
-                .ceil()
-                .max(1.0) as u64,
-        ),
-        (false, None, None) => Some(DEFAULT_ROUNDS),
+        (false, None, Some(duration)) => Some(TcpTiming::rounds_for(duration, args.interval)),
+        (false, None, None) => Some(defaults::TCP_ROUNDS),
     };
-    if rounds != Some(1) && args.timeout >= args.interval {
-        return Err(usage(format!(
-            "--timeout ({:?}) must be shorter than --interval ({:?}) so a host's checks never overlap",
-            args.timeout, args.interval
-        )));
-    }
+    let timing = TcpTiming::new(args.interval, args.timeout, rounds).map_err(|rule| {
+        usage(match rule {
+            RuleError::NoRounds => "--rounds must be at least 1".to_string(),
+            RuleError::TimeoutNotBelowInterval { timeout, interval } => format!(
+                "--timeout ({timeout}) must be shorter than --interval ({interval}) so a host's checks never overlap"
+            ),
+            other => other.to_string(),
+        })
+    })?;
     if let Some(rounds) = rounds.filter(|&r| r < u64::from(args.down_after)) {
-        tracing::warn!(
-            "{rounds} rounds cannot reach the {} consecutive failures a down verdict needs",
+        tracing::info!(
+            "{rounds} rounds are fewer than --down-after {}: a host is down only if every round fails",
             args.down_after
         );
     }
-    if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
-        return Err(usage(
-            "--rate must be a positive number of connects per second",
-        ));
+    if let Some(rate) = args.rate {
+        plan::check_rate(rate).map_err(|rule| usage(format!("--rate: {rule}")))?;
     }
-    if !(0.0..=100.0).contains(&args.flap_low)
-        || !(0.0..=100.0).contains(&args.flap_high)
-        || args.flap_low > args.flap_high
-    {
-        return Err(usage(
-            "--flap-low and --flap-high are percentages with low <= high",
-        ));
-    }
+    let (flap_low, flap_high) = plan::check_flap_thresholds(args.flap_low, args.flap_high)
+        .map_err(|rule| usage(format!("--flap-low/--flap-high: {rule}")))?;
     let flap = match args.flap_detection {
         FlapMode::Nagios => FlapRule::Nagios(NagiosThresholds {
-            low: args.flap_low,
-            high: args.flap_high,
+            low: flap_low,
+            high: flap_high,
         }),
-        FlapMode::Window => {
-            FlapRule::Window(args.flap_window.or(args.watch.then_some(WATCH_FLAP_WINDOW)))
-        }
+        FlapMode::Window => plan::default_flap_window(args.watch, args.flap_window),
     };
     let rules = VerdictRules {
         down_after: args.down_after,
@@ -325,10 +311,10 @@ fn prepare(args: &PortsArgs) -> anyhow::Result<Plan> {
         rounds,
         rules,
         resolver,
-        prober: TcpProber::new(sockets, args.timeout),
+        prober: TcpProber::new(sockets, timing.timeout),
         schedule: Schedule {
-            interval: args.interval,
-            rounds,
+            interval: timing.interval,
+            rounds: timing.rounds,
             run_for: None,
             spread: Spread::Even,
             rate: args.rate,

@@ -26,13 +26,12 @@
 //!     topic: netvantage.results
 //! ```
 
-use netvantage_core::duration::parse_duration;
+use crate::endpoints::{Endpoint, parse_endpoint_list};
+use crate::plan::{HttpTiming, TcpTiming, defaults};
+use crate::yaml::{ConfigError, Failure, Fields, load_documents, scalar_text};
 use netvantage_core::target::{Host, Target, parse_line};
-use netvantage_http::config::{load_documents, position, scalar_text};
-use netvantage_http::{ConfigError, Endpoint, parse_endpoint_list};
 use saphyr::{MarkedYaml, Scalar, YamlData};
 use std::path::PathBuf;
-use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -51,15 +50,13 @@ pub struct TcpGroup {
     pub hosts: Vec<Target>,
     /// Read by the caller, with `port` as the default port.
     pub hosts_file: Option<PathBuf>,
-    pub interval: Duration,
-    pub timeout: Duration,
+    /// Validated as `ports`' flags are: the timeout is shorter than the interval.
+    pub timing: TcpTiming,
 }
 
 #[derive(Debug, Clone)]
 pub struct HttpSection {
-    pub interval: Duration,
-    pub timeout: Duration,
-    pub latency_threshold: Duration,
+    pub timing: HttpTiming,
     pub endpoints: Vec<Endpoint>,
 }
 
@@ -129,131 +126,9 @@ pub struct KafkaSettings {
     pub properties: Vec<(String, String)>,
 }
 
-pub const DEFAULT_SQLITE_PATH: &str = "netvantage.db";
-const DEFAULT_TCP_INTERVAL: Duration = Duration::from_secs(10);
-const DEFAULT_TCP_TIMEOUT: Duration = Duration::from_secs(2);
-const DEFAULT_HTTP_INTERVAL: Duration = Duration::from_secs(15);
-const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
-const DEFAULT_LATENCY_THRESHOLD: Duration = Duration::from_millis(500);
-
-type Failure<'a, 'y> = (&'a MarkedYaml<'y>, String);
-
-/// A mapping's fields, checked against the names it may have.
-struct Fields<'a, 'y> {
-    node: &'a MarkedYaml<'y>,
-    what: &'static str,
-    fields: Vec<(String, &'a MarkedYaml<'y>)>,
-}
-
-impl<'a, 'y> Fields<'a, 'y> {
-    fn new(
-        node: &'a MarkedYaml<'y>,
-        what: &'static str,
-        known: &[&str],
-    ) -> Result<Self, Failure<'a, 'y>> {
-        let YamlData::Mapping(map) = &node.data else {
-            return Err((node, format!("{what} must be a mapping")));
-        };
-        let mut fields = Vec::new();
-        for (key, value) in map {
-            let Some(name) = scalar_text(key) else {
-                return Err((key, format!("{what}: keys must be plain names")));
-            };
-            if !known.contains(&name.as_str()) {
-                return Err((
-                    key,
-                    format!(
-                        "{what}: unknown field `{name}` (known: {})",
-                        known.join(", ")
-                    ),
-                ));
-            }
-            fields.push((name, value));
-        }
-        Ok(Fields { node, what, fields })
-    }
-
-    fn get(&self, field: &str) -> Option<&'a MarkedYaml<'y>> {
-        self.fields
-            .iter()
-            .find(|(name, _)| name == field)
-            .map(|(_, v)| *v)
-    }
-
-    fn text(&self, field: &str) -> Result<Option<(&'a MarkedYaml<'y>, String)>, Failure<'a, 'y>> {
-        match self.get(field) {
-            None => Ok(None),
-            Some(node) => match scalar_text(node) {
-                Some(text) if !text.trim().is_empty() => Ok(Some((node, text.trim().to_string()))),
-                _ => Err((
-                    node,
-                    format!("{}, field `{field}`: must be a non-empty string", self.what),
-                )),
-            },
-        }
-    }
-
-    fn required(&self, field: &str) -> Result<(&'a MarkedYaml<'y>, String), Failure<'a, 'y>> {
-        self.text(field)?
-            .ok_or_else(|| (self.node, format!("{}: missing field `{field}`", self.what)))
-    }
-
-    fn duration(&self, field: &str, default: Duration) -> Result<Duration, Failure<'a, 'y>> {
-        match self.text(field)? {
-            None => Ok(default),
-            Some((node, text)) => match parse_duration(&text) {
-                Ok(d) if !d.is_zero() => Ok(d),
-                Ok(_) => Err((
-                    node,
-                    format!("{}, field `{field}`: must be more than zero", self.what),
-                )),
-                Err(e) => Err((node, format!("{}, field `{field}`: {e}", self.what))),
-            },
-        }
-    }
-
-    fn number<T: std::str::FromStr>(
-        &self,
-        field: &str,
-        default: T,
-        valid: impl Fn(&T) -> bool,
-        expected: &str,
-    ) -> Result<T, Failure<'a, 'y>> {
-        match self.text(field)? {
-            None => Ok(default),
-            Some((node, text)) => match text.parse::<T>() {
-                Ok(n) if valid(&n) => Ok(n),
-                _ => Err((
-                    node,
-                    format!("{}, field `{field}`: {text:?} is not {expected}", self.what),
-                )),
-            },
-        }
-    }
-
-    fn flag(&self, field: &str) -> Result<bool, Failure<'a, 'y>> {
-        match self.get(field) {
-            None => Ok(false),
-            Some(node) => match &node.data {
-                YamlData::Value(Scalar::Boolean(b)) => Ok(*b),
-                // `stdout: {}` reads as "on" too.
-                YamlData::Mapping(m) if m.is_empty() => Ok(true),
-                _ => Err((
-                    node,
-                    format!("{}, field `{field}`: must be true or false", self.what),
-                )),
-            },
-        }
-    }
-}
-
 /// Parses and validates an agent config. `file` is used in error messages only.
 pub fn parse_agent_config(text: &str, file: &str) -> Result<AgentConfig, ConfigError> {
-    let error = |node: Option<&MarkedYaml>, message: String| ConfigError {
-        file: file.to_string(),
-        location: node.map(position),
-        message,
-    };
+    let error = |node: Option<&MarkedYaml>, message: String| ConfigError::at(file, node, message);
     let docs = load_documents(text, file)?;
     let [doc] = docs.as_slice() else {
         return Err(error(
@@ -264,14 +139,9 @@ pub fn parse_agent_config(text: &str, file: &str) -> Result<AgentConfig, ConfigE
     let mut http_list = None;
     let mut config =
         parse_document(doc, &mut http_list).map_err(|(node, m)| error(Some(node), m))?;
-    if let Some((list, interval, timeout, latency_threshold)) = http_list {
+    if let Some((list, timing)) = http_list {
         let endpoints = parse_endpoint_list(list, file)?;
-        config.http = Some(HttpSection {
-            interval,
-            timeout,
-            latency_threshold,
-            endpoints,
-        });
+        config.http = Some(HttpSection { timing, endpoints });
     }
     if config.tcp.is_empty() && config.http.is_none() {
         return Err(error(
@@ -282,7 +152,7 @@ pub fn parse_agent_config(text: &str, file: &str) -> Result<AgentConfig, ConfigE
     Ok(config)
 }
 
-type HttpList<'a, 'y> = Option<(&'a MarkedYaml<'y>, Duration, Duration, Duration)>;
+type HttpList<'a, 'y> = Option<(&'a MarkedYaml<'y>, HttpTiming)>;
 
 fn parse_document<'a, 'y>(
     doc: &'a MarkedYaml<'y>,
@@ -297,8 +167,8 @@ fn parse_document<'a, 'y>(
     )?;
     let agent = top.text("agent")?.map(|(_, t)| t);
     let vantage = top.required("vantage")?.1;
-    let interval = top.duration("interval", DEFAULT_TCP_INTERVAL)?;
-    let timeout = top.duration("timeout", DEFAULT_TCP_TIMEOUT)?;
+    let interval = top.duration("interval")?;
+    let timeout = top.duration("timeout")?;
 
     let mut tcp = Vec::new();
     if let Some(node) = top.get("tcp") {
@@ -324,15 +194,18 @@ fn parse_document<'a, 'y>(
             .ok_or_else(|| (node, "`http`: missing field `endpoints`".to_string()))?;
         *http_list = Some((
             list,
-            section.duration("interval", DEFAULT_HTTP_INTERVAL)?,
-            section.duration("timeout", DEFAULT_HTTP_TIMEOUT)?,
-            section.duration("latency_threshold", DEFAULT_LATENCY_THRESHOLD)?,
+            HttpTiming {
+                cycle: section.duration_or("interval", defaults::HTTP_CYCLE)?,
+                timeout: section.duration_or("timeout", defaults::HTTP_TIMEOUT)?,
+                latency_threshold: section
+                    .duration_or("latency_threshold", defaults::LATENCY_THRESHOLD)?,
+            },
         ));
     }
 
     let sinks = match top.get("sinks") {
         None => Sinks {
-            sqlite: Some(PathBuf::from(DEFAULT_SQLITE_PATH)),
+            sqlite: Some(PathBuf::from(defaults::SQLITE_PATH)),
             ..Sinks::default()
         },
         Some(node) => parse_sinks(node)?,
@@ -346,59 +219,40 @@ fn parse_document<'a, 'y>(
     })
 }
 
+/// A duration given in the config, with the node it was written at (for rule errors).
+type Given<'a, 'y> = Option<(&'a MarkedYaml<'y>, std::time::Duration)>;
+
 fn parse_tcp_group<'a, 'y>(
     node: &'a MarkedYaml<'y>,
     number: usize,
-    interval: Duration,
-    timeout: Duration,
+    interval: Given<'a, 'y>,
+    timeout: Given<'a, 'y>,
 ) -> Result<TcpGroup, Failure<'a, 'y>> {
     let group = Fields::new(
         node,
-        "tcp group",
+        format!("tcp group {number}"),
         &["name", "port", "hosts", "hosts_file", "interval", "timeout"],
     )?;
     let (port_node, port_text) = group.required("port")?;
     let port = netvantage_core::target::parse_port(&port_text)
-        .map_err(|e| (port_node, format!("tcp group {number}, field `port`: {e}")))?;
+        .map_err(|e| group.fail(port_node, "port", e))?;
     let name = group
         .text("name")?
         .map(|(_, t)| t)
         .unwrap_or_else(|| format!("tcp-{port}"));
     let mut hosts = Vec::new();
-    if let Some(list) = group.get("hosts") {
-        let YamlData::Sequence(items) = &list.data else {
-            return Err((
-                list,
-                format!("tcp group {number}, field `hosts`: must be a list"),
-            ));
-        };
-        for item in items {
-            let text = scalar_text(item).ok_or_else(|| {
-                (
-                    item,
-                    format!("tcp group {number}, field `hosts`: each host must be a string"),
-                )
-            })?;
-            match parse_line(text.as_bytes(), port) {
-                Ok(Some((host, port, label))) => hosts.push(Target {
-                    host,
-                    port,
-                    label,
-                    line: item.span.start.line(),
-                }),
-                Ok(None) => {
-                    return Err((
-                        item,
-                        format!("tcp group {number}, field `hosts`: empty host"),
-                    ));
-                }
-                Err(problem) => {
-                    return Err((
-                        item,
-                        format!("tcp group {number}, field `hosts`: {problem}"),
-                    ));
-                }
-            }
+    for item in group.list("hosts", false)?.unwrap_or_default() {
+        let text = scalar_text(item)
+            .ok_or_else(|| group.fail(item, "hosts", "each host must be a string"))?;
+        match parse_line(text.as_bytes(), port) {
+            Ok(Some((host, port, label))) => hosts.push(Target {
+                host,
+                port,
+                label,
+                line: item.span.start.line(),
+            }),
+            Ok(None) => return Err(group.fail(item, "hosts", "empty host")),
+            Err(problem) => return Err(group.fail(item, "hosts", problem)),
         }
     }
     let hosts_file = group.text("hosts_file")?.map(|(_, t)| PathBuf::from(t));
@@ -408,13 +262,25 @@ fn parse_tcp_group<'a, 'y>(
             format!("tcp group {number} ({name}): give `hosts` or `hosts_file`"),
         ));
     }
+    // The group's own values win over the config's defaults; a rule broken is reported at
+    // the timeout that breaks it (the group's, else the config-wide one, else the group).
+    let interval = group.duration("interval")?.or(interval);
+    let timeout = group.duration("timeout")?.or(timeout);
+    let timing = TcpTiming::new(
+        interval.map_or(defaults::TCP_INTERVAL, |(_, d)| d),
+        timeout.map_or(defaults::TCP_TIMEOUT, |(_, d)| d),
+        None,
+    )
+    .map_err(|rule| {
+        let at = timeout.or(interval).map_or(node, |(n, _)| n);
+        (at, format!("tcp group {number} ({name}): {rule}"))
+    })?;
     Ok(TcpGroup {
         name,
         port,
         hosts,
         hosts_file,
-        interval: group.duration("interval", interval)?,
-        timeout: group.duration("timeout", timeout)?,
+        timing,
     })
 }
 
@@ -424,14 +290,14 @@ fn parse_sinks<'a, 'y>(node: &'a MarkedYaml<'y>) -> Result<Sinks, Failure<'a, 'y
         None => None,
         Some(node) => match &node.data {
             YamlData::Value(Scalar::Boolean(false)) => None,
-            YamlData::Value(Scalar::Boolean(true)) => Some(PathBuf::from(DEFAULT_SQLITE_PATH)),
+            YamlData::Value(Scalar::Boolean(true)) => Some(PathBuf::from(defaults::SQLITE_PATH)),
             _ => {
                 let sqlite = Fields::new(node, "`sinks.sqlite`", &["path"])?;
                 Some(PathBuf::from(
                     sqlite
                         .text("path")?
                         .map(|(_, t)| t)
-                        .unwrap_or_else(|| DEFAULT_SQLITE_PATH.into()),
+                        .unwrap_or_else(|| defaults::SQLITE_PATH.into()),
                 ))
             }
         },
@@ -607,23 +473,33 @@ fn parse_kafka<'a, 'y>(node: &'a MarkedYaml<'y>) -> Result<KafkaSettings, Failur
             .text("topic")?
             .map(|(_, t)| t)
             .unwrap_or_else(|| "netvantage.results".into()),
-        partitions: kafka.number("partitions", 6, |&n: &i32| n > 0, "a positive number")?,
-        replication: kafka.number("replication", 1, |&n: &i32| n > 0, "a positive number")?,
+        partitions: kafka.number(
+            "partitions",
+            defaults::KAFKA_PARTITIONS,
+            |&n: &i32| n > 0,
+            "a positive number",
+        )?,
+        replication: kafka.number(
+            "replication",
+            defaults::KAFKA_REPLICATION,
+            |&n: &i32| n > 0,
+            "a positive number",
+        )?,
         tls,
         sasl,
         memory_records: kafka.number(
             "memory_records",
-            100_000,
+            defaults::KAFKA_MEMORY_RECORDS,
             |&n: &usize| n > 0,
             "a positive number",
         )?,
         spool_dir: kafka
             .text("spool_dir")?
             .map(|(_, t)| PathBuf::from(t))
-            .unwrap_or_else(|| PathBuf::from("netvantage-spool")),
+            .unwrap_or_else(|| PathBuf::from(defaults::SPOOL_DIR)),
         spool_max_bytes: kafka.number(
             "spool_max_bytes",
-            1 << 30,
+            defaults::SPOOL_MAX_BYTES,
             |&n: &u64| n > 0,
             "a positive number of bytes",
         )?,
@@ -649,6 +525,7 @@ pub fn describe(host: &Host, port: u16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn parse(text: &str) -> Result<AgentConfig, ConfigError> {
         parse_agent_config(text, "agent.yaml")
@@ -665,12 +542,12 @@ mod tests {
         assert_eq!(config.tcp.len(), 2);
         assert_eq!(config.tcp[0].hosts.len(), 2);
         assert_eq!(config.tcp[0].hosts[1].port, 6432);
-        assert_eq!(config.tcp[0].interval, Duration::from_secs(5));
+        assert_eq!(config.tcp[0].timing.interval, Duration::from_secs(5));
         assert_eq!(config.tcp[1].name, "tcp-22");
-        assert_eq!(config.tcp[1].interval, Duration::from_secs(60));
+        assert_eq!(config.tcp[1].timing.interval, Duration::from_secs(60));
         assert_eq!(config.tcp[1].hosts_file, Some(PathBuf::from("hosts.txt")));
         let http = config.http.unwrap();
-        assert_eq!(http.interval, Duration::from_secs(30));
+        assert_eq!(http.timing.cycle, Duration::from_secs(30));
         assert_eq!(http.endpoints[0].name, "home");
         assert!(config.sinks.stdout);
         assert_eq!(config.sinks.sqlite, None);
@@ -704,7 +581,7 @@ mod tests {
             ),
             (
                 "vantage: lab\ntcp:\n  - port: 22\n    hots: [a]\n",
-                "agent.yaml:4:5: tcp group: unknown field `hots`",
+                "agent.yaml:4:5: tcp group 1, field `hots`: unknown field",
             ),
             (
                 "tcp:\n  - port: 22\n    hosts: [a]\n",
@@ -723,6 +600,15 @@ mod tests {
                 "password_env",
             ),
             ("vantage: lab\n", "nothing to check"),
+            // The timeout rule of `ports` holds for agent groups too, at the field's line.
+            (
+                "vantage: lab\ntcp:\n  - port: 22\n    hosts: [a]\n    interval: 10s\n    timeout: 30s\n",
+                "agent.yaml:6:14: tcp group 1 (tcp-22): the timeout (30s) must be shorter than the interval (10s)",
+            ),
+            (
+                "vantage: lab\ntimeout: 15s\ntcp:\n  - port: 22\n    hosts: [a]\n",
+                "agent.yaml:2:10: tcp group 1 (tcp-22): the timeout (15s) must be shorter than the interval (10s)",
+            ),
         ];
         for (text, expected) in cases {
             let err = parse(text).unwrap_err().to_string();

@@ -4,9 +4,10 @@
 //! refused before a single request is sent.
 
 use crate::status::StatusSet;
+use crate::yaml::{ConfigError, Failure, Fields, load_documents, scalar_text};
 use http::{HeaderName, HeaderValue, Method};
 use regex::Regex;
-use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
+use saphyr::{MarkedYaml, Scalar, YamlData};
 use std::time::Duration;
 
 /// Methods we send. A closed list so a typo (`GTE`) is an error rather than a 405 at 3 am.
@@ -70,16 +71,6 @@ impl Endpoint {
     }
 }
 
-/// A config the user must fix: where, and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}{}: {message}", location.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
-pub struct ConfigError {
-    pub file: String,
-    /// 1-based line and column, when known.
-    pub location: Option<(usize, usize)>,
-    pub message: String,
-}
-
 /// Parses and validates a whole config. `file` is only used in error messages.
 ///
 /// The tree is walked by hand (rather than through serde) because every node carries its
@@ -87,7 +78,7 @@ pub struct ConfigError {
 pub fn parse_config(text: &str, file: &str) -> Result<Vec<Endpoint>, ConfigError> {
     let fail = |node: Option<&MarkedYaml>, message: String| ConfigError {
         file: file.to_string(),
-        location: node.map(position),
+        location: node.map(crate::yaml::position),
         message,
     };
     let docs = load_documents(text, file)?;
@@ -106,22 +97,12 @@ pub fn parse_config(text: &str, file: &str) -> Result<Vec<Endpoint>, ConfigError
     parse_endpoint_list(doc, file)
 }
 
-/// Loads `text` as YAML documents with positions; a syntax error names its line and column.
-/// Shared with the agent's config, so both report YAML errors alike.
-pub fn load_documents<'y>(text: &'y str, file: &str) -> Result<Vec<MarkedYaml<'y>>, ConfigError> {
-    MarkedYaml::load_from_str(text).map_err(|e| ConfigError {
-        file: file.to_string(),
-        location: Some((e.marker().line(), e.marker().col() + 1)),
-        message: format!("invalid YAML: {}", e.info()),
-    })
-}
-
 /// Parses a YAML list of endpoints that is part of a larger document (the agent's `http:`
 /// section); errors point into `file` just as [`parse_config`]'s do.
 pub fn parse_endpoint_list(list: &MarkedYaml, file: &str) -> Result<Vec<Endpoint>, ConfigError> {
     let fail = |node: Option<&MarkedYaml>, message: String| ConfigError {
         file: file.to_string(),
-        location: node.map(position),
+        location: node.map(crate::yaml::position),
         message,
     };
     let no_endpoints =
@@ -143,24 +124,11 @@ pub fn parse_endpoint_list(list: &MarkedYaml, file: &str) -> Result<Vec<Endpoint
         .iter()
         .enumerate()
         .map(|(index, entry)| {
-            parse_entry(entry).map_err(|(node, message)| {
-                fail(
-                    Some(node.unwrap_or(entry)),
-                    format!("entry {}{message}", index + 1),
-                )
-            })
+            parse_entry(entry, index + 1)
+                .map_err(|(node, message)| ConfigError::at(file, Some(node), message))
         })
         .collect()
 }
-
-/// A node's 1-based line and column.
-pub fn position(node: &MarkedYaml) -> (usize, usize) {
-    (node.span.start.line(), node.span.start.col() + 1)
-}
-
-/// An entry's problem: the node to point at (the entry itself when `None`) and the message,
-/// which starts with `, field ...` or `: ...` so it reads on after "entry N".
-type EntryError<'a, 'y> = (Option<&'a MarkedYaml<'y>>, String);
 
 const FIELDS: [&str; 10] = [
     "name",
@@ -175,94 +143,61 @@ const FIELDS: [&str; 10] = [
     "interval",
 ];
 
-fn parse_entry<'a, 'y>(entry: &'a MarkedYaml<'y>) -> Result<Endpoint, EntryError<'a, 'y>> {
-    let YamlData::Mapping(map) = &entry.data else {
+fn parse_entry<'a, 'y>(
+    entry: &'a MarkedYaml<'y>,
+    number: usize,
+) -> Result<Endpoint, Failure<'a, 'y>> {
+    let what = format!("entry {number}");
+    if !matches!(entry.data, YamlData::Mapping(_)) {
         return Err((
-            None,
-            ": must be a mapping with at least `name` and `url`".into(),
+            entry,
+            format!("{what}: must be a mapping with at least `name` and `url`"),
         ));
-    };
-    let mut fields: Vec<(&str, &MarkedYaml)> = Vec::new();
-    for (key, value) in map {
-        let Some(name) = scalar_text(key) else {
-            return Err((Some(key), ": keys must be plain field names".into()));
-        };
-        let Some(known) = FIELDS.iter().find(|f| **f == name) else {
-            return Err((
-                Some(key),
-                format!(
-                    ", field `{name}`: unknown field (known: {})",
-                    FIELDS.join(", ")
-                ),
-            ));
-        };
-        fields.push((known, value));
     }
-    let get = |field: &str| fields.iter().find(|(f, _)| *f == field).map(|(_, v)| *v);
-    let field_err = |node: &'a MarkedYaml<'y>, field: &str, message: String| {
-        (Some(node), format!(", field `{field}`: {message}"))
-    };
-    let text =
-        |field: &'static str| -> Result<Option<(&'a MarkedYaml<'y>, String)>, EntryError<'a, 'y>> {
-            match get(field) {
-                None => Ok(None),
-                Some(node) => match scalar_text(node) {
-                    Some(t) => Ok(Some((node, t))),
-                    None => Err(field_err(node, field, "must be a string".into())),
-                },
-            }
-        };
-
-    let name = match text("name")? {
-        None => return Err((None, ": missing field `name`".into())),
+    let fields = Fields::new(entry, what, &FIELDS)?;
+    let name = match fields.raw_text("name")? {
+        None => return Err(fields.fail_here("missing field `name`")),
         Some((node, name)) if name.trim().is_empty() => {
-            return Err(field_err(node, "name", "must not be empty".into()));
+            return Err(fields.fail(node, "name", "must not be empty"));
         }
         Some((_, name)) => name,
     };
-    let (url_node, url) =
-        text("url")?.ok_or((None, format!(" ({name:?}): missing field `url`")))?;
+    let (url_node, url) = fields.raw_text("url")?.ok_or_else(|| {
+        (
+            entry,
+            format!("{} ({name:?}): missing field `url`", fields.what),
+        )
+    })?;
     let url = url.trim().to_string();
     let (scheme, host, port, path_and_query) =
-        parse_url(&url).map_err(|m| field_err(url_node, "url", m))?;
-    let method = match text("method")? {
+        parse_url(&url).map_err(|m| fields.fail(url_node, "url", m))?;
+    let method = match fields.raw_text("method")? {
         None => Method::GET,
-        Some((node, m)) => parse_method(&m).map_err(|e| field_err(node, "method", e))?,
+        Some((node, m)) => parse_method(&m).map_err(|e| fields.fail(node, "method", e))?,
     };
-    let headers = match get("headers") {
+    let headers = match fields.get("headers") {
         None => Vec::new(),
         Some(node) => {
-            parse_headers(node).map_err(|(n, m)| field_err(n.unwrap_or(node), "headers", m))?
+            parse_headers(node).map_err(|(n, m)| fields.fail(n.unwrap_or(node), "headers", m))?
         }
     };
-    let body = text("body")?.map(|(_, b)| b);
-    let duration = |field: &'static str| -> Result<Option<Duration>, EntryError<'a, 'y>> {
-        match text(field)? {
-            None => Ok(None),
-            Some((node, t)) => match netvantage_core::parse_duration(&t) {
-                Ok(d) if d.is_zero() => Err(field_err(
-                    node,
-                    field,
-                    format!("{t:?} must be greater than zero"),
-                )),
-                Ok(d) => Ok(Some(d)),
-                Err(e) => Err(field_err(node, field, e.to_string())),
-            },
-        }
+    let body = fields.raw_text("body")?.map(|(_, b)| b);
+    let duration = |field: &str| -> Result<Option<Duration>, Failure<'a, 'y>> {
+        Ok(fields.duration(field)?.map(|(_, d)| d))
     };
     let timeout = duration("timeout")?;
     let latency_threshold = duration("latency_threshold")?;
     let interval = duration("interval")?;
-    let expect_status = match get("expect_status") {
+    let expect_status = match fields.get("expect_status") {
         None => StatusSet::default(),
         Some(node) => parse_status_set(node)
-            .map_err(|(n, m)| field_err(n.unwrap_or(node), "expect_status", m))?,
+            .map_err(|(n, m)| fields.fail(n.unwrap_or(node), "expect_status", m))?,
     };
-    let body_regex = match text("body_regex")? {
+    let body_regex = match fields.raw_text("body_regex")? {
         None => None,
         Some((node, r)) => Some(
             Regex::new(&r)
-                .map_err(|e| field_err(node, "body_regex", format!("invalid regex: {e}")))?,
+                .map_err(|e| fields.fail(node, "body_regex", format!("invalid regex: {e}")))?,
         ),
     };
     let domain = if host.contains(':') {
@@ -287,21 +222,6 @@ fn parse_entry<'a, 'y>(entry: &'a MarkedYaml<'y>) -> Result<Endpoint, EntryError
         body_regex,
         interval,
     })
-}
-
-/// The text of a scalar; numbers and booleans count (`x-retry: 3` means the text "3").
-/// A scalar node's text, whatever its YAML type (`8080`, `true`, `"x"`); `None` for
-/// sequences and mappings.
-pub fn scalar_text(node: &MarkedYaml) -> Option<String> {
-    match &node.data {
-        YamlData::Value(Scalar::String(s)) => Some(s.to_string()),
-        YamlData::Value(Scalar::Integer(i)) => Some(i.to_string()),
-        YamlData::Value(Scalar::FloatingPoint(f)) => Some(f.to_string()),
-        YamlData::Value(Scalar::Boolean(b)) => Some(b.to_string()),
-        YamlData::Representation(s, _, _) => Some(s.to_string()),
-        YamlData::Tagged(_, inner) => scalar_text(inner),
-        _ => None,
-    }
 }
 
 fn parse_method(text: &str) -> Result<Method, String> {
