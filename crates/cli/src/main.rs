@@ -6,6 +6,7 @@ mod cmd;
 mod exit;
 mod logging;
 mod output;
+mod serve;
 
 use clap::{Parser, Subcommand};
 

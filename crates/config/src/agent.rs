@@ -43,7 +43,7 @@ pub struct AgentConfig {
     pub sinks: Sinks,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TcpGroup {
     pub name: String,
     pub port: u16,
@@ -74,22 +74,6 @@ pub enum Secret {
     Literal(String),
     Env(String),
     File(PathBuf),
-}
-
-impl Secret {
-    /// Reads the value (I/O: the environment or a file). A trailing newline in a file is not
-    /// part of the secret.
-    pub fn resolve(&self) -> Result<String, String> {
-        match self {
-            Secret::Literal(value) => Ok(value.clone()),
-            Secret::Env(var) => {
-                std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))
-            }
-            Secret::File(path) => std::fs::read_to_string(path)
-                .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
-                .map_err(|e| format!("cannot read {}: {e}", path.display())),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,8 +11,9 @@
 use netvantage_core::clock::unix_ms_now;
 use netvantage_core::{CheckResult, Reason, ResultRecord};
 use netvantage_pipeline::config::KafkaSettings;
-use netvantage_pipeline::kafka::{KafkaSink, ensure_topic};
 use netvantage_pipeline::postgres::{self, PgWriter, partition_name};
+use netvantage_sinks::kafka::{KafkaSink, ensure_topic};
+use netvantage_sinks::{Envelope, Settle, Sink, Spool, Spooled};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -20,6 +21,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 use tokio_postgres::Client;
@@ -123,7 +125,7 @@ fn kafka_settings(args: &Args, topic: &str, spool: &str) -> KafkaSettings {
 
 /// Creates the topic the way an agent does, and prints how many partitions the broker made.
 async fn create_topic(settings: &KafkaSettings) -> anyhow::Result<()> {
-    ensure_topic(settings).await?;
+    ensure_topic(settings)?;
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &settings.brokers)
         .create()?;
@@ -153,7 +155,14 @@ fn produce(
     rate: f64,
     make: impl Fn(usize) -> ResultRecord,
 ) -> anyhow::Result<Produced> {
-    let sink = KafkaSink::new(settings)?;
+    let spool = Arc::new(Spool::open(&settings.spool_dir, settings.spool_max_bytes)?);
+    let mut sink = Spooled::new(
+        KafkaSink::new(settings)?,
+        spool.clone(),
+        settings.memory_records,
+    );
+    let tally = Arc::new(netvantage_sinks::sink::Tally::default());
+    let settle: Arc<dyn Settle> = tally.clone();
     // Staying under the memory queue keeps every record out of the disk spool, which is for
     // outages and would add its own delay to the measured one.
     let high_water = settings.memory_records * 9 / 10;
@@ -164,16 +173,17 @@ fn produce(
             let due = started + Duration::from_secs_f64(i as f64 / rate);
             std::thread::sleep(due.saturating_duration_since(Instant::now()));
         }
-        while sink.in_flight() >= high_water {
+        let settled =
+            || tally.delivered.load(Ordering::Relaxed) + tally.failed.load(Ordering::Relaxed);
+        while i as u64 - settled() >= high_water as u64 {
             std::thread::sleep(Duration::from_millis(1));
         }
-        let record = make(i);
-        sink.send(record.key(), &serde_json::to_vec(&record)?);
+        sink.send(&[Envelope::check(make(i))], &settle)?;
     }
-    sink.close(Duration::from_secs(300));
-    let delivered = sink.counts().delivered.load(Ordering::Relaxed);
-    let failed = sink.counts().failed_deliveries.load(Ordering::Relaxed);
-    let spooled = !sink.spool().is_empty();
+    let report = Box::new(sink).close(Duration::from_secs(300));
+    let delivered = report.delivered;
+    let failed = tally.failed.load(Ordering::Relaxed);
+    let spooled = !spool.is_empty();
     Ok(Produced {
         first_unix_ms,
         seconds: started.elapsed().as_secs_f64(),

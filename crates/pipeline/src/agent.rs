@@ -1,15 +1,23 @@
-//! The agent: the `ports` engine (probe scheduler + `check_target`) for each TCP group and the
-//! `http` engine (its cycle runner) for the endpoints, all feeding one stream of results that
-//! becomes [`ResultRecord`]s for the sinks.
+//! The agent: every TCP group and the HTTP endpoints of its config, each a probe under the one
+//! scheduler, all feeding one stream of results that becomes records for the sinks.
 //!
-//! Stopping (`stop` cancelled): the schedulers start nothing new, the checks in flight finish
-//! and are recorded, every sink is flushed (Kafka: delivered, or spooled to disk), then `run`
-//! returns.
+//! - **Verdicts**: the agent keeps each target's verdict state (the `ports` rules, with the
+//!   `--watch` flap window) and logs every change, so its log says when a target went down.
+//! - **Reload** (SIGHUP): the file is read and validated first — an error is logged with its
+//!   `file:line:col` and the running config stays. Then groups are compared: a removed group
+//!   stops, an added one starts, a changed one restarts with its new targets; unchanged groups
+//!   run on untouched. Verdict state is kept per target, so a target that stays keeps its
+//!   history and verdict whatever happened to its group. Sinks, `agent` and `vantage` need a
+//!   restart (a reload that changes them says so).
+//! - **Stopping** (the run's [`Shutdown`]): the schedulers start nothing new, the checks in
+//!   flight finish and are recorded, then every sink is closed (Kafka: delivered, or spooled).
 
-use crate::config::{HttpSection, TcpGroup, describe};
-use crate::kafka::KafkaSink;
-use crate::sqlite::SqliteStore;
-use netvantage_core::target::Target;
+use crate::metrics::AgentMetrics;
+use netvantage_config::agent::{AgentConfig, HttpSection, TcpGroup, describe, parse_agent_config};
+use netvantage_config::plan::defaults;
+use netvantage_core::fleet::HostState;
+use netvantage_core::target::{Host, Target};
+use netvantage_core::verdict::{FlapRule, VerdictRules};
 use netvantage_core::{CheckResult, ResultRecord};
 use netvantage_engine::Probe;
 use netvantage_engine::dns::{DnsConfig, Resolver};
@@ -18,15 +26,27 @@ use netvantage_engine::tcp::TcpProber;
 use netvantage_engine::tcp_probe::TcpProbe;
 use netvantage_http::client::{Checker, ClientOptions};
 use netvantage_http::probe::{EndpointDefaults, HttpProbe, HttpTarget};
-use netvantage_runtime::Shutdown;
-use std::io::Write;
-use std::path::PathBuf;
+use netvantage_runtime::{Reloads, Shutdown, StopReason};
+use netvantage_sinks::{Envelope, Fanout, SinkReport};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The config (or a hosts file it names) is wrong: the user must fix it (exit 3).
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
 
 /// A TCP group with its hosts read from `hosts` and `hosts_file`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReadyGroup {
     pub group: TcpGroup,
     pub targets: Vec<Target>,
@@ -43,105 +63,301 @@ impl ReadyGroup {
     }
 }
 
-pub struct AgentPlan {
+/// A config as the agent runs it: validated, with every hosts file read.
+pub struct LoadedConfig {
+    pub config: AgentConfig,
+    pub groups: Vec<ReadyGroup>,
+}
+
+/// Reads and validates the agent's config and the hosts files it names. Bad host lines are
+/// logged and skipped, as in `ports`; a group left with no host is a config error.
+pub fn load_config(path: &Path) -> Result<LoadedConfig, AgentError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| AgentError::Config(format!("{file}: cannot read: {e}")))?;
+    let config = parse_agent_config(&text, &file).map_err(|e| AgentError::Config(e.to_string()))?;
+    let mut groups = Vec::new();
+    for group in &config.tcp {
+        let mut targets = group.hosts.clone();
+        if let Some(hosts) = &group.hosts_file {
+            let name = hosts.display().to_string();
+            let bytes = std::fs::read(hosts)
+                .map_err(|e| AgentError::Config(format!("{name}: cannot read: {e}")))?;
+            let parsed = netvantage_core::target::parse_targets(&bytes, group.port, &name);
+            for error in &parsed.errors {
+                tracing::warn!("{error}; line skipped");
+            }
+            targets.extend(parsed.targets);
+        }
+        if targets.is_empty() {
+            return Err(AgentError::Config(format!(
+                "{file}: tcp group {}: no valid hosts",
+                group.name
+            )));
+        }
+        groups.push(ReadyGroup::new(group.clone(), targets));
+    }
+    Ok(LoadedConfig { config, groups })
+}
+
+pub struct AgentRun {
     pub agent: String,
     pub vantage: String,
-    pub groups: Vec<ReadyGroup>,
-    pub http: Option<HttpSection>,
+    /// The config file, read again on SIGHUP.
+    pub config_path: PathBuf,
+    pub initial: LoadedConfig,
     /// Sockets the agent may hold at once (from the open-file limit).
     pub socket_budget: usize,
 }
 
-pub struct SinkSet {
-    pub sqlite: Option<PathBuf>,
-    pub stdout: bool,
-    pub kafka: Option<Arc<KafkaSink>>,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct AgentSummary {
     pub records: u64,
-    pub sqlite_written: u64,
+    pub reloads: u64,
+    pub sinks: Vec<SinkReport>,
 }
 
-/// Records written to SQLite per transaction at most.
-const SQLITE_BATCH: usize = 2048;
-
-pub async fn run(plan: AgentPlan, sinks: SinkSet, stop: Shutdown) -> anyhow::Result<AgentSummary> {
-    let (results, mut incoming) = mpsc::unbounded_channel::<CheckResult>();
-    let per_group_budget = (plan.socket_budget / (plan.groups.len() + 1)).max(16);
-    let mut engines = tokio::task::JoinSet::new();
-    for ready in plan.groups {
-        engines.spawn(run_tcp_group(
-            ready,
-            per_group_budget,
-            results.clone(),
-            stop.clone(),
-        ));
-    }
-    if let Some(http) = plan.http {
-        engines.spawn(run_http(
-            http,
-            per_group_budget,
-            results.clone(),
-            stop.clone(),
-        ));
-    }
-    drop(results);
-
-    let sqlite = match &sinks.sqlite {
-        Some(path) => Some(SqliteWriter::start(path.clone())?),
-        None => None,
-    };
-    let mut summary = AgentSummary::default();
-    let mut chunk = Vec::with_capacity(1024);
-    let stdout = std::io::stdout();
-    // Ends when every engine has stopped and dropped its sender.
-    while incoming.recv_many(&mut chunk, 1024).await > 0 {
-        let mut records = Vec::with_capacity(chunk.len());
-        let mut out = sinks.stdout.then(|| stdout.lock());
-        for check in chunk.drain(..) {
-            let record = ResultRecord {
-                id: uuid::Uuid::now_v7(),
-                agent: plan.agent.clone(),
-                vantage: plan.vantage.clone(),
-                check,
+impl AgentSummary {
+    /// `agent: N results; sqlite: N stored; kafka: N delivered, N spooled, N dropped, N bytes
+    /// left in the spool` — one line on stderr at exit.
+    pub fn line(&self) -> String {
+        let mut line = format!("agent: {} results", self.records);
+        for sink in &self.sinks {
+            line += &match sink.name {
+                "sqlite" => format!("; sqlite: {} stored", sink.new),
+                "kafka" => format!(
+                    "; kafka: {} delivered, {} spooled, {} dropped, {} bytes left in the spool",
+                    sink.delivered, sink.spooled, sink.dropped, sink.spool_bytes
+                ),
+                name => format!("; {name}: {} written", sink.delivered),
             };
-            if out.is_some() || sinks.kafka.is_some() {
-                let payload = serde_json::to_vec(&record)?;
-                if let Some(out) = out.as_mut() {
-                    out.write_all(&payload)?;
-                    out.write_all(b"\n")?;
+            if sink.name != "kafka" && sink.dropped > 0 {
+                line += &format!(", {} dropped", sink.dropped);
+            }
+            if let Some(failure) = &sink.failure {
+                line += &format!(" (failed: {failure})");
+            }
+        }
+        line
+    }
+
+    /// Whether a record was lost or a sink broke (other than a reader of stdout that left).
+    pub fn lost_anything(&self) -> bool {
+        self.sinks.iter().any(|s| {
+            s.dropped > 0
+                || s.failure
+                    .as_deref()
+                    .is_some_and(|f| f != netvantage_sinks::stdout::READER_GONE)
+        })
+    }
+}
+
+/// One round's results of one target, as the engines hand them to the agent.
+type Round = Vec<CheckResult>;
+
+/// What identifies a running engine, and what it runs.
+#[derive(PartialEq)]
+enum EngineSpec {
+    Tcp(ReadyGroup),
+    /// HTTP sections are compared by their config text (`Debug`): endpoints hold compiled
+    /// regexes, which have no equality of their own.
+    Http(String),
+}
+
+struct Running {
+    spec: EngineSpec,
+    stop: Shutdown,
+    /// Dropping it detaches the engine; it ends on its own `stop`.
+    _task: JoinHandle<()>,
+}
+
+/// Runs until `shutdown` stops it, reloading on `reloads`; then closes `sinks`.
+pub async fn run(
+    run: AgentRun,
+    sinks: Fanout,
+    shutdown: Shutdown,
+    mut reloads: Option<Reloads>,
+    metrics: AgentMetrics,
+) -> AgentSummary {
+    let (sender, mut incoming) = mpsc::unbounded_channel::<Round>();
+    let mut engines: HashMap<String, Running> = HashMap::new();
+    let mut current = run.initial;
+    start_engines(
+        &current,
+        &mut engines,
+        run.socket_budget,
+        &sender,
+        &shutdown,
+    );
+    // Ours is kept for engines a reload starts; dropped at the stop, so the channel closes
+    // once the last engine (and its last check in flight) has reported.
+    let mut sender = Some(sender);
+    let rules = VerdictRules {
+        down_after: defaults::DOWN_AFTER,
+        flap: FlapRule::Window(Some(defaults::WATCH_FLAP_WINDOW)),
+    };
+    let t0 = Instant::now();
+    let mut verdicts: HashMap<String, HostState> = HashMap::new();
+    let mut summary = AgentSummary::default();
+    let mut batch = Vec::with_capacity(256);
+    loop {
+        tokio::select! {
+            received = incoming.recv_many(&mut batch, 256) => {
+                if received == 0 {
+                    break;
                 }
-                if let Some(kafka) = &sinks.kafka {
-                    kafka.send(record.key(), &payload);
+                let mut envelopes = Vec::new();
+                for round in batch.drain(..) {
+                    record_round(&round, t0.elapsed(), &rules, &mut verdicts, &metrics);
+                    for check in round {
+                        envelopes.push(Envelope::check(ResultRecord {
+                            id: uuid::Uuid::now_v7(),
+                            agent: run.agent.clone(),
+                            vantage: run.vantage.clone(),
+                            check,
+                        }));
+                    }
+                }
+                summary.records += envelopes.len() as u64;
+                sinks.send(envelopes);
+                if sinks.all_broken() {
+                    shutdown.stop(StopReason::Failed("every sink has failed: nothing records results".into()));
                 }
             }
-            records.push(record);
-        }
-        if let Some(mut out) = out {
-            out.flush()?;
-        }
-        summary.records += records.len() as u64;
-        if let Some(sqlite) = &sqlite {
-            sqlite.send(records);
+            Some(()) = async { reloads.as_mut()?.next().await }, if sender.is_some() => {
+                match load_config(&run.config_path) {
+                    Err(e) => tracing::error!("reload refused, the running config stays: {e}"),
+                    Ok(loaded) => {
+                        warn_about_restart_only_changes(&current.config, &loaded.config);
+                        current = loaded;
+                        if let Some(sender) = &sender {
+                            start_engines(&current, &mut engines, run.socket_budget, sender, &shutdown);
+                        }
+                        summary.reloads += 1;
+                        metrics.reloads.inc();
+                        tracing::info!(engines = engines.len(), "config reloaded");
+                    }
+                }
+            }
+            _ = shutdown.stopped(), if sender.is_some() => {
+                // The engines stop on the same shutdown (theirs are its children).
+                sender = None;
+                engines.clear();
+            }
+            _ = shutdown.forced() => break,
         }
     }
-    while let Some(joined) = engines.join_next().await {
-        if let Err(e) = joined {
-            tracing::error!("an engine task failed: {e}");
+    summary.sinks = tokio::task::spawn_blocking(move || sinks.close(KAFKA_CLOSE_GRACE))
+        .await
+        .unwrap_or_default();
+    summary
+}
+
+fn record_round(
+    round: &[CheckResult],
+    at: Duration,
+    rules: &VerdictRules,
+    verdicts: &mut HashMap<String, HostState>,
+    metrics: &AgentMetrics,
+) {
+    let Some(first) = round.first() else {
+        return;
+    };
+    for check in round {
+        metrics.checked(check);
+    }
+    let key = match &first.http {
+        Some(http) => format!("http {} {}", http.name, first.target),
+        None => format!("tcp {}", first.target),
+    };
+    let state = verdicts.entry(key).or_default();
+    let before = state.rounds.checked_sub(1).map(|_| state.verdict());
+    if let Some(transition) = state.observe_round(at, round, rules) {
+        tracing::info!(
+            target = %first.target,
+            from = transition.from.map_or("unknown", |v| v.phrase()),
+            to = transition.to.phrase(),
+            reason = transition.reason.map(|r| r.as_str()),
+            "verdict changed"
+        );
+        metrics.verdict_changed(before, transition.to);
+    }
+}
+
+fn warn_about_restart_only_changes(old: &AgentConfig, new: &AgentConfig) {
+    if old.agent != new.agent || old.vantage != new.vantage {
+        tracing::warn!("`agent` and `vantage` changes take effect at the next restart");
+    }
+    if format!("{:?}", old.sinks) != format!("{:?}", new.sinks) {
+        tracing::warn!("`sinks` changes take effect at the next restart");
+    }
+}
+
+/// Brings the running engines in line with `loaded`: stops removed and changed ones, starts
+/// added and changed ones, leaves the rest alone.
+fn start_engines(
+    loaded: &LoadedConfig,
+    engines: &mut HashMap<String, Running>,
+    socket_budget: usize,
+    rounds: &mpsc::UnboundedSender<Round>,
+    shutdown: &Shutdown,
+) {
+    let mut wanted: Vec<(String, EngineSpec)> = loaded
+        .groups
+        .iter()
+        .map(|g| (format!("tcp {}", g.group.name), EngineSpec::Tcp(g.clone())))
+        .collect();
+    if let Some(http) = &loaded.config.http {
+        wanted.push(("http".into(), EngineSpec::Http(format!("{http:?}"))));
+    }
+    let per_engine = (socket_budget / (wanted.len() + 1)).max(16);
+    let keep: Vec<&String> = wanted.iter().map(|(k, _)| k).collect();
+    engines.retain(|key, engine| {
+        let unchanged = keep.contains(&key)
+            && wanted
+                .iter()
+                .any(|(k, spec)| k == key && *spec == engine.spec);
+        if !unchanged {
+            tracing::info!(engine = %key, "stopping");
+            engine.stop.stop(StopReason::Finished);
         }
+        unchanged
+    });
+    for (key, spec) in wanted {
+        if engines.contains_key(&key) {
+            continue;
+        }
+        let stop = shutdown.child();
+        let task = match &spec {
+            EngineSpec::Tcp(group) => tokio::spawn(run_tcp_group(
+                group.clone(),
+                per_engine,
+                rounds.clone(),
+                stop.clone(),
+            )),
+            EngineSpec::Http(_) => match loaded.config.http.clone() {
+                Some(http) => {
+                    tokio::spawn(run_http(http, per_engine, rounds.clone(), stop.clone()))
+                }
+                None => continue,
+            },
+        };
+        tracing::info!(engine = %key, "started");
+        engines.insert(
+            key,
+            Running {
+                spec,
+                stop,
+                _task: task,
+            },
+        );
     }
-    if let Some(sqlite) = sqlite {
-        summary.sqlite_written = sqlite.finish()?;
-    }
-    Ok(summary)
 }
 
 async fn run_tcp_group(
     ready: ReadyGroup,
     socket_budget: usize,
-    results: mpsc::UnboundedSender<CheckResult>,
+    rounds: mpsc::UnboundedSender<Round>,
     stop: Shutdown,
 ) {
     let ReadyGroup { group, targets } = ready;
@@ -173,19 +389,19 @@ async fn run_tcp_group(
         deadline: DeadlineRule::Timeout,
     };
     tracing::info!(group = %group.name, targets = targets.len(), interval = ?group.timing.interval, "tcp group started");
-    run_engine(schedule, probe, targets.into(), results, stop).await;
+    run_engine(schedule, probe, targets.into(), rounds, stop).await;
 }
 
 async fn run_http(
     http: HttpSection,
     concurrency: usize,
-    results: mpsc::UnboundedSender<CheckResult>,
+    rounds: mpsc::UnboundedSender<Round>,
     stop: Shutdown,
 ) {
-    let needs_dns = http.endpoints.iter().any(|e| {
-        netvantage_core::target::Host::parse(&e.host)
-            .is_ok_and(|host| matches!(host, netvantage_core::target::Host::Name(_)))
-    });
+    let needs_dns = http
+        .endpoints
+        .iter()
+        .any(|e| Host::parse(&e.host).is_ok_and(|host| matches!(host, Host::Name(_))));
     let resolver = match Resolver::new(DnsConfig::default(), needs_dns) {
         Ok(resolver) => Arc::new(resolver),
         Err(e) => {
@@ -217,7 +433,7 @@ async fn run_http(
         run_for: None,
         spread: Spread::Burst,
         rate: None,
-        in_flight: concurrency.min(256),
+        in_flight: concurrency.min(defaults::HTTP_CONCURRENCY as usize),
         deadline: DeadlineRule::WithinRound,
     };
     tracing::info!(endpoints = http.endpoints.len(), interval = ?http.timing.cycle, "http checks started");
@@ -226,28 +442,23 @@ async fn run_http(
         .into_iter()
         .map(|endpoint| HttpTarget::new(endpoint, &defaults))
         .collect();
-    run_engine(schedule, HttpProbe::new(checker), targets, results, stop).await;
+    run_engine(schedule, HttpProbe::new(checker), targets, rounds, stop).await;
 }
 
-/// Runs one probe under the scheduler and forwards every result; returns when the scheduler
-/// has stopped and the last check in flight has reported.
+/// Runs one probe under the scheduler and forwards every round's results; returns when the
+/// scheduler has stopped and the last check in flight has reported.
 async fn run_engine<P: Probe>(
     schedule: Schedule,
     probe: P,
     targets: Arc<[P::Target]>,
-    results: mpsc::UnboundedSender<CheckResult>,
+    rounds: mpsc::UnboundedSender<Round>,
     stop: Shutdown,
 ) {
     let (events, mut incoming) = mpsc::unbounded_channel();
     let forward = tokio::spawn(async move {
         while let Some(event) = incoming.recv().await {
-            if let Event::Checked {
-                results: checks, ..
-            } = event
-            {
-                for check in checks {
-                    let _ = results.send(check);
-                }
+            if let Event::Checked { results, .. } = event {
+                let _ = rounds.send(results);
             }
         }
     });
@@ -255,51 +466,6 @@ async fn run_engine<P: Probe>(
     let _ = forward.await;
 }
 
-/// SQLite writes happen on their own thread (rusqlite is blocking), in batches.
-struct SqliteWriter {
-    batches: std::sync::mpsc::Sender<Vec<ResultRecord>>,
-    thread: std::thread::JoinHandle<rusqlite::Result<u64>>,
-}
-
-impl SqliteWriter {
-    fn start(path: PathBuf) -> anyhow::Result<SqliteWriter> {
-        let mut store = SqliteStore::open(&path)
-            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
-        let (batches, incoming) = std::sync::mpsc::channel::<Vec<ResultRecord>>();
-        let thread = std::thread::Builder::new()
-            .name("sqlite-sink".into())
-            .spawn(move || {
-                let mut written = 0u64;
-                while let Ok(mut batch) = incoming.recv() {
-                    // Coalesce whatever else is waiting into one transaction.
-                    while batch.len() < SQLITE_BATCH {
-                        match incoming.try_recv() {
-                            Ok(more) => batch.extend(more),
-                            Err(_) => break,
-                        }
-                    }
-                    written += store.insert(&batch)? as u64;
-                }
-                Ok(written)
-            })?;
-        Ok(SqliteWriter { batches, thread })
-    }
-
-    fn send(&self, records: Vec<ResultRecord>) {
-        if self.batches.send(records).is_err() {
-            tracing::error!("the SQLite writer has stopped; results are not stored");
-        }
-    }
-
-    fn finish(self) -> anyhow::Result<u64> {
-        drop(self.batches);
-        match self.thread.join() {
-            Ok(result) => Ok(result.map_err(|e| anyhow::anyhow!("SQLite: {e}"))?),
-            Err(_) => anyhow::bail!("the SQLite writer panicked"),
-        }
-    }
-}
-
-/// How long the Kafka sink waits at exit for the broker to take queued records before it
-/// spools the rest to disk.
+/// How long the sinks get at exit to write what they hold (Kafka: for the broker to take
+/// queued records) before the rest is spooled.
 pub const KAFKA_CLOSE_GRACE: Duration = Duration::from_secs(10);

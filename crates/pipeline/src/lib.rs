@@ -12,9 +12,9 @@ pub mod agent;
 /// The agent's config lives in `netvantage-config` (one YAML walker for every config).
 pub use netvantage_config::agent as config;
 pub mod ingest;
-pub mod kafka;
 pub mod metrics;
 pub mod postgres;
 pub mod report;
-pub mod spool;
+pub mod sinks;
 pub mod sqlite;
+pub mod sqlite_sink;

@@ -44,6 +44,18 @@ impl Shutdown {
         Shutdown::default()
     }
 
+    /// A shutdown of its own that also stops when this one does (one engine of several, which
+    /// a config reload stops alone).
+    pub fn child(&self) -> Shutdown {
+        Shutdown {
+            inner: Arc::new(Inner {
+                stop: self.inner.stop.child_token(),
+                force: self.inner.force.child_token(),
+                reason: Mutex::new(None),
+            }),
+        }
+    }
+
     /// Stops starting new work. The first reason is kept; later calls only repeat the stop.
     pub fn stop(&self, reason: StopReason) {
         {
@@ -167,6 +179,18 @@ mod tests {
         assert!(!clone.is_forced());
         clone.force();
         shutdown.forced().await;
+    }
+
+    #[tokio::test]
+    async fn a_child_stops_with_its_parent_or_alone() {
+        let parent = Shutdown::new();
+        let alone = parent.child();
+        alone.stop(StopReason::Finished);
+        assert!(alone.is_stopping());
+        assert!(!parent.is_stopping(), "a child's stop is its own");
+        let child = parent.child();
+        parent.stop(StopReason::RunFor);
+        child.stopped().await;
     }
 
     #[tokio::test(start_paused = true)]

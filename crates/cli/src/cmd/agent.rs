@@ -3,15 +3,15 @@
 //! Wiring only: the engine and the sinks live in `netvantage-pipeline`.
 
 use crate::exit;
-use netvantage_pipeline::agent::{self, AgentPlan, KAFKA_CLOSE_GRACE, ReadyGroup, SinkSet};
-use netvantage_pipeline::config::{AgentConfig, default_agent_name, parse_agent_config};
-use netvantage_pipeline::kafka::{self, KafkaSink};
-use netvantage_runtime::{Shutdown, limits};
+use netvantage_config::agent::default_agent_name;
+use netvantage_pipeline::agent::{self, AgentError, AgentRun, load_config};
+use netvantage_pipeline::metrics::AgentMetrics;
+use netvantage_pipeline::sinks::open_sinks;
+use netvantage_runtime::{Reloads, Shutdown, limits};
+use netvantage_sinks::{Fanout, RunnerOptions};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 const EXAMPLE: &str = "\
 Example:
@@ -34,9 +34,10 @@ netvantage.yaml:
     kafka: {brokers: 127.0.0.1:9092, topic: netvantage.results}
 
 Relative paths in the config are relative to the current directory. Kafka passwords come
-from `password_env` or `password_file`, never from the command line. SIGINT/SIGTERM stop
-the checks, flush every sink (undelivered Kafka records go to the spool) and exit 0.
-See docs/pipeline.md.";
+from `password_env` or `password_file`, never from the command line. SIGHUP reloads the
+config (validated first; a bad file is logged and the running config stays). SIGINT/SIGTERM
+stop the checks, flush every sink (undelivered Kafka records go to the spool) and exit 0, or
+4 if a sink failed or records were lost. See docs/pipeline.md.";
 
 #[derive(clap::Args, Debug)]
 #[command(
@@ -50,6 +51,9 @@ pub struct AgentArgs {
     /// Stop after this long, as on SIGTERM (default: run until signalled).
     #[arg(long, value_name = "DURATION", value_parser = crate::args::positive_duration)]
     pub run_for: Option<Duration>,
+    /// Serve Prometheus metrics on ADDR's /metrics (checks, verdicts, sinks, the spool).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 fn hostname() -> Option<String> {
@@ -58,106 +62,63 @@ fn hostname() -> Option<String> {
         .map(|h| h.trim().to_string())
 }
 
-/// Reads each group's `hosts_file` (bad lines are reported and skipped, as in `ports`).
-fn ready_groups(config: &AgentConfig) -> anyhow::Result<Vec<ReadyGroup>> {
-    let mut ready = Vec::new();
-    for group in &config.tcp {
-        let mut targets = group.hosts.clone();
-        if let Some(path) = &group.hosts_file {
-            let name = path.display().to_string();
-            let bytes = std::fs::read(path)
-                .map_err(|e| exit::usage(format!("{name}: cannot read: {e}")))?;
-            let parsed = netvantage_core::target::parse_targets(&bytes, group.port, &name);
-            for error in &parsed.errors {
-                tracing::warn!("{error}; line skipped");
-            }
-            targets.extend(parsed.targets);
-        }
-        if targets.is_empty() {
-            return Err(exit::usage(format!(
-                "tcp group {}: no valid hosts",
-                group.name
-            )));
-        }
-        ready.push(ReadyGroup::new(group.clone(), targets));
+fn config_error(error: AgentError) -> anyhow::Error {
+    match error {
+        AgentError::Config(message) => exit::usage(message),
+        other => anyhow::Error::new(other),
     }
-    Ok(ready)
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<i32> {
-    let file = args.config.display().to_string();
-    let text = std::fs::read_to_string(&args.config)
-        .map_err(|e| exit::usage(format!("{file}: cannot read: {e}")))?;
-    let config = parse_agent_config(&text, &file).map_err(|e| exit::usage(e.to_string()))?;
-    let groups = ready_groups(&config)?;
-    let stop = Shutdown::new();
-    stop.stop_on_signals()?;
+    let loaded = load_config(&args.config).map_err(config_error)?;
+    let shutdown = Shutdown::new();
+    shutdown.stop_on_signals()?;
+    let reloads = Reloads::install()?;
     if let Some(run_for) = args.run_for {
-        stop.stop_after(run_for);
+        shutdown.stop_after(run_for);
     }
-
-    let background = CancellationToken::new();
-    let kafka = match &config.sinks.kafka {
-        None => None,
-        Some(settings) => {
-            let sink =
-                Arc::new(KafkaSink::new(settings).map_err(|e| exit::usage(format!("{e:#}")))?);
-            tokio::spawn(kafka::ensure_topic_eventually(
-                settings.clone(),
-                background.clone(),
-            ));
-            tokio::spawn(
-                sink.clone()
-                    .replay_until(Duration::from_secs(1), background.clone()),
-            );
-            if !sink.spool().is_empty() {
-                tracing::info!(
-                    bytes = sink.spool().bytes(),
-                    "kafka: records spooled by an earlier run will be delivered"
-                );
-            }
-            Some(sink)
-        }
-    };
+    let opened = open_sinks(&loaded.config.sinks).map_err(config_error)?;
+    let sinks = Fanout::start(opened.sinks, RunnerOptions::default())?;
+    let metrics = AgentMetrics::new(
+        sinks
+            .handles()
+            .iter()
+            .map(|h| (h.name, h.stats.clone()))
+            .collect(),
+        opened.spool,
+    );
+    if let Some(addr) = args.metrics_listen {
+        let bound = crate::serve::metrics(addr, metrics.registry(), &shutdown)
+            .await
+            .map_err(|e| exit::usage(format!("--metrics-listen {addr}: {e}")))?;
+        tracing::info!(%bound, "serving /metrics");
+    }
     let budget = limits::socket_budget(
         limits::ensure_enough_files().map_err(|e| exit::usage(e.to_string()))?,
     );
-    let plan = AgentPlan {
-        agent: config
+    let run = AgentRun {
+        agent: loaded
+            .config
             .agent
             .clone()
             .unwrap_or_else(|| default_agent_name(hostname())),
-        vantage: config.vantage.clone(),
-        groups,
-        http: config.http.clone(),
+        vantage: loaded.config.vantage.clone(),
+        config_path: args.config.clone(),
+        initial: loaded,
         socket_budget: budget,
     };
-    tracing::info!(agent = %plan.agent, vantage = %plan.vantage, "agent started");
-    let sinks = SinkSet {
-        sqlite: config.sinks.sqlite.clone(),
-        stdout: config.sinks.stdout,
-        kafka: kafka.clone(),
-    };
-    let summary = agent::run(plan, sinks, stop).await?;
-    background.cancel();
-    let mut line = format!("agent: {} results", summary.records);
-    if config.sinks.sqlite.is_some() {
-        line += &format!("; sqlite: {} stored", summary.sqlite_written);
-    }
-    if let Some(kafka) = kafka {
-        let sink = kafka.clone();
-        tokio::task::spawn_blocking(move || sink.close(KAFKA_CLOSE_GRACE)).await?;
-        // Records spooled earlier and not replayed yet are still on disk for the next run.
-        let counts = kafka.counts();
-        line += &format!(
-            "; kafka: {} delivered, {} spooled, {} dropped, {} bytes left in the spool",
-            counts.delivered.load(Ordering::Relaxed),
-            kafka.spool().spooled(),
-            kafka.spool().dropped(),
-            kafka.spool().bytes()
-        );
-    }
+    tracing::info!(agent = %run.agent, vantage = %run.vantage, "agent started");
+    let summary = agent::run(run, sinks, shutdown.clone(), Some(reloads), metrics).await;
+    let line = summary.line();
     tracing::info!("{line}");
     eprintln!("{line}");
-    Ok(0)
+    if let Some(netvantage_runtime::StopReason::Failed(why)) = shutdown.reason() {
+        eprintln!("netvantage: {why}");
+        return Ok(exit::INTERNAL);
+    }
+    Ok(if summary.lost_anything() {
+        exit::INTERNAL
+    } else {
+        0
+    })
 }

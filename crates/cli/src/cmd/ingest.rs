@@ -5,9 +5,9 @@
 use crate::exit;
 use netvantage_pipeline::config::parse_agent_config;
 use netvantage_pipeline::ingest::{self, IngestOptions};
-use netvantage_pipeline::kafka::client_config;
 use netvantage_pipeline::metrics::IngestMetrics;
 use netvantage_pipeline::postgres;
+use netvantage_sinks::kafka::client_config;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,0 +1,87 @@
+//! The SQLite sink: the embedded store as a [`Sink`]. Durable: a batch is one committed
+//! transaction, or an error and nothing of it counts. Every error is retryable from the sink's
+//! point of view (a full disk, a locked file): the runner keeps the records in bounded memory
+//! and retries with backoff, so a disk that fills for a second and is freed again loses nothing.
+
+use crate::sqlite::SqliteStore;
+use netvantage_core::ResultRecord;
+use netvantage_sinks::{Envelope, Guarantee, Settle, Settlement, Sink, SinkError, SinkReport};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub struct SqliteSink {
+    store: SqliteStore,
+    path: PathBuf,
+    delivered: u64,
+    new: u64,
+}
+
+/// The SQLite file cannot be opened as a store.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", path.display())]
+pub struct SqliteSinkError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl SqliteSink {
+    pub fn open(path: &Path) -> Result<SqliteSink, SqliteSinkError> {
+        let fail = |message: String| SqliteSinkError {
+            path: path.to_path_buf(),
+            message,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.is_dir()
+        {
+            return Err(fail(format!(
+                "the directory {} does not exist",
+                dir.display()
+            )));
+        }
+        let store = SqliteStore::open(path).map_err(|e| fail(e.to_string()))?;
+        Ok(SqliteSink {
+            store,
+            path: path.to_path_buf(),
+            delivered: 0,
+            new: 0,
+        })
+    }
+}
+
+impl Sink for SqliteSink {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn guarantee(&self) -> Guarantee {
+        Guarantee::Durable
+    }
+
+    fn send(&mut self, batch: &[Envelope], settle: &Arc<dyn Settle>) -> Result<(), SinkError> {
+        let records: Vec<ResultRecord> =
+            batch.iter().filter_map(|e| e.as_check().cloned()).collect();
+        match self.store.insert(&records) {
+            Ok(inserted) => {
+                for envelope in batch {
+                    settle.settle(envelope, Settlement::Delivered);
+                }
+                self.delivered += batch.len() as u64;
+                self.new += inserted as u64;
+                Ok(())
+            }
+            Err(e) => Err(SinkError::retryable(format!(
+                "{}: {e}",
+                self.path.display()
+            ))),
+        }
+    }
+
+    fn close(self: Box<Self>, _grace: std::time::Duration) -> SinkReport {
+        SinkReport {
+            name: "sqlite",
+            delivered: self.delivered,
+            new: self.new,
+            ..SinkReport::default()
+        }
+    }
+}
