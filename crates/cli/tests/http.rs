@@ -16,7 +16,7 @@ fn worked_example(extra: &[&str]) -> Run {
     let rewards = TestServer::start(&[("/", vec![reply(200, 100), reply(200, 900)])]);
     let config = tmp.write(
         "worked.yaml",
-        &format!(
+        format!(
             "- name: fetch index page\n  url: http://fetch.com:{a}/\n\
              - name: fetch careers page\n  url: http://fetch.com:{a}/careers\n\
              - name: fetch some fake post endpoint\n  url: http://FETCH.com:{p}/some/post/endpoint\n  method: POST\n  body: '{{\"foo\":\"bar\"}}'\n\
@@ -142,7 +142,7 @@ fn fetch_yaml_works_unchanged_and_method_headers_body_reach_the_server() {
         format!("www.fetchrewards.com:443:{ip}"),
     );
     let run = nv()
-        .args(&[
+        .args([
             "http",
             "-f",
             "1s",
@@ -202,13 +202,13 @@ fn a_body_without_content_type_is_sent_as_json_and_custom_headers_arrive() {
     let base = format!("http://127.0.0.1:{}", server.port());
     let config = tmp.write(
         "headers.yaml",
-        &format!(
+        format!(
             "- name: put\n  url: {base}/put\n  method: put\n  body: '[1,2]'\n  headers:\n    X-Team: sre\n    x-retry: 3\n\
              - name: get\n  url: {base}/get\n"
         ),
     );
     let run = nv()
-        .args(&["http", "-f", "1s", "-r", "1s", config.to_str().unwrap()])
+        .args(["http", "-f", "1s", "-r", "1s", config.to_str().unwrap()])
         .run();
     assert_eq!(
         run.lines()[0],
@@ -241,7 +241,7 @@ fn body_regex_and_expected_statuses_decide_the_outcome() {
     let base = format!("http://127.0.0.1:{}", server.port());
     let config = tmp.write(
         "rules.yaml",
-        &format!(
+        format!(
             "- {{name: ok, url: '{base}/ok', body_regex: '\"status\":\\s*\"ok\"'}}\n\
              - {{name: failing, url: '{base}/failing', body_regex: '\"status\":\\s*\"ok\"'}}\n\
              - {{name: created, url: '{base}/created', expect_status: 201}}\n\
@@ -250,7 +250,7 @@ fn body_regex_and_expected_statuses_decide_the_outcome() {
         ),
     );
     let run = nv()
-        .args(&[
+        .args([
             "http",
             "-f",
             "1s",
@@ -311,12 +311,12 @@ fn a_hung_endpoint_times_out_at_its_own_deadline() {
     let base = format!("http://127.0.0.1:{}", server.port());
     let config = tmp.write(
         "timeout.yaml",
-        &format!(
+        format!(
             "- {{name: slow, url: '{base}/slow', timeout: 300ms}}\n- {{name: fast, url: '{base}/fast'}}\n"
         ),
     );
     let run = nv()
-        .args(&[
+        .args([
             "http",
             "-f",
             "2s",
@@ -369,10 +369,10 @@ fn connection_refused_is_down_with_reason_refused() {
     drop(listener);
     let config = tmp.write(
         "refused.yaml",
-        &format!("- name: gone\n  url: http://127.0.0.1:{port}/\n"),
+        format!("- name: gone\n  url: http://127.0.0.1:{port}/\n"),
     );
     let run = nv()
-        .args(&[
+        .args([
             "http",
             "-f",
             "1s",
@@ -404,7 +404,7 @@ fn self_signed_tls_fails_then_succeeds_with_ca_file() {
     let server = TestServer::start_tls(&[("/", vec![reply(200, 0)])], &cert);
     let config = tmp.write(
         "tls.yaml",
-        &format!(
+        format!(
             "- name: secure\n  url: https://secure.test:{}/\n",
             server.port()
         ),
@@ -423,7 +423,7 @@ fn self_signed_tls_fails_then_succeeds_with_ca_file() {
     ];
 
     let run = nv()
-        .args(&[&base[..], &[config.to_str().unwrap()]].concat())
+        .args([&base[..], &[config.to_str().unwrap()]].concat())
         .run();
     let record = &run.json_lines()[0];
     assert_eq!(
@@ -440,7 +440,7 @@ fn self_signed_tls_fails_then_succeeds_with_ca_file() {
     let ca = tmp.write("secure-ca.pem", &cert.cert_pem);
     let run = nv()
         .args(
-            &[
+            [
                 &base[..],
                 &["--ca-file", ca.to_str().unwrap(), config.to_str().unwrap()],
             ]
@@ -472,7 +472,7 @@ fn cycles_keep_a_fixed_rate_while_an_endpoint_hangs() {
     let hung = TestServer::start(&[("/", vec![hang()])]);
     let config = tmp.write(
         "fixed-rate.yaml",
-        &format!(
+        format!(
             "- name: fast\n  url: http://fast.test:{}/\n- name: hung\n  url: http://hung.test:{}/\n  timeout: 1m\n",
             fast.port(),
             hung.port()
@@ -480,7 +480,7 @@ fn cycles_keep_a_fixed_rate_while_an_endpoint_hangs() {
     );
     let (pf, ph) = (pin("fast.test", &fast), pin("hung.test", &hung));
     let run = nv()
-        .args(&[
+        .args([
             "http",
             "-f",
             "500ms",
@@ -538,7 +538,7 @@ fn sigterm_prints_the_final_summary_and_exits() {
     let server = TestServer::start(&[("/", vec![reply(200, 0)])]);
     let config = tmp.write(
         "sigterm.yaml",
-        &format!("- name: web\n  url: http://127.0.0.1:{}/\n", server.port()),
+        format!("- name: web\n  url: http://127.0.0.1:{}/\n", server.port()),
     );
     let mut child = nv()
         .args(["http", "-f", "200ms", config.to_str().unwrap()])
@@ -582,7 +582,7 @@ fn fresh_connection_per_check_unless_keep_alive() {
         let server = TestServer::start(&[("/", vec![reply(200, 0)])]);
         let config = tmp.write(
             "conn.yaml",
-            &format!("- name: web\n  url: http://127.0.0.1:{}/\n", server.port()),
+            format!("- name: web\n  url: http://127.0.0.1:{}/\n", server.port()),
         );
         let mut args = vec!["http", "-f", "300ms", "-r", "900ms"];
         args.extend(flag);
@@ -605,10 +605,10 @@ fn ndjson_records_are_versioned_check_results() {
     let server = TestServer::start(&[("/", vec![reply(200, 0)])]);
     let config = tmp.write(
         "json.yaml",
-        &format!("- name: web\n  url: http://127.0.0.1:{}/\n", server.port()),
+        format!("- name: web\n  url: http://127.0.0.1:{}/\n", server.port()),
     );
     let run = nv()
-        .args(&[
+        .args([
             "http",
             "-f",
             "500ms",
@@ -720,7 +720,7 @@ fn bad_input_names_file_line_and_field_and_sends_nothing() {
         let config = tmp.write("bad.yaml", &yaml);
         let path = config.to_str().unwrap();
         let run = nv()
-            .args(&["http", "-f", "200ms", "-r", "200ms", path])
+            .args(["http", "-f", "200ms", "-r", "200ms", path])
             .run();
         assert_eq!(run.code, 3, "{what}: {}", run.stderr);
         assert!(
@@ -779,7 +779,7 @@ fn bad_input_names_file_line_and_field_and_sends_nothing() {
 
 #[test]
 fn help_shows_an_example() {
-    let run = nv().args(&["http", "--help"]).run();
+    let run = nv().args(["http", "--help"]).run();
     assert_eq!(run.code, 0);
     assert!(
         run.stdout.contains("Example:") && run.stdout.contains("--health-check-frequency"),
@@ -799,12 +799,12 @@ fn interval_checks_an_endpoint_every_nth_cycle() {
     let base = format!("http://127.0.0.1:{}", server.port());
     let config = tmp.write(
         "interval.yaml",
-        &format!(
+        format!(
             "- {{name: often, url: '{base}/often'}}\n- {{name: rarely, url: '{base}/rarely', interval: 1s}}\n"
         ),
     );
     let run = nv()
-        .args(&[
+        .args([
             "http",
             "-f",
             "300ms",
@@ -830,10 +830,10 @@ fn checks_that_cannot_start_before_the_cycle_ends_are_down_and_said_so() {
     let base = format!("http://127.0.0.1:{}", server.port());
     let config = tmp.write(
         "starved.yaml",
-        &format!("- {{name: a, url: '{base}/a'}}\n- {{name: b, url: '{base}/b'}}\n"),
+        format!("- {{name: a, url: '{base}/a'}}\n- {{name: b, url: '{base}/b'}}\n"),
     );
     let run = nv()
-        .args(&[
+        .args([
             "http",
             "-f",
             "500ms",
