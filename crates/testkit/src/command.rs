@@ -11,11 +11,10 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
-use std::sync::mpsc::{Receiver, TryRecvError, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::{Duration, Instant};
 
 use crate::netns::Netns;
-use crate::wait::wait_until;
 
 /// How long [`TestCommand::run`] may take unless the test says otherwise.
 const DEFAULT_LIMIT: Duration = Duration::from_secs(60);
@@ -209,15 +208,16 @@ impl TestCommand {
         std::thread::spawn(move || {
             let _ = stdin.write_all(&bytes);
         });
-        let stdout = Stream::new(child.stdout.take().expect("stdout is piped"));
-        let stderr = Stream::new(child.stderr.take().expect("stderr is piped"));
+        let output = Output::new(
+            child.stdout.take().expect("stdout is piped"),
+            child.stderr.take().expect("stderr is piped"),
+        );
         Ok(Running {
             description,
             child,
             started,
             status: None,
-            stdout: Mutex::new(stdout),
-            stderr: Mutex::new(stderr),
+            output: Mutex::new(output),
         })
     }
 }
@@ -281,63 +281,42 @@ fn json_lines(text: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// One output stream of a running process, read on a thread of its own so the process never
-/// blocks on a full pipe.
+/// Which output stream a chunk came from.
+#[derive(Clone, Copy)]
+enum Which {
+    Stdout,
+    Stderr,
+}
+
+/// What a reader thread reports: bytes, or that its stream has closed.
+type Chunk = (Which, Option<Vec<u8>>);
+
+/// Reads `reader` on a thread of its own, so the process never blocks on a full pipe.
+fn read_into(mut reader: impl std::io::Read + Send + 'static, which: Which, tx: Sender<Chunk>) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx.send((which, Some(buf[..n].to_vec()))).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = tx.send((which, None));
+    });
+}
+
+/// One output stream as received so far.
+#[derive(Default)]
 struct Stream {
-    chunks: Receiver<Vec<u8>>,
     bytes: Vec<u8>,
     closed: bool,
 }
 
 impl Stream {
-    fn new(mut reader: impl std::io::Read + Send + 'static) -> Stream {
-        let (tx, chunks) = channel();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 8192];
-            loop {
-                match reader.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if tx.send(buf[..n].to_vec()).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-        });
-        Stream {
-            chunks,
-            bytes: Vec::new(),
-            closed: false,
-        }
-    }
-
-    /// Takes what has arrived.
-    fn drain(&mut self) {
-        loop {
-            match self.chunks.try_recv() {
-                Ok(chunk) => self.bytes.extend_from_slice(&chunk),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    self.closed = true;
-                    break;
-                }
-            }
-        }
-    }
-
-    /// Takes everything until the stream closes or `deadline` passes.
-    fn drain_to_end(&mut self, deadline: Instant) {
-        while !self.closed {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.chunks.recv_timeout(left) {
-                Ok(chunk) => self.bytes.extend_from_slice(&chunk),
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => self.closed = true,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
-            }
-        }
-    }
-
     /// Complete lines, without their `\n` or `\r\n`; the unterminated last one only once the
     /// stream has closed (so a condition never judges half a line).
     fn lines(&self) -> Vec<String> {
@@ -356,6 +335,73 @@ impl Stream {
     }
 }
 
+/// Both output streams of a process, fed by their reader threads through one channel, so a
+/// wait wakes as soon as either stream has something new (or closes).
+struct Output {
+    chunks: Receiver<Chunk>,
+    stdout: Stream,
+    stderr: Stream,
+}
+
+impl Output {
+    fn new(
+        stdout: impl std::io::Read + Send + 'static,
+        stderr: impl std::io::Read + Send + 'static,
+    ) -> Output {
+        let (tx, chunks) = channel();
+        read_into(stdout, Which::Stdout, tx.clone());
+        read_into(stderr, Which::Stderr, tx);
+        Output {
+            chunks,
+            stdout: Stream::default(),
+            stderr: Stream::default(),
+        }
+    }
+
+    fn take(&mut self, (which, chunk): Chunk) {
+        let stream = match which {
+            Which::Stdout => &mut self.stdout,
+            Which::Stderr => &mut self.stderr,
+        };
+        match chunk {
+            Some(bytes) => stream.bytes.extend_from_slice(&bytes),
+            None => stream.closed = true,
+        }
+    }
+
+    fn closed(&self) -> bool {
+        self.stdout.closed && self.stderr.closed
+    }
+
+    /// Takes what has arrived, without waiting.
+    fn drain(&mut self) {
+        while let Ok(chunk) = self.chunks.try_recv() {
+            self.take(chunk);
+        }
+    }
+
+    /// Waits until something arrives (or `until` passes), then takes all that has arrived.
+    fn wait_for_more(&mut self, until: Instant) {
+        if self.closed() {
+            return;
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        match self.chunks.recv_timeout(left) {
+            Ok(chunk) => self.take(chunk),
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return,
+        }
+        self.drain();
+    }
+
+    /// Takes everything until both streams close or `until` passes.
+    fn drain_to_end(&mut self, until: Instant) {
+        while !self.closed() && Instant::now() < until {
+            self.wait_for_more(until);
+        }
+        self.drain();
+    }
+}
+
 /// A process started by [`TestCommand::spawn`]. Its stdout and stderr are collected as they
 /// come; it is killed (SIGKILL) when dropped, if it still runs.
 pub struct Running {
@@ -363,8 +409,7 @@ pub struct Running {
     child: Child,
     started: Instant,
     status: Option<ExitStatus>,
-    stdout: Mutex<Stream>,
-    stderr: Mutex<Stream>,
+    output: Mutex<Output>,
 }
 
 impl Running {
@@ -398,30 +443,34 @@ impl Running {
         self.wait(limit)
     }
 
-    /// Waits at most `limit` for the process to exit, then for its output to close, and
-    /// returns the exit code (-1 when a signal ended it). A process still running after
-    /// `limit` is killed and the test fails with its output.
+    /// Waits at most `limit` for the process to exit and its output to close, and returns the
+    /// exit code (-1 when a signal ended it). A process still running after `limit` is killed
+    /// and the test fails with its output.
     pub fn wait(&mut self, limit: Duration) -> i32 {
         if self.status.is_none() {
-            let child = &mut self.child;
-            let mut status = None;
-            let exited = wait_until(limit, || {
-                status = child.try_wait().expect("wait for the child");
-                status.is_some()
-            });
-            if !exited {
+            let deadline = Instant::now() + limit;
+            let status = loop {
+                if let Some(status) = self.child.try_wait().expect("wait for the child") {
+                    break Some(status);
+                }
+                if Instant::now() >= deadline {
+                    break None;
+                }
+                self.wait_for_news(deadline);
+            };
+            let Some(status) = status else {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                self.drain_to_end();
+                self.drain_after_exit();
                 panic!(
                     "`{}` did not exit within {limit:?}\n--- stdout\n{}\n--- stderr\n{}",
                     self.description,
                     self.stdout_text(),
                     self.stderr_text()
                 );
-            }
-            self.status = status;
-            self.drain_to_end();
+            };
+            self.status = Some(status);
+            self.drain_after_exit();
         }
         self.code().expect("the process has exited")
     }
@@ -431,7 +480,7 @@ impl Running {
         if self.status.is_none() {
             let _ = self.child.kill();
             self.status = self.child.wait().ok();
-            self.drain_to_end();
+            self.drain_after_exit();
         }
     }
 
@@ -444,79 +493,96 @@ impl Running {
     pub fn finish(mut self, limit: Duration) -> Run {
         let code = self.wait(limit);
         let elapsed = self.started.elapsed();
-        let utf8 = |stream: &Mutex<Stream>, name: &str| {
-            let bytes = std::mem::take(&mut stream.lock().expect("stream lock").bytes);
+        let (stdout, stderr) = {
+            let mut output = self.output();
+            (
+                std::mem::take(&mut output.stdout.bytes),
+                std::mem::take(&mut output.stderr.bytes),
+            )
+        };
+        let utf8 = |bytes: Vec<u8>, name: &str| {
             String::from_utf8(bytes)
                 .unwrap_or_else(|e| panic!("`{}` wrote non-UTF-8 to {name}: {e}", self.description))
         };
         Run {
             command: self.description.clone(),
             code,
-            stdout: utf8(&self.stdout, "stdout"),
-            stderr: utf8(&self.stderr, "stderr"),
+            stdout: utf8(stdout, "stdout"),
+            stderr: utf8(stderr, "stderr"),
             elapsed,
         }
     }
 
-    /// Waits until `done(stdout lines, stderr lines)` holds. Fails with both streams after
-    /// `limit`, or as soon as the process exits without it holding.
+    /// Waits until `done(stdout lines, stderr lines)` holds, checking again as soon as new
+    /// output arrives. Fails with both streams after `limit`, or as soon as the process exits
+    /// without it holding.
     pub fn wait_for(
         &mut self,
         limit: Duration,
         what: &str,
         mut done: impl FnMut(&[String], &[String]) -> bool,
     ) {
-        let mut exited = None;
-        let (child, stdout, stderr) = (&mut self.child, &self.stdout, &self.stderr);
-        let held = wait_until(limit, || {
-            if let Ok(Some(status)) = child.try_wait() {
-                exited = Some(status);
-                return true;
+        let deadline = Instant::now() + limit;
+        loop {
+            {
+                let mut output = self.output();
+                output.drain();
+                if done(&output.stdout.lines(), &output.stderr.lines()) {
+                    return;
+                }
             }
-            done(&lines_so_far(stdout), &lines_so_far(stderr))
-        });
-        if let Some(status) = exited {
-            // Judge the last lines too, which may have come with the exit.
-            self.status = Some(status);
-            self.drain_to_end();
-            if done(&self.stdout_lines(), &self.stderr_lines()) {
-                return;
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Judge the last lines too, which may have come with the exit.
+                self.status = Some(status);
+                self.drain_after_exit();
+                if done(&self.stdout_lines(), &self.stderr_lines()) {
+                    return;
+                }
+                panic!(
+                    "`{}` exited ({status}) while waiting for {what}\n--- stdout\n{}\n--- stderr\n{}",
+                    self.description,
+                    self.stdout_text(),
+                    self.stderr_text()
+                );
             }
-            panic!(
-                "`{}` exited ({status}) while waiting for {what}\n--- stdout\n{}\n--- stderr\n{}",
-                self.description,
-                self.stdout_text(),
-                self.stderr_text()
-            );
-        }
-        if !held {
-            panic!(
-                "timed out after {limit:?} waiting for {what} from `{}`\n--- stdout\n{}\n--- stderr\n{}",
-                self.description,
-                self.stdout_text(),
-                self.stderr_text()
-            );
+            if Instant::now() >= deadline {
+                panic!(
+                    "timed out after {limit:?} waiting for {what} from `{}`\n--- stdout\n{}\n--- stderr\n{}",
+                    self.description,
+                    self.stdout_text(),
+                    self.stderr_text()
+                );
+            }
+            self.wait_for_news(deadline);
         }
     }
 
     /// The complete stdout lines so far.
     pub fn stdout_lines(&self) -> Vec<String> {
-        lines_so_far(&self.stdout)
+        let mut output = self.output();
+        output.drain();
+        output.stdout.lines()
     }
 
     /// The complete stderr lines so far.
     pub fn stderr_lines(&self) -> Vec<String> {
-        lines_so_far(&self.stderr)
+        let mut output = self.output();
+        output.drain();
+        output.stderr.lines()
     }
 
     /// Stdout so far.
     pub fn stdout_text(&self) -> String {
-        text_so_far(&self.stdout)
+        let mut output = self.output();
+        output.drain();
+        output.stdout.text()
     }
 
     /// Stderr so far.
     pub fn stderr_text(&self) -> String {
-        text_so_far(&self.stderr)
+        let mut output = self.output();
+        output.drain();
+        output.stderr.text()
     }
 
     /// Stdout so far as NDJSON: every complete line must be a JSON value.
@@ -524,24 +590,32 @@ impl Running {
         json_lines(&self.stdout_lines().join("\n"))
     }
 
-    fn drain_to_end(&mut self) {
-        let deadline = Instant::now() + OUTPUT_AFTER_EXIT;
-        for stream in [&self.stdout, &self.stderr] {
-            stream.lock().expect("stream lock").drain_to_end(deadline);
+    /// Sleeps until new output arrives, the process may have exited, or `deadline`. Exit
+    /// closes the output, which wakes this at once; a process whose output stays open (a
+    /// child of its inherited it) or is already closed is checked on a short period.
+    fn wait_for_news(&self, deadline: Instant) {
+        /// How often an exit that closes no output is looked for.
+        const EXIT_CHECK: Duration = Duration::from_millis(50);
+        /// The pause while the output has closed and the exit is due any moment.
+        const EXIT_DUE: Duration = Duration::from_millis(2);
+        let now = Instant::now();
+        let mut output = self.output();
+        if output.closed() {
+            drop(output);
+            std::thread::sleep(EXIT_DUE.min(deadline.saturating_duration_since(now)));
+        } else {
+            output.wait_for_more(deadline.min(now + EXIT_CHECK));
         }
     }
-}
 
-fn lines_so_far(stream: &Mutex<Stream>) -> Vec<String> {
-    let mut stream = stream.lock().expect("stream lock");
-    stream.drain();
-    stream.lines()
-}
+    fn output(&self) -> std::sync::MutexGuard<'_, Output> {
+        self.output.lock().expect("output lock")
+    }
 
-fn text_so_far(stream: &Mutex<Stream>) -> String {
-    let mut stream = stream.lock().expect("stream lock");
-    stream.drain();
-    stream.text()
+    fn drain_after_exit(&self) {
+        self.output()
+            .drain_to_end(Instant::now() + OUTPUT_AFTER_EXIT);
+    }
 }
 
 impl Drop for Running {
