@@ -2,7 +2,17 @@
 //! loopback. Names are pinned with `--resolve`, so no query ever leaves 127.0.0.0/8.
 
 use netvantage_testkit::*;
+use std::path::Path;
 use std::time::Duration;
+
+/// `netvantage http -f EVERY -r RUN_FOR --format json ARGS... CONFIG`: the NDJSON run most
+/// tests read.
+fn http_json(every: &str, run_for: &str, args: &[&str], config: &Path) -> Run {
+    nv().args(["http", "-f", every, "-r", run_for, "--format", "json"])
+        .args(args)
+        .arg(config)
+        .run()
+}
 
 /// The worked example of issue 4: two domains, the post endpoint on another port of the
 /// first domain (ports are ignored when grouping).
@@ -249,18 +259,7 @@ fn body_regex_and_expected_statuses_decide_the_outcome() {
              - {{name: moved, url: '{base}/moved'}}\n"
         ),
     );
-    let run = nv()
-        .args([
-            "http",
-            "-f",
-            "1s",
-            "-r",
-            "1s",
-            "--format",
-            "json",
-            config.to_str().unwrap(),
-        ])
-        .run();
+    let run = http_json("1s", "1s", &[], &config);
     let records = run.json_lines();
     assert_eq!(records.len(), 5, "{}", run.stderr);
     let by_name = |name: &str| {
@@ -315,18 +314,7 @@ fn a_hung_endpoint_times_out_at_its_own_deadline() {
             "- {{name: slow, url: '{base}/slow', timeout: 300ms}}\n- {{name: fast, url: '{base}/fast'}}\n"
         ),
     );
-    let run = nv()
-        .args([
-            "http",
-            "-f",
-            "2s",
-            "-r",
-            "2s",
-            "--format",
-            "json",
-            config.to_str().unwrap(),
-        ])
-        .run();
+    let run = http_json("2s", "2s", &[], &config);
     let records = run.json_lines();
     let slow = records
         .iter()
@@ -371,18 +359,7 @@ fn connection_refused_is_down_with_reason_refused() {
         "refused.yaml",
         format!("- name: gone\n  url: http://127.0.0.1:{port}/\n"),
     );
-    let run = nv()
-        .args([
-            "http",
-            "-f",
-            "1s",
-            "-r",
-            "1s",
-            "--format",
-            "json",
-            config.to_str().unwrap(),
-        ])
-        .run();
+    let run = http_json("1s", "1s", &[], &config);
     let records = run.json_lines();
     assert_eq!(records.len(), 1, "{}", run.stderr);
     assert_eq!(
@@ -410,21 +387,7 @@ fn self_signed_tls_fails_then_succeeds_with_ca_file() {
         ),
     );
     let pinned = pin("secure.test", &server);
-    let base = [
-        "http",
-        "-f",
-        "1s",
-        "-r",
-        "1s",
-        "--format",
-        "json",
-        "--resolve",
-        &pinned,
-    ];
-
-    let run = nv()
-        .args([&base[..], &[config.to_str().unwrap()]].concat())
-        .run();
+    let run = http_json("1s", "1s", &["--resolve", &pinned], &config);
     let record = &run.json_lines()[0];
     assert_eq!(
         (record["outcome"].as_str(), record["reason"].as_str()),
@@ -438,15 +401,12 @@ fn self_signed_tls_fails_then_succeeds_with_ca_file() {
     assert_eq!(run.code, 2);
 
     let ca = tmp.write("secure-ca.pem", &cert.cert_pem);
-    let run = nv()
-        .args(
-            [
-                &base[..],
-                &["--ca-file", ca.to_str().unwrap(), config.to_str().unwrap()],
-            ]
-            .concat(),
-        )
-        .run();
+    let run = http_json(
+        "1s",
+        "1s",
+        &["--resolve", &pinned, "--ca-file", ca.to_str().unwrap()],
+        &config,
+    );
     let record = &run.json_lines()[0];
     assert_eq!(record["outcome"], "up", "{record}");
     assert_eq!(record["status"], 200);
@@ -607,18 +567,7 @@ fn ndjson_records_are_versioned_check_results() {
         "json.yaml",
         format!("- name: web\n  url: http://127.0.0.1:{}/\n", server.port()),
     );
-    let run = nv()
-        .args([
-            "http",
-            "-f",
-            "500ms",
-            "-r",
-            "1s",
-            "--format",
-            "json",
-            config.to_str().unwrap(),
-        ])
-        .run();
+    let run = http_json("500ms", "1s", &[], &config);
     let records = run.json_lines();
     assert_eq!(records.len(), 2, "one record per check: {}", run.stdout);
     let r = &records[0];
@@ -832,20 +781,7 @@ fn checks_that_cannot_start_before_the_cycle_ends_are_down_and_said_so() {
         "starved.yaml",
         format!("- {{name: a, url: '{base}/a'}}\n- {{name: b, url: '{base}/b'}}\n"),
     );
-    let run = nv()
-        .args([
-            "http",
-            "-f",
-            "500ms",
-            "-r",
-            "500ms",
-            "--concurrency",
-            "1",
-            "--format",
-            "json",
-            config.to_str().unwrap(),
-        ])
-        .run();
+    let run = http_json("500ms", "500ms", &["--concurrency", "1"], &config);
     let records = run.json_lines();
     assert_eq!(records.len(), 2, "{}", run.stderr);
     let errors: Vec<&str> = records
@@ -888,26 +824,13 @@ fn resolve_host_addr_pins_a_name_on_every_port_and_a_port_pin_only_its_port() {
     );
     let config = tmp.write(
         "resolve-any-port.yaml",
-        &format!(
+        format!(
             "- {{name: any, url: 'http://pinned.test:{}/'}}\n",
             server.port()
         ),
     );
     let any_port = format!("pinned.test:{}", server.addr.ip());
-    let run = nv()
-        .args([
-            "http",
-            "-f",
-            "200ms",
-            "-r",
-            "200ms",
-            "--format",
-            "json",
-            "--resolve",
-            &any_port,
-            config.to_str().unwrap(),
-        ])
-        .run();
+    let run = http_json("200ms", "200ms", &["--resolve", &any_port], &config);
     let record = &run.json_lines()[0];
     assert_eq!(record["outcome"], "up", "{record} {}", run.stderr);
     assert_eq!(run.code, 0);
@@ -918,22 +841,12 @@ fn resolve_host_addr_pins_a_name_on_every_port_and_a_port_pin_only_its_port() {
     let this_port_elsewhere = format!("pinned.test:{}:127.0.0.1", server.port());
     let mut outcomes = Vec::new();
     for port_pin in [&other_port, &this_port_elsewhere] {
-        let run = nv()
-            .args([
-                "http",
-                "-f",
-                "500ms",
-                "-r",
-                "500ms",
-                "--format",
-                "json",
-                "--resolve",
-                &any_port,
-                "--resolve",
-                port_pin,
-                config.to_str().unwrap(),
-            ])
-            .run();
+        let run = http_json(
+            "500ms",
+            "500ms",
+            &["--resolve", &any_port, "--resolve", port_pin],
+            &config,
+        );
         let record = run.json_lines().remove(0);
         outcomes.push((record["outcome"].clone(), record["address"].clone()));
     }
