@@ -4,12 +4,8 @@
 //! here too because fixture input makes every counter exact.
 
 use netvantage_testkit::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/conns")
-}
 
 /// Every connection of `before/`, sorted by (source, destination): inbound ones (local port is
 /// a listening port: 0.0.0.0:80 and the dual-stack [::]:22) print remote -> local.
@@ -43,35 +39,9 @@ fn expected_before() -> Vec<String> {
     lines
 }
 
-/// A scratch copy of a fixture table that tests can swap; removed on drop.
-struct ProcDir(Scratch);
-
-impl ProcDir {
-    fn new() -> ProcDir {
-        let dir = Scratch::new();
-        std::fs::create_dir_all(dir.join("net")).unwrap();
-        let proc_dir = ProcDir(dir);
-        proc_dir.load("before");
-        proc_dir
-    }
-
-    /// Replaces the tables atomically (write + rename), as a poll must never see half a file.
-    fn load(&self, which: &str) {
-        for file in ["tcp", "tcp6"] {
-            let tmp = self.0.join(format!("net/.{file}.new"));
-            std::fs::copy(fixtures().join(which).join("net").join(file), &tmp).unwrap();
-            std::fs::rename(&tmp, self.0.join("net").join(file)).unwrap();
-        }
-    }
-
-    fn path(&self) -> &str {
-        self.0.path().to_str().unwrap()
-    }
-}
-
 #[test]
 fn include_existing_prints_every_fixture_connection_exactly_and_skips_malformed_lines() {
-    let root = fixtures().join("before");
+    let root = proc_fixture("before");
     let run = nv()
         .args([
             "conns",
@@ -115,7 +85,7 @@ fn baseline_is_silent_and_a_changed_table_prints_only_the_new_connections() {
 
 #[test]
 fn timestamps_are_utc_unless_local_time() {
-    let root = fixtures().join("before");
+    let root = proc_fixture("before");
     let run = |extra: &[&str]| {
         let run = nv()
             .env("TZ", "UTC-5") // POSIX: five hours east of UTC
@@ -251,7 +221,7 @@ fn dockerfile_entrypoint_reads_a_mounted_proc() {
         .expect("ENTRYPOINT line");
     let argv: Vec<String> = serde_json::from_str(entrypoint).expect("exec-form ENTRYPOINT");
     assert_eq!(argv[0], "netvantage");
-    let mount = fixtures().join("before");
+    let mount = proc_fixture("before");
     let mount = mount.to_str().unwrap();
     assert!(argv.iter().any(|a| a == "/host/proc"), "{argv:?}");
     let args: Vec<String> = argv[1..]

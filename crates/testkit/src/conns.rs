@@ -1,10 +1,12 @@
 //! The running `netvantage conns` monitor, and how its output is read: event lines on stdout
 //! (`YYYY-MM-DD HH:MM:SS: New connection: …`), progress on stderr (`baseline taken`, …).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::command::{Running, TestCommand, nv};
 use crate::netns::Netns;
+use crate::scratch::Scratch;
 
 /// How long the monitor may take to reach a line a test waits for, and to exit on SIGTERM.
 const WITHIN: Duration = Duration::from_secs(10);
@@ -99,4 +101,54 @@ pub fn strip_timestamp(line: &str) -> &str {
         "line does not start with a `YYYY-MM-DD HH:MM:SS: ` timestamp: {line:?}"
     );
     &line[21..]
+}
+
+/// A fixture `/proc` root with known socket tables (IPv4, IPv6, IPv4-mapped, every TCP state,
+/// malformed lines): `before` (`net/tcp`, `net/tcp6`) and `after` (what a later poll sees).
+pub fn proc_fixture(which: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/conns")
+        .join(which);
+    assert!(dir.is_dir(), "no fixture tables at {}", dir.display());
+    dir
+}
+
+/// A scratch `/proc` root holding a copy of a fixture's tables, which a test swaps while the
+/// monitor polls it; removed on drop. Starts as `before`.
+pub struct ProcDir {
+    root: Scratch,
+}
+
+impl Default for ProcDir {
+    fn default() -> ProcDir {
+        ProcDir::new()
+    }
+}
+
+impl ProcDir {
+    pub fn new() -> ProcDir {
+        let root = Scratch::new();
+        std::fs::create_dir_all(root.join("net")).expect("create net/");
+        let proc_dir = ProcDir { root };
+        proc_dir.load("before");
+        proc_dir
+    }
+
+    /// Replaces the tables with fixture `which`'s, atomically (write + rename): a poll must
+    /// never see half a file.
+    pub fn load(&self, which: &str) {
+        for file in ["tcp", "tcp6"] {
+            let from = proc_fixture(which).join("net").join(file);
+            let tmp = self.root.join(format!("net/.{file}.new"));
+            std::fs::copy(&from, &tmp)
+                .unwrap_or_else(|e| panic!("copy {} to {}: {e}", from.display(), tmp.display()));
+            std::fs::rename(&tmp, self.root.join("net").join(file))
+                .unwrap_or_else(|e| panic!("rename {}: {e}", tmp.display()));
+        }
+    }
+
+    /// The root to give `--proc-root`.
+    pub fn path(&self) -> &str {
+        self.root.path().to_str().expect("a UTF-8 temporary path")
+    }
 }

@@ -5,8 +5,8 @@
 //! free port, and the real fixtures the tests stand on, each written once: a network namespace
 //! ([`Netns`], [`Pair`]), the simulated fleet ([`Fleet`]), a PostgreSQL database of the test's
 //! own ([`Database`]), the tansu Kafka-API broker ([`Broker`]), loopback HTTP(S) servers
-//! ([`TestServer`]), the running `conns` monitor ([`Conns`]) and scratch directories
-//! ([`Scratch`]).
+//! ([`TestServer`]), the running `conns` monitor ([`Conns`]) and its fixture socket tables
+//! ([`proc_fixture`], [`ProcDir`]), and scratch directories ([`Scratch`]).
 //!
 //! What it must not do: skip a test (a missing tool fails it, naming the package to install),
 //! send traffic anywhere but 127.0.0.0/8, ::1 or a namespace the test created, touch the host's
@@ -28,7 +28,7 @@ mod wait;
 
 pub use broker::{Broker, tansu};
 pub use command::{Run, Running, TestCommand, binary, nv};
-pub use conns::{Conns, strip_timestamp};
+pub use conns::{Conns, ProcDir, proc_fixture, strip_timestamp};
 pub use fleet::{Fleet, testfleet};
 pub use http_server::{
     Reply, Seen, TestCert, TestServer, hang, pin, private_loopback, reply, reply_body,
