@@ -388,7 +388,13 @@ impl Output {
         let left = until.saturating_duration_since(Instant::now());
         match self.chunks.recv_timeout(left) {
             Ok(chunk) => self.take(chunk),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => return,
+            // Both readers are gone (one may have panicked): nothing more will come.
+            Err(RecvTimeoutError::Disconnected) => {
+                self.stdout.closed = true;
+                self.stderr.closed = true;
+                return;
+            }
         }
         self.drain();
     }
