@@ -423,8 +423,15 @@ impl Running {
         self.child.id()
     }
 
-    /// Sends `signal` (e.g. `libc::SIGHUP`); fails the test if it cannot be delivered.
+    /// Sends `signal` (e.g. `libc::SIGHUP`); fails the test if it cannot be delivered, or if
+    /// the process was already seen to exit (its pid may belong to another process by now).
     pub fn signal(&self, signal: i32) {
+        if let Some(code) = self.code() {
+            panic!(
+                "cannot send signal {signal} to `{}`: it exited already ({code})",
+                self.description
+            );
+        }
         let pid = libc::pid_t::try_from(self.child.id()).expect("a pid fits pid_t");
         // SAFETY: kill(2) on our own child's pid.
         let rc = unsafe { libc::kill(pid, signal) };
@@ -437,15 +444,22 @@ impl Running {
         );
     }
 
-    /// SIGINT, then the exit code (see [`wait`](Self::wait)).
+    /// SIGINT, then the exit code (see [`wait`](Self::wait)); just the exit code if the
+    /// process was already seen to exit.
     pub fn interrupt(&mut self, limit: Duration) -> i32 {
-        self.signal(libc::SIGINT);
-        self.wait(limit)
+        self.stop_with(libc::SIGINT, limit)
     }
 
-    /// SIGTERM, then the exit code (see [`wait`](Self::wait)).
+    /// SIGTERM, then the exit code (see [`wait`](Self::wait)); just the exit code if the
+    /// process was already seen to exit.
     pub fn terminate(&mut self, limit: Duration) -> i32 {
-        self.signal(libc::SIGTERM);
+        self.stop_with(libc::SIGTERM, limit)
+    }
+
+    fn stop_with(&mut self, signal: i32, limit: Duration) -> i32 {
+        if self.status.is_none() {
+            self.signal(signal);
+        }
         self.wait(limit)
     }
 
