@@ -103,15 +103,29 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        // Plain commands whose failures are ignored: a drop must not panic.
-        let _ = Command::new("ip")
-            .args(["netns", "pids", &self.name])
-            .output()
-            .map(|out| {
-                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-9", pid]).status();
-                }
-            });
+        // Plain commands whose failures are ignored: a drop must not panic. A process may be
+        // entering the namespace (`ip netns exec`) while the first one is killed, so the list
+        // is taken again until it is empty (a bounded number of times).
+        for _ in 0..20 {
+            let pids: Vec<libc::pid_t> = Command::new("ip")
+                .args(["netns", "pids", &self.name])
+                .output()
+                .map(|out| {
+                    String::from_utf8_lossy(&out.stdout)
+                        .split_whitespace()
+                        .filter_map(|pid| pid.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                // SAFETY: kill(2) with a pid that `ip netns pids` just listed in our namespace.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();

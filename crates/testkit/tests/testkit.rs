@@ -257,12 +257,33 @@ fn a_namespace_is_deleted_with_what_runs_in_it() {
     let name = ns.name.clone();
     assert!(ns.ip(&["link", "show", "lo"]).contains("UP"));
     let mut process = TestCommand::new("sleep").arg("600").in_netns(&ns).spawn();
+    let pid = process.pid().to_string();
+    wait_for(
+        Duration::from_secs(5),
+        "sleep to enter the namespace",
+        || {
+            TestCommand::new("ip")
+                .args(["netns", "pids", &name])
+                .run()
+                .stdout
+                .split_whitespace()
+                .any(|p| p == pid)
+        },
+    );
     drop(ns);
     let listed = TestCommand::new("ip").args(["netns", "list"]).run();
     assert!(!listed.stdout.contains(&name), "{}", listed.stdout);
+    let gone = wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "))
+    });
+    assert!(
+        gone,
+        "the namespace's process {pid} survived it: {:?}",
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+    );
     assert_eq!(
         process.wait(Duration::from_secs(5)),
         -1,
-        "the namespace's process was killed with it"
+        "killed by a signal"
     );
 }
