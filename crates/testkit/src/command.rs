@@ -444,6 +444,11 @@ impl Running {
         );
     }
 
+    /// SIGHUP (a config reload for `agent`); the process keeps running.
+    pub fn hangup(&self) {
+        self.signal(libc::SIGHUP);
+    }
+
     /// SIGINT, then the exit code (see [`wait`](Self::wait)); just the exit code if the
     /// process was already seen to exit.
     pub fn interrupt(&mut self, limit: Duration) -> i32 {

@@ -106,6 +106,22 @@ fn a_spawned_process_is_read_while_it_runs_and_sigterm_returns_its_exit_code() {
 }
 
 #[test]
+fn hangup_sends_sighup_and_the_process_runs_on() {
+    let mut process = sh("trap 'echo hup' HUP; echo ready; while :; do sleep 0.05; done").spawn();
+    process.wait_for(Duration::from_secs(10), "ready", |out, _| !out.is_empty());
+    process.hangup();
+    process.wait_for(Duration::from_secs(10), "hup", |out, _| {
+        out.iter().any(|l| l == "hup")
+    });
+    assert_eq!(process.code(), None, "still running");
+    assert_eq!(
+        process.terminate(Duration::from_secs(10)),
+        -1,
+        "TERM is not trapped"
+    );
+}
+
+#[test]
 fn a_line_counts_once_it_is_complete_or_the_stream_has_closed() {
     let mut process = sh(r"printf 'a\nb'; sleep 0.5").spawn();
     process.wait_for(Duration::from_secs(10), "the first line", |out, _| {
