@@ -2,9 +2,7 @@
 //! the scanning "peer" are two namespaces joined by a veth pair; the nftables table is created
 //! inside the host namespace and disappears with it. The machine's own firewall is never used.
 
-mod conns_support;
-
-use conns_support::*;
+use netvantage_testkit::*;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -55,9 +53,9 @@ fn listeners(host: &Netns) -> Vec<std::net::TcpListener> {
 
 #[test]
 fn a_five_port_scan_is_detected_once_blocked_for_its_ttl_and_the_table_removed_on_exit() {
-    let Pair { peer, host } = pair();
+    let Pair { peer, host } = Pair::new();
     let _listeners = listeners(&host);
-    let mut conns = host.start_conns(&[
+    let mut conns = host.conns(&[
         "--interval",
         "200ms",
         "--block",
@@ -117,16 +115,14 @@ fn a_five_port_scan_is_detected_once_blocked_for_its_ttl_and_the_table_removed_o
 
     // The kernel expires the entry after its TTL; the source gets through again.
     let deadline = blocked_at + Duration::from_secs(8);
-    while host
-        .nft_set("blocked_v4")
-        .contains(&"198.18.0.2".to_string())
-    {
-        assert!(
-            Instant::now() < deadline,
-            "198.18.0.2 still blocked 8 s after a 3 s TTL"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    assert!(
+        wait_until(deadline.saturating_duration_since(Instant::now()), || {
+            !host
+                .nft_set("blocked_v4")
+                .contains(&"198.18.0.2".to_string())
+        }),
+        "198.18.0.2 still blocked 8 s after a 3 s TTL"
+    );
     assert!(
         blocked_at.elapsed() >= Duration::from_millis(2500),
         "expired before its TTL"
@@ -148,7 +144,7 @@ fn a_five_port_scan_is_detected_once_blocked_for_its_ttl_and_the_table_removed_o
     let blocks = events.iter().filter(|e| e.starts_with("Blocked ")).count();
     assert_eq!(blocks, 2, "{events:#?}");
 
-    assert!(conns.terminate().success(), "stderr: {:#?}", conns.err);
+    assert_eq!(conns.terminate(), 0, "stderr: {:#?}", conns.err_lines());
     assert!(
         !host.nft_tables().contains("netvantage"),
         "table left behind after a clean exit"
@@ -158,10 +154,10 @@ fn a_five_port_scan_is_detected_once_blocked_for_its_ttl_and_the_table_removed_o
 
 #[test]
 fn keep_rules_leaves_the_table_and_dry_run_never_touches_nftables() {
-    let Pair { peer, host } = pair();
+    let Pair { peer, host } = Pair::new();
     let _listeners = listeners(&host);
 
-    let mut dry = host.start_conns(&["--interval", "200ms", "--block", "--dry-run"]);
+    let mut dry = host.conns(&["--interval", "200ms", "--block", "--dry-run"]);
     dry.wait_baseline();
     let streams = scan(&peer, "198.18.0.2", "198.18.0.1");
     dry.wait_events(&scan_lines("198.18.0.2", "198.18.0.1", &streams));
@@ -175,12 +171,12 @@ fn keep_rules_leaves_the_table_and_dry_run_never_touches_nftables() {
     );
     assert!(can_connect(&peer, "198.18.0.2", "198.18.0.1"));
     assert!(!dry.events().iter().any(|e| e.starts_with("Blocked")));
-    assert!(dry.terminate().success());
+    assert_eq!(dry.terminate(), 0);
     drop(streams);
 
-    let mut kept = host.start_conns(&["--interval", "200ms", "--block", "--keep-rules"]);
+    let mut kept = host.conns(&["--interval", "200ms", "--block", "--keep-rules"]);
     kept.wait_baseline();
-    assert!(kept.terminate().success());
+    assert_eq!(kept.terminate(), 0);
     assert!(
         host.nft_tables().contains("table inet netvantage"),
         "--keep-rules removed the table"
@@ -197,7 +193,7 @@ fn the_hosts_own_addresses_and_loopback_are_never_blocked() {
             .map(|p| listen(&format!("0.0.0.0:{p}")))
             .collect::<Vec<_>>()
     });
-    let mut conns = ns.start_conns(&["--interval", "200ms", "--block", "--block-ttl", "5s"]);
+    let mut conns = ns.conns(&["--interval", "200ms", "--block", "--block-ttl", "5s"]);
     conns.wait_baseline();
     let own = scan(&ns, "198.18.1.1", "198.18.1.1");
     let lo = scan(&ns, "127.0.0.5", "127.0.0.1");
@@ -218,6 +214,6 @@ fn the_hosts_own_addresses_and_loopback_are_never_blocked() {
         2,
         "{events:#?}"
     );
-    assert!(conns.terminate().success());
+    assert_eq!(conns.terminate(), 0);
     drop((own, lo));
 }

@@ -3,16 +3,9 @@
 //! /proc mounted elsewhere), tested without a Docker engine. The metrics endpoint is checked
 //! here too because fixture input makes every counter exact.
 
-mod conns_support;
-
-use conns_support::*;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use netvantage_testkit::*;
+use std::path::Path;
 use std::time::Duration;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/conns")
-}
 
 /// Every connection of `before/`, sorted by (source, destination): inbound ones (local port is
 /// a listening port: 0.0.0.0:80 and the dual-stack [::]:22) print remote -> local.
@@ -46,43 +39,10 @@ fn expected_before() -> Vec<String> {
     lines
 }
 
-/// A scratch copy of a fixture table that tests can swap; removed on drop.
-struct ProcDir(PathBuf);
-
-impl ProcDir {
-    fn new(tag: &str) -> ProcDir {
-        let dir = std::env::temp_dir().join(format!("nvc-proc-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("net")).unwrap();
-        let proc_dir = ProcDir(dir);
-        proc_dir.load("before");
-        proc_dir
-    }
-
-    /// Replaces the tables atomically (write + rename), as a poll must never see half a file.
-    fn load(&self, which: &str) {
-        for file in ["tcp", "tcp6"] {
-            let tmp = self.0.join(format!("net/.{file}.new"));
-            std::fs::copy(fixtures().join(which).join("net").join(file), &tmp).unwrap();
-            std::fs::rename(&tmp, self.0.join("net").join(file)).unwrap();
-        }
-    }
-
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for ProcDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn include_existing_prints_every_fixture_connection_exactly_and_skips_malformed_lines() {
-    let root = fixtures().join("before");
-    let output = Command::new(BIN)
+    let root = proc_fixture("before");
+    let run = nv()
         .args([
             "conns",
             "--proc-root",
@@ -91,13 +51,11 @@ fn include_existing_prints_every_fixture_connection_exactly_and_skips_malformed_
             "--count",
             "1",
         ])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    let events: Vec<&str> = stdout.lines().map(strip_timestamp).collect();
+        .run();
+    run.assert_success();
+    let events: Vec<&str> = run.stdout.lines().map(strip_timestamp).collect();
     assert_eq!(events, expected_before());
-    let stderr = String::from_utf8(output.stderr).unwrap();
+    let stderr = &run.stderr;
     let tcp = root.join("net/tcp");
     let warning = format!(
         "skipped 5 malformed line(s); first: {}:15: expected at least 10 fields, found 2",
@@ -108,32 +66,28 @@ fn include_existing_prints_every_fixture_connection_exactly_and_skips_malformed_
 
 #[test]
 fn baseline_is_silent_and_a_changed_table_prints_only_the_new_connections() {
-    let dir = ProcDir::new("diff");
-    let mut conns = {
-        let mut child = Command::new(BIN);
-        child.args([
-            "-v",
-            "conns",
-            "--proc-root",
-            dir.path(),
-            "--interval",
-            "100ms",
-        ]);
-        Conns::spawn(child)
-    };
+    let dir = ProcDir::new();
+    let mut conns = Conns::start(nv().args([
+        "-v",
+        "conns",
+        "--proc-root",
+        dir.path(),
+        "--interval",
+        "100ms",
+    ]));
     conns.wait_baseline();
     dir.load("after");
     let expected: Vec<String> = AFTER.iter().map(|s| s.to_string()).collect();
     conns.wait_events(&expected);
     assert_eq!(conns.settle(Duration::from_millis(100), 3), expected);
-    assert!(conns.terminate().success());
+    assert_eq!(conns.terminate(), 0);
 }
 
 #[test]
 fn timestamps_are_utc_unless_local_time() {
-    let root = fixtures().join("before");
+    let root = proc_fixture("before");
     let run = |extra: &[&str]| {
-        let output = Command::new(BIN)
+        let run = nv()
             .env("TZ", "UTC-5") // POSIX: five hours east of UTC
             .args([
                 "conns",
@@ -144,14 +98,8 @@ fn timestamps_are_utc_unless_local_time() {
                 "1",
             ])
             .args(extra)
-            .output()
-            .unwrap();
-        let line = String::from_utf8(output.stdout)
-            .unwrap()
-            .lines()
-            .next()
-            .unwrap()
-            .to_string();
+            .run();
+        let line = run.stdout.lines().next().unwrap().to_string();
         time_of(&line)
     };
     let utc = run(&[]);
@@ -188,50 +136,28 @@ fn usage_errors_exit_3_and_name_the_problem() {
         (&["--allow", "10.0.0.0/33"], "10.0.0.0/33"),
     ];
     for (args, message) in cases {
-        let output = Command::new(BIN)
-            .arg("conns")
-            .args(args)
-            .args(["--count", "1"])
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(3), "{args:?}: {output:?}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        let run = nv().arg("conns").args(args).args(["--count", "1"]).run();
+        assert_eq!(run.code, 3, "{args:?}: {run:?}");
+        assert!(run.stderr.contains(message), "{args:?}: {}", run.stderr);
     }
 }
 
 #[test]
 fn help_shows_an_example() {
-    let output = Command::new(BIN)
-        .args(["conns", "--help"])
-        .output()
-        .unwrap();
-    let help = String::from_utf8(output.stdout).unwrap();
+    let run = nv().args(["conns", "--help"]).run();
+    let help = &run.stdout;
     assert!(
         help.contains("Examples:") && help.contains("netvantage conns --block"),
         "{help}"
     );
 }
 
-fn http_get(ns: &Netns, addr: &'static str) -> String {
-    ns.run_in(move || {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        stream
-            .write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        response
-    })
-}
-
 #[test]
 fn metrics_endpoint_counts_exactly_and_passes_promtool() {
-    require_tools(&["promtool"]);
+    require_tool("promtool", "prometheus");
     let ns = Netns::new();
-    let dir = ProcDir::new("metrics");
-    let mut conns = ns.start_conns(&[
+    let dir = ProcDir::new();
+    let mut conns = ns.conns(&[
         "--proc-root",
         dir.path(),
         "--interval",
@@ -245,7 +171,7 @@ fn metrics_endpoint_counts_exactly_and_passes_promtool() {
     let after: Vec<String> = AFTER.iter().map(|s| s.to_string()).collect();
     conns.wait_events(&after);
 
-    let response = http_get(&ns, "127.0.0.1:9464");
+    let response = ns.run_in(|| scrape("127.0.0.1:9464"));
     let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
     assert!(
         head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
@@ -267,21 +193,20 @@ fn metrics_endpoint_counts_exactly_and_passes_promtool() {
         "{body}"
     );
     // Every poll of `before/` skips its 5 malformed lines again.
-    let malformed: u64 = body
-        .lines()
-        .find_map(|l| l.strip_prefix("netvantage_malformed_lines_total "))
-        .and_then(|v| v.parse().ok())
-        .expect("malformed-line counter");
+    let malformed = metric(body, "netvantage_malformed_lines_total") as u64;
     assert!(malformed >= 5 && malformed.is_multiple_of(5), "{malformed}");
 
-    let checked = ns.exec_with_stdin(&["promtool", "check", "metrics"], body);
-    assert!(
-        checked.status.success(),
+    let checked = TestCommand::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(body)
+        .in_netns(&ns)
+        .run();
+    assert_eq!(
+        checked.code, 0,
         "promtool check metrics failed:\n{}{}\n{body}",
-        String::from_utf8_lossy(&checked.stdout),
-        String::from_utf8_lossy(&checked.stderr)
+        checked.stdout, checked.stderr
     );
-    assert!(conns.terminate().success());
+    assert_eq!(conns.terminate(), 0);
 }
 
 #[test]
@@ -296,20 +221,18 @@ fn dockerfile_entrypoint_reads_a_mounted_proc() {
         .expect("ENTRYPOINT line");
     let argv: Vec<String> = serde_json::from_str(entrypoint).expect("exec-form ENTRYPOINT");
     assert_eq!(argv[0], "netvantage");
-    let mount = fixtures().join("before");
+    let mount = proc_fixture("before");
     let mount = mount.to_str().unwrap();
     assert!(argv.iter().any(|a| a == "/host/proc"), "{argv:?}");
     let args: Vec<String> = argv[1..]
         .iter()
         .map(|a| a.replace("/host/proc", mount))
         .collect();
-    let output = Command::new(BIN)
+    let run = nv()
         .args(&args)
         .args(["--include-existing", "--count", "1"])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    let events: Vec<&str> = stdout.lines().map(strip_timestamp).collect();
+        .run();
+    run.assert_success();
+    let events: Vec<&str> = run.stdout.lines().map(strip_timestamp).collect();
     assert_eq!(events, expected_before());
 }

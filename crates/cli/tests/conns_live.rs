@@ -2,9 +2,7 @@
 //! listeners and clients on several addresses, the exact lines within a short interval, and a
 //! short-lived connection that is still reported because the kernel still lists it.
 
-mod conns_support;
-
-use conns_support::*;
+use netvantage_testkit::*;
 use std::time::Duration;
 
 const INTERVAL: Duration = Duration::from_millis(200);
@@ -18,7 +16,7 @@ fn new_connections_on_several_addresses(source: &str) {
             listen("127.0.0.2:9090"),
         ]
     });
-    let mut conns = ns.start_conns(&["--interval", "200ms", "--source", source]);
+    let mut conns = ns.conns(&["--interval", "200ms", "--source", source]);
     conns.wait_baseline();
 
     let (held, short_lived) = ns.run_in(|| {
@@ -45,7 +43,7 @@ fn new_connections_on_several_addresses(source: &str) {
     let mut sorted = expected.clone();
     sorted.sort();
     assert_eq!(events, sorted);
-    assert!(conns.terminate().success());
+    assert_eq!(conns.terminate(), 0);
     drop(listeners);
 }
 
@@ -75,13 +73,13 @@ fn existing_connections_are_the_silent_baseline_unless_include_existing() {
     });
     let line = format!("New connection: {client_addr} -> 127.0.0.1:7000");
 
-    let mut quiet = ns.start_conns(&["--interval", "100ms", "--count", "3"]);
+    let mut quiet = ns.conns(&["--interval", "100ms", "--count", "3"]);
     quiet.wait_baseline();
-    assert!(quiet.terminate().success());
+    assert_eq!(quiet.terminate(), 0);
     assert_eq!(quiet.events(), Vec::<String>::new());
 
-    let mut loud = ns.start_conns(&["--interval", "100ms", "--include-existing"]);
+    let mut loud = ns.conns(&["--interval", "100ms", "--include-existing"]);
     loud.wait_events(std::slice::from_ref(&line));
     assert_eq!(loud.settle(INTERVAL, 2), vec![line]);
-    assert!(loud.terminate().success());
+    assert_eq!(loud.terminate(), 0);
 }

@@ -1,25 +1,32 @@
 //! End-to-end tests of `netvantage http`: the real binary against real HTTP(S) servers on
 //! loopback. Names are pinned with `--resolve`, so no query ever leaves 127.0.0.0/8.
 
-mod http_support;
-
-use http_support::*;
+use netvantage_testkit::*;
+use std::path::Path;
 use std::time::Duration;
+
+/// `netvantage http -f EVERY -r RUN_FOR --format json ARGS... CONFIG`: the NDJSON run most
+/// tests read.
+fn http_json(every: &str, run_for: &str, args: &[&str], config: &Path) -> Run {
+    nv().args(["http", "-f", every, "-r", run_for, "--format", "json"])
+        .args(args)
+        .arg(config)
+        .run()
+}
 
 /// The worked example of issue 4: two domains, the post endpoint on another port of the
 /// first domain (ports are ignored when grouping).
-async fn worked_example(extra: &[&str]) -> Run {
+fn worked_example(extra: &[&str]) -> Run {
+    let tmp = Scratch::new();
     let main = TestServer::start(&[
         ("/", vec![reply(200, 100), reply(200, 100)]),
         ("/careers", vec![reply(200, 600), reply(200, 300)]),
-    ])
-    .await;
-    let post =
-        TestServer::start(&[("/some/post/endpoint", vec![reply(500, 50), reply(201, 50)])]).await;
-    let rewards = TestServer::start(&[("/", vec![reply(200, 100), reply(200, 900)])]).await;
-    let config = write_file(
+    ]);
+    let post = TestServer::start(&[("/some/post/endpoint", vec![reply(500, 50), reply(201, 50)])]);
+    let rewards = TestServer::start(&[("/", vec![reply(200, 100), reply(200, 900)])]);
+    let config = tmp.write(
         "worked.yaml",
-        &format!(
+        format!(
             "- name: fetch index page\n  url: http://fetch.com:{a}/\n\
              - name: fetch careers page\n  url: http://fetch.com:{a}/careers\n\
              - name: fetch some fake post endpoint\n  url: http://FETCH.com:{p}/some/post/endpoint\n  method: POST\n  body: '{{\"foo\":\"bar\"}}'\n\
@@ -50,12 +57,12 @@ async fn worked_example(extra: &[&str]) -> Run {
     args.extend_from_slice(extra);
     let config = config.to_str().unwrap().to_string();
     args.push(&config);
-    netvantage(&args).await
+    nv().args(&args).run()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn worked_example_prints_33_and_100_then_67_and_50() {
-    let run = worked_example(&[]).await;
+#[test]
+fn worked_example_prints_33_and_100_then_67_and_50() {
+    let run = worked_example(&[]);
     let lines = run.lines();
     assert_eq!(
         lines[..4],
@@ -91,9 +98,9 @@ async fn worked_example_prints_33_and_100_then_67_and_50() {
     assert_eq!(run.code, 1, "{}", run.stderr);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn worked_example_round_down_prints_66() {
-    let run = worked_example(&["--round", "down"]).await;
+#[test]
+fn worked_example_round_down_prints_66() {
+    let run = worked_example(&["--round", "down"]);
     assert_eq!(
         run.lines()[..4],
         [
@@ -124,8 +131,9 @@ const FETCH_YAML: &str = r#"- headers:
   url: https://www.fetchrewards.com/
 "#;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn fetch_yaml_works_unchanged_and_method_headers_body_reach_the_server() {
+#[test]
+fn fetch_yaml_works_unchanged_and_method_headers_body_reach_the_server() {
+    let tmp = Scratch::new();
     let cert = TestCert::new(&["fetch.com", "www.fetchrewards.com"]);
     // Port 443 as in the file, on a loopback address of this test's own.
     let ip = private_loopback();
@@ -136,29 +144,29 @@ async fn fetch_yaml_works_unchanged_and_method_headers_body_reach_the_server() {
             ("/some/post/endpoint", vec![reply(200, 0)]),
         ],
         Some(&cert),
-    )
-    .await;
-    let ca = write_file("ca.pem", &cert.cert_pem);
-    let config = write_file("fetch.yaml", FETCH_YAML);
+    );
+    let ca = tmp.write("ca.pem", &cert.cert_pem);
+    let config = tmp.write("fetch.yaml", FETCH_YAML);
     let (p1, p2) = (
         format!("fetch.com:443:{ip}"),
         format!("www.fetchrewards.com:443:{ip}"),
     );
-    let run = netvantage(&[
-        "http",
-        "-f",
-        "1s",
-        "-r",
-        "1s",
-        "--resolve",
-        &p1,
-        "--resolve",
-        &p2,
-        "--ca-file",
-        ca.to_str().unwrap(),
-        config.to_str().unwrap(),
-    ])
-    .await;
+    let run = nv()
+        .args([
+            "http",
+            "-f",
+            "1s",
+            "-r",
+            "1s",
+            "--resolve",
+            &p1,
+            "--resolve",
+            &p2,
+            "--ca-file",
+            ca.to_str().unwrap(),
+            config.to_str().unwrap(),
+        ])
+        .run();
     assert_eq!(
         run.lines()[..2],
         [
@@ -197,19 +205,21 @@ async fn fetch_yaml_works_unchanged_and_method_headers_body_reach_the_server() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_body_without_content_type_is_sent_as_json_and_custom_headers_arrive() {
-    let server =
-        TestServer::start(&[("/put", vec![reply(204, 0)]), ("/get", vec![reply(200, 0)])]).await;
+#[test]
+fn a_body_without_content_type_is_sent_as_json_and_custom_headers_arrive() {
+    let tmp = Scratch::new();
+    let server = TestServer::start(&[("/put", vec![reply(204, 0)]), ("/get", vec![reply(200, 0)])]);
     let base = format!("http://127.0.0.1:{}", server.port());
-    let config = write_file(
+    let config = tmp.write(
         "headers.yaml",
-        &format!(
+        format!(
             "- name: put\n  url: {base}/put\n  method: put\n  body: '[1,2]'\n  headers:\n    X-Team: sre\n    x-retry: 3\n\
              - name: get\n  url: {base}/get\n"
         ),
     );
-    let run = netvantage(&["http", "-f", "1s", "-r", "1s", config.to_str().unwrap()]).await;
+    let run = nv()
+        .args(["http", "-f", "1s", "-r", "1s", config.to_str().unwrap()])
+        .run();
     assert_eq!(
         run.lines()[0],
         "127.0.0.1 has 100% availability percentage",
@@ -225,8 +235,9 @@ async fn a_body_without_content_type_is_sent_as_json_and_custom_headers_arrive()
     assert!(get.headers.get("content-type").is_none() && get.body.is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn body_regex_and_expected_statuses_decide_the_outcome() {
+#[test]
+fn body_regex_and_expected_statuses_decide_the_outcome() {
+    let tmp = Scratch::new();
     let server = TestServer::start(&[
         ("/ok", vec![reply_body(200, "{\"status\": \"ok\"}")]),
         (
@@ -236,12 +247,11 @@ async fn body_regex_and_expected_statuses_decide_the_outcome() {
         ("/created", vec![reply(201, 0)]),
         ("/teapot", vec![reply(418, 0)]),
         ("/moved", vec![reply(301, 0)]),
-    ])
-    .await;
+    ]);
     let base = format!("http://127.0.0.1:{}", server.port());
-    let config = write_file(
+    let config = tmp.write(
         "rules.yaml",
-        &format!(
+        format!(
             "- {{name: ok, url: '{base}/ok', body_regex: '\"status\":\\s*\"ok\"'}}\n\
              - {{name: failing, url: '{base}/failing', body_regex: '\"status\":\\s*\"ok\"'}}\n\
              - {{name: created, url: '{base}/created', expect_status: 201}}\n\
@@ -249,18 +259,8 @@ async fn body_regex_and_expected_statuses_decide_the_outcome() {
              - {{name: moved, url: '{base}/moved'}}\n"
         ),
     );
-    let run = netvantage(&[
-        "http",
-        "-f",
-        "1s",
-        "-r",
-        "1s",
-        "--format",
-        "json",
-        config.to_str().unwrap(),
-    ])
-    .await;
-    let records = run.json();
+    let run = http_json("1s", "1s", &[], &config);
+    let records = run.json_lines();
     assert_eq!(records.len(), 5, "{}", run.stderr);
     let by_name = |name: &str| {
         records
@@ -303,29 +303,19 @@ async fn body_regex_and_expected_statuses_decide_the_outcome() {
     assert_eq!(run.code, 2);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_hung_endpoint_times_out_at_its_own_deadline() {
-    let server =
-        TestServer::start(&[("/slow", vec![hang()]), ("/fast", vec![reply(200, 0)])]).await;
+#[test]
+fn a_hung_endpoint_times_out_at_its_own_deadline() {
+    let tmp = Scratch::new();
+    let server = TestServer::start(&[("/slow", vec![hang()]), ("/fast", vec![reply(200, 0)])]);
     let base = format!("http://127.0.0.1:{}", server.port());
-    let config = write_file(
+    let config = tmp.write(
         "timeout.yaml",
-        &format!(
+        format!(
             "- {{name: slow, url: '{base}/slow', timeout: 300ms}}\n- {{name: fast, url: '{base}/fast'}}\n"
         ),
     );
-    let run = netvantage(&[
-        "http",
-        "-f",
-        "2s",
-        "-r",
-        "2s",
-        "--format",
-        "json",
-        config.to_str().unwrap(),
-    ])
-    .await;
-    let records = run.json();
+    let run = http_json("2s", "2s", &[], &config);
+    let records = run.json_lines();
     let slow = records
         .iter()
         .find(|r| r["http"]["name"] == "slow")
@@ -359,27 +349,18 @@ async fn a_hung_endpoint_times_out_at_its_own_deadline() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn connection_refused_is_down_with_reason_refused() {
+#[test]
+fn connection_refused_is_down_with_reason_refused() {
+    let tmp = Scratch::new();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let config = write_file(
+    let config = tmp.write(
         "refused.yaml",
-        &format!("- name: gone\n  url: http://127.0.0.1:{port}/\n"),
+        format!("- name: gone\n  url: http://127.0.0.1:{port}/\n"),
     );
-    let run = netvantage(&[
-        "http",
-        "-f",
-        "1s",
-        "-r",
-        "1s",
-        "--format",
-        "json",
-        config.to_str().unwrap(),
-    ])
-    .await;
-    let records = run.json();
+    let run = http_json("1s", "1s", &[], &config);
+    let records = run.json_lines();
     assert_eq!(records.len(), 1, "{}", run.stderr);
     assert_eq!(
         (
@@ -393,32 +374,21 @@ async fn connection_refused_is_down_with_reason_refused() {
     assert_eq!(run.code, 2);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn self_signed_tls_fails_then_succeeds_with_ca_file() {
+#[test]
+fn self_signed_tls_fails_then_succeeds_with_ca_file() {
+    let tmp = Scratch::new();
     let cert = TestCert::new(&["secure.test"]);
-    let server = TestServer::start_tls(&[("/", vec![reply(200, 0)])], &cert).await;
-    let config = write_file(
+    let server = TestServer::start_tls(&[("/", vec![reply(200, 0)])], &cert);
+    let config = tmp.write(
         "tls.yaml",
-        &format!(
+        format!(
             "- name: secure\n  url: https://secure.test:{}/\n",
             server.port()
         ),
     );
     let pinned = pin("secure.test", &server);
-    let base = [
-        "http",
-        "-f",
-        "1s",
-        "-r",
-        "1s",
-        "--format",
-        "json",
-        "--resolve",
-        &pinned,
-    ];
-
-    let run = netvantage(&[&base[..], &[config.to_str().unwrap()]].concat()).await;
-    let record = &run.json()[0];
+    let run = http_json("1s", "1s", &["--resolve", &pinned], &config);
+    let record = &run.json_lines()[0];
     assert_eq!(
         (record["outcome"].as_str(), record["reason"].as_str()),
         (Some("down"), Some("tls")),
@@ -430,16 +400,14 @@ async fn self_signed_tls_fails_then_succeeds_with_ca_file() {
     );
     assert_eq!(run.code, 2);
 
-    let ca = write_file("secure-ca.pem", &cert.cert_pem);
-    let run = netvantage(
-        &[
-            &base[..],
-            &["--ca-file", ca.to_str().unwrap(), config.to_str().unwrap()],
-        ]
-        .concat(),
-    )
-    .await;
-    let record = &run.json()[0];
+    let ca = tmp.write("secure-ca.pem", &cert.cert_pem);
+    let run = http_json(
+        "1s",
+        "1s",
+        &["--resolve", &pinned, "--ca-file", ca.to_str().unwrap()],
+        &config,
+    );
+    let record = &run.json_lines()[0];
     assert_eq!(record["outcome"], "up", "{record}");
     assert_eq!(record["status"], 200);
     let phases = &record["phases"];
@@ -457,32 +425,34 @@ async fn self_signed_tls_fails_then_succeeds_with_ca_file() {
     assert_eq!(run.code, 0);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn cycles_keep_a_fixed_rate_while_an_endpoint_hangs() {
-    let fast = TestServer::start(&[("/", vec![reply(200, 0)])]).await;
-    let hung = TestServer::start(&[("/", vec![hang()])]).await;
-    let config = write_file(
+#[test]
+fn cycles_keep_a_fixed_rate_while_an_endpoint_hangs() {
+    let tmp = Scratch::new();
+    let fast = TestServer::start(&[("/", vec![reply(200, 0)])]);
+    let hung = TestServer::start(&[("/", vec![hang()])]);
+    let config = tmp.write(
         "fixed-rate.yaml",
-        &format!(
+        format!(
             "- name: fast\n  url: http://fast.test:{}/\n- name: hung\n  url: http://hung.test:{}/\n  timeout: 1m\n",
             fast.port(),
             hung.port()
         ),
     );
     let (pf, ph) = (pin("fast.test", &fast), pin("hung.test", &hung));
-    let run = netvantage(&[
-        "http",
-        "-f",
-        "500ms",
-        "-r",
-        "2s",
-        "--resolve",
-        &pf,
-        "--resolve",
-        &ph,
-        config.to_str().unwrap(),
-    ])
-    .await;
+    let run = nv()
+        .args([
+            "http",
+            "-f",
+            "500ms",
+            "-r",
+            "2s",
+            "--resolve",
+            &pf,
+            "--resolve",
+            &ph,
+            config.to_str().unwrap(),
+        ])
+        .run();
     let lines = run.lines();
     for cycle in 0..4 {
         assert_eq!(
@@ -522,37 +492,31 @@ async fn cycles_keep_a_fixed_rate_while_an_endpoint_hangs() {
     assert_eq!(run.code, 2);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sigterm_prints_the_final_summary_and_exits() {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-    let server = TestServer::start(&[("/", vec![reply(200, 0)])]).await;
-    let config = write_file(
+#[test]
+fn sigterm_prints_the_final_summary_and_exits() {
+    let tmp = Scratch::new();
+    let server = TestServer::start(&[("/", vec![reply(200, 0)])]);
+    let config = tmp.write(
         "sigterm.yaml",
-        &format!("- name: web\n  url: http://127.0.0.1:{}/\n", server.port()),
+        format!("- name: web\n  url: http://127.0.0.1:{}/\n", server.port()),
     );
-    let mut child = command(&["http", "-f", "200ms", config.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    tokio::time::timeout(Duration::from_secs(10), stdout.read_line(&mut first))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(first, "127.0.0.1 has 100% availability percentage\n");
-    let pid = child.id().unwrap() as libc::pid_t;
-    // SAFETY: plain kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).await.unwrap();
+    let mut child = nv()
+        .args(["http", "-f", "200ms", config.to_str().unwrap()])
+        .spawn();
+    child.wait_for(
+        Duration::from_secs(10),
+        "the first cycle's line",
+        |out, _| !out.is_empty(),
+    );
+    assert_eq!(
+        child.stdout_lines()[0],
+        "127.0.0.1 has 100% availability percentage"
+    );
+    let code = child.terminate(Duration::from_secs(10));
+    let rest = child.stdout_lines()[1..].to_vec();
     let summary: Vec<&str> = rest
-        .lines()
+        .iter()
+        .map(String::as_str)
         .skip_while(|l| !l.starts_with("summary: "))
         .collect();
     assert!(!summary.is_empty(), "no summary in {rest:?}");
@@ -568,21 +532,22 @@ async fn sigterm_prints_the_final_summary_and_exits() {
         summary[2]
     );
     assert!(summary[2].ends_with("last error: none"), "{}", summary[2]);
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(code, 0);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn fresh_connection_per_check_unless_keep_alive() {
+#[test]
+fn fresh_connection_per_check_unless_keep_alive() {
+    let tmp = Scratch::new();
     for (flag, expected) in [(None, 3), (Some("--keep-alive"), 1)] {
-        let server = TestServer::start(&[("/", vec![reply(200, 0)])]).await;
-        let config = write_file(
+        let server = TestServer::start(&[("/", vec![reply(200, 0)])]);
+        let config = tmp.write(
             "conn.yaml",
-            &format!("- name: web\n  url: http://127.0.0.1:{}/\n", server.port()),
+            format!("- name: web\n  url: http://127.0.0.1:{}/\n", server.port()),
         );
         let mut args = vec!["http", "-f", "300ms", "-r", "900ms"];
         args.extend(flag);
         args.push(config.to_str().unwrap());
-        let run = netvantage(&args).await;
+        let run = nv().args(&args).run();
         assert_eq!(
             run.lines()[2],
             "127.0.0.1 has 100% availability percentage",
@@ -594,25 +559,16 @@ async fn fresh_connection_per_check_unless_keep_alive() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn ndjson_records_are_versioned_check_results() {
-    let server = TestServer::start(&[("/", vec![reply(200, 0)])]).await;
-    let config = write_file(
+#[test]
+fn ndjson_records_are_versioned_check_results() {
+    let tmp = Scratch::new();
+    let server = TestServer::start(&[("/", vec![reply(200, 0)])]);
+    let config = tmp.write(
         "json.yaml",
-        &format!("- name: web\n  url: http://127.0.0.1:{}/\n", server.port()),
+        format!("- name: web\n  url: http://127.0.0.1:{}/\n", server.port()),
     );
-    let run = netvantage(&[
-        "http",
-        "-f",
-        "500ms",
-        "-r",
-        "1s",
-        "--format",
-        "json",
-        config.to_str().unwrap(),
-    ])
-    .await;
-    let records = run.json();
+    let run = http_json("500ms", "1s", &[], &config);
+    let records = run.json_lines();
     assert_eq!(records.len(), 2, "one record per check: {}", run.stdout);
     let r = &records[0];
     assert_eq!(r["schema"], 1);
@@ -631,9 +587,10 @@ async fn ndjson_records_are_versioned_check_results() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn bad_input_names_file_line_and_field_and_sends_nothing() {
-    let server = TestServer::start(&[("/", vec![reply(200, 0)])]).await;
+#[test]
+fn bad_input_names_file_line_and_field_and_sends_nothing() {
+    let tmp = Scratch::new();
+    let server = TestServer::start(&[("/", vec![reply(200, 0)])]);
     let ok = format!("- name: fine\n  url: http://127.0.0.1:{}/\n", server.port());
     let cases: Vec<(&str, String, &str)> = vec![
         (
@@ -709,9 +666,11 @@ async fn bad_input_names_file_line_and_field_and_sends_nothing() {
         ),
     ];
     for (what, yaml, expected) in cases {
-        let config = write_file("bad.yaml", &yaml);
+        let config = tmp.write("bad.yaml", &yaml);
         let path = config.to_str().unwrap();
-        let run = netvantage(&["http", "-f", "200ms", "-r", "200ms", path]).await;
+        let run = nv()
+            .args(["http", "-f", "200ms", "-r", "200ms", path])
+            .run();
         assert_eq!(run.code, 3, "{what}: {}", run.stderr);
         assert!(
             run.stderr.contains(path),
@@ -725,7 +684,7 @@ async fn bad_input_names_file_line_and_field_and_sends_nothing() {
         );
         assert_eq!(run.stdout, "", "{what}");
     }
-    let good = write_file("good.yaml", &ok);
+    let good = tmp.write("good.yaml", &ok);
     let good = good.to_str().unwrap();
     let missing = format!("{good}.missing");
     for (what, args, expected) in [
@@ -752,7 +711,7 @@ async fn bad_input_names_file_line_and_field_and_sends_nothing() {
         ("bad run duration", vec!["http", "-r", "soon", good], "soon"),
         ("bad rounding", vec!["http", "--round", "up", good], "up"),
     ] {
-        let run = netvantage(&args).await;
+        let run = nv().args(&args).run();
         assert_eq!(run.code, 3, "{what}: {}", run.stderr);
         assert!(
             run.stderr.contains(expected),
@@ -767,9 +726,9 @@ async fn bad_input_names_file_line_and_field_and_sends_nothing() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn help_shows_an_example() {
-    let run = netvantage(&["http", "--help"]).await;
+#[test]
+fn help_shows_an_example() {
+    let run = nv().args(["http", "--help"]).run();
     assert_eq!(run.code, 0);
     assert!(
         run.stdout.contains("Example:") && run.stdout.contains("--health-check-frequency"),
@@ -779,29 +738,30 @@ async fn help_shows_an_example() {
     assert!(run.stdout.contains("- name: fetch index page"));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn interval_checks_an_endpoint_every_nth_cycle() {
+#[test]
+fn interval_checks_an_endpoint_every_nth_cycle() {
+    let tmp = Scratch::new();
     let server = TestServer::start(&[
         ("/often", vec![reply(200, 0)]),
         ("/rarely", vec![reply(200, 0)]),
-    ])
-    .await;
+    ]);
     let base = format!("http://127.0.0.1:{}", server.port());
-    let config = write_file(
+    let config = tmp.write(
         "interval.yaml",
-        &format!(
+        format!(
             "- {{name: often, url: '{base}/often'}}\n- {{name: rarely, url: '{base}/rarely', interval: 1s}}\n"
         ),
     );
-    let run = netvantage(&[
-        "http",
-        "-f",
-        "300ms",
-        "-r",
-        "1200ms",
-        config.to_str().unwrap(),
-    ])
-    .await;
+    let run = nv()
+        .args([
+            "http",
+            "-f",
+            "300ms",
+            "-r",
+            "1200ms",
+            config.to_str().unwrap(),
+        ])
+        .run();
     assert_eq!(server.seen_on("/often").len(), 4, "{}", run.stdout);
     // 1 s rounds up to 4 cycles of 300 ms: cycle 0 only.
     assert_eq!(server.seen_on("/rarely").len(), 1);
@@ -812,28 +772,17 @@ async fn interval_checks_an_endpoint_every_nth_cycle() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn checks_that_cannot_start_before_the_cycle_ends_are_down_and_said_so() {
-    let server = TestServer::start(&[("/a", vec![hang()]), ("/b", vec![hang()])]).await;
+#[test]
+fn checks_that_cannot_start_before_the_cycle_ends_are_down_and_said_so() {
+    let tmp = Scratch::new();
+    let server = TestServer::start(&[("/a", vec![hang()]), ("/b", vec![hang()])]);
     let base = format!("http://127.0.0.1:{}", server.port());
-    let config = write_file(
+    let config = tmp.write(
         "starved.yaml",
-        &format!("- {{name: a, url: '{base}/a'}}\n- {{name: b, url: '{base}/b'}}\n"),
+        format!("- {{name: a, url: '{base}/a'}}\n- {{name: b, url: '{base}/b'}}\n"),
     );
-    let run = netvantage(&[
-        "http",
-        "-f",
-        "500ms",
-        "-r",
-        "500ms",
-        "--concurrency",
-        "1",
-        "--format",
-        "json",
-        config.to_str().unwrap(),
-    ])
-    .await;
-    let records = run.json();
+    let run = http_json("500ms", "500ms", &["--concurrency", "1"], &config);
+    let records = run.json_lines();
     assert_eq!(records.len(), 2, "{}", run.stderr);
     let errors: Vec<&str> = records
         .iter()
@@ -863,38 +812,26 @@ async fn checks_that_cannot_start_before_the_cycle_ends_are_down_and_said_so() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn resolve_host_addr_pins_a_name_on_every_port_and_a_port_pin_only_its_port() {
+#[test]
+fn resolve_host_addr_pins_a_name_on_every_port_and_a_port_pin_only_its_port() {
     // `--resolve HOST:ADDR` (no port) is the TCP form; HTTP takes it too, through the same
     // parser, and it applies to every port of the name.
+    let tmp = Scratch::new();
     let server = TestServer::start_on(
         std::net::SocketAddr::new(private_loopback(), 0),
         &[("/", vec![reply(200, 1), reply(200, 1), reply(200, 1)])],
         None,
-    )
-    .await;
-    let config = write_file(
+    );
+    let config = tmp.write(
         "resolve-any-port.yaml",
-        &format!(
+        format!(
             "- {{name: any, url: 'http://pinned.test:{}/'}}\n",
             server.port()
         ),
     );
     let any_port = format!("pinned.test:{}", server.addr.ip());
-    let run = netvantage(&[
-        "http",
-        "-f",
-        "200ms",
-        "-r",
-        "200ms",
-        "--format",
-        "json",
-        "--resolve",
-        &any_port,
-        config.to_str().unwrap(),
-    ])
-    .await;
-    let record = &run.json()[0];
+    let run = http_json("200ms", "200ms", &["--resolve", &any_port], &config);
+    let record = &run.json_lines()[0];
     assert_eq!(record["outcome"], "up", "{record} {}", run.stderr);
     assert_eq!(run.code, 0);
 
@@ -904,22 +841,13 @@ async fn resolve_host_addr_pins_a_name_on_every_port_and_a_port_pin_only_its_por
     let this_port_elsewhere = format!("pinned.test:{}:127.0.0.1", server.port());
     let mut outcomes = Vec::new();
     for port_pin in [&other_port, &this_port_elsewhere] {
-        let run = netvantage(&[
-            "http",
-            "-f",
+        let run = http_json(
             "500ms",
-            "-r",
             "500ms",
-            "--format",
-            "json",
-            "--resolve",
-            &any_port,
-            "--resolve",
-            port_pin,
-            config.to_str().unwrap(),
-        ])
-        .await;
-        let record = run.json().remove(0);
+            &["--resolve", &any_port, "--resolve", port_pin],
+            &config,
+        );
+        let record = run.json_lines().remove(0);
         outcomes.push((record["outcome"].clone(), record["address"].clone()));
     }
     let server_address = format!("{}:{}", server.addr.ip(), server.port());

@@ -1,29 +1,184 @@
 //! The fleet pipeline end to end, against a real Kafka-protocol broker (tansu on PostgreSQL) and
 //! the machine's PostgreSQL: agent → Kafka → ingest → PostgreSQL, and the SQLite default.
 
-mod pipeline_support;
-
-use pipeline_support::*;
+use netvantage_testkit::*;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const INGEST_EXIT: Duration = Duration::from_secs(30);
 
+/// How long an agent given `--run-for` may take to flush its sinks and exit.
+const AGENT_EXIT: Duration = Duration::from_secs(60);
+
+/// `netvantage ARGS` in `dir` (where the SQLite default and relative `hosts_file`s live),
+/// logging at info: the tests read the summary lines.
+fn start(dir: &Path, args: &[&str]) -> Running {
+    nv().args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "info")
+        .spawn()
+}
+
+/// `netvantage agent --config CONFIG [--run-for RUN_FOR]` in `dir`.
+fn spawn_agent(dir: &Path, config: &Path, run_for: Option<&str>) -> Running {
+    let mut args = vec!["agent", "--config", config.to_str().unwrap()];
+    if let Some(run_for) = run_for {
+        args.extend(["--run-for", run_for]);
+    }
+    start(dir, &args)
+}
+
+/// Runs an agent for `run_for` and asserts it exited 0.
+fn run_agent(dir: &Path, config: &Path, run_for: &str) -> Running {
+    let mut agent = spawn_agent(dir, config, Some(run_for));
+    assert_eq!(agent.wait(AGENT_EXIT), 0, "{}", agent.stderr_text());
+    agent
+}
+
+/// Writes `yaml` as `DIR/agent.yaml` and returns its path.
+fn write_agent_config(dir: &Path, yaml: &str) -> PathBuf {
+    let config = dir.join("agent.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    config
+}
+
+/// An agent config: `targets` closed loopback ports (each check is a quick `refused`), every
+/// `interval`, to Kafka (and stdout, so the test knows every record produced).
+fn agent_config(
+    dir: &Path,
+    brokers: &str,
+    topic: &str,
+    targets: usize,
+    interval: &str,
+    memory_records: usize,
+) -> PathBuf {
+    let port = free_port(); // nothing listens there once the probe listener is dropped
+    let hosts: Vec<String> = (0..targets)
+        .map(|i| format!("\"127.0.{}.{}\"", 1 + i / 250, 1 + i % 250))
+        .collect();
+    let yaml = format!(
+        "agent: test-agent\nvantage: lab\ntcp:\n  - name: closed\n    port: {port}\n    interval: {interval}\n    timeout: 100ms\n    hosts: [{}]\nsinks:\n  stdout: true\n  kafka:\n    brokers: {brokers}\n    topic: {topic}\n    partitions: 6\n    memory_records: {memory_records}\n    spool_dir: {}\n    properties:\n      message.timeout.ms: 60000\n",
+        hosts.join(", "),
+        dir.join("spool").display()
+    );
+    let path = dir.join(format!("{}.yaml", unique_name("agent")));
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+/// A broker, a results database and an agent config for `targets` closed ports checked every
+/// `interval`, in a temporary directory of their own. Tests destructure it; the directory is
+/// the first binding, so it is dropped last.
+struct Pipeline {
+    dir: Scratch,
+    broker: Broker,
+    db: Database,
+    config: PathBuf,
+}
+
+impl Pipeline {
+    fn start(targets: usize, interval: &str, memory_records: usize) -> Pipeline {
+        let dir = Scratch::new();
+        let broker = Broker::start();
+        let db = Database::new("nv_test");
+        let config = agent_config(
+            dir.path(),
+            &broker.address(),
+            "results",
+            targets,
+            interval,
+            memory_records,
+        );
+        Pipeline {
+            dir,
+            broker,
+            db,
+            config,
+        }
+    }
+}
+
+/// `ingest` with a short session timeout, so a killed member's partitions move on quickly.
+fn ingest_args<'a>(broker: &'a str, db_url: &'a str, topic: &'a str) -> Vec<&'a str> {
+    vec![
+        "ingest",
+        "--kafka",
+        broker,
+        "--postgres",
+        db_url,
+        "--topic",
+        topic,
+        "--group",
+        "nv-test",
+        "--kafka-property",
+        "session.timeout.ms=6000",
+        "--kafka-property",
+        "heartbeat.interval.ms=500",
+        "--batch-wait",
+        "100ms",
+    ]
+}
+
+/// `ingest: N rows written, …` from an ingest's exit line.
+fn rows_written(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("ingest: "))
+        .filter_map(|l| l.split(" rows written").next()?.parse().ok())
+        .next_back()
+        .unwrap_or_else(|| panic!("no `ingest: N rows written` line in:\n{stderr}"))
+}
+
+/// The ids of the records the agent printed (its `stdout` sink).
+fn record_ids(agent: &Running) -> Vec<String> {
+    agent
+        .stdout_lines()
+        .iter()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("agent stdout is not NDJSON ({e}): {line}"));
+            v["id"].as_str().expect("record id").to_string()
+        })
+        .collect()
+}
+
+/// The ids of the rows in PostgreSQL's `results`.
+fn stored_ids(db: &Database) -> Vec<String> {
+    db.query("SELECT id FROM results")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn assert_same_ids(produced: &[String], stored: &[String]) {
+    let produced_set: HashSet<&String> = produced.iter().collect();
+    let stored_set: HashSet<&String> = stored.iter().collect();
+    assert_eq!(
+        produced_set.len(),
+        produced.len(),
+        "the agent produced a duplicate id"
+    );
+    assert_eq!(stored_set.len(), stored.len(), "a row is stored twice");
+    let missing = produced_set.difference(&stored_set).count();
+    let extra = stored_set.difference(&produced_set).count();
+    assert!(
+        missing == 0 && extra == 0,
+        "{missing} produced records missing from PostgreSQL, {extra} unexpected rows ({} produced, {} stored)",
+        produced.len(),
+        stored.len()
+    );
+}
+
 /// Waits until PostgreSQL holds `expected` rows, with a clear failure that shows both sides.
 fn wait_for_rows(db: &Database, expected: usize, limit: Duration, ingests: &[&Running]) {
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        let count = db.count();
-        if count >= expected {
-            return;
-        }
-        if std::time::Instant::now() > deadline {
-            let logs: Vec<String> = ingests.iter().map(|r| r.stderr_text()).collect();
-            panic!(
-                "{count} of {expected} rows after {limit:?}; ingest logs:\n{}",
-                logs.join("\n----\n")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
+    if !wait_until(limit, || db.count_rows("results") >= expected) {
+        let logs: Vec<String> = ingests.iter().map(|r| r.stderr_text()).collect();
+        panic!(
+            "{} of {expected} rows after {limit:?}; ingest logs:\n{}",
+            db.count_rows("results"),
+            logs.join("\n----\n")
+        );
     }
 }
 
@@ -37,13 +192,9 @@ fn every_produced_record_lands_exactly_once() {
     } = Pipeline::start(40, "500ms", 100_000);
     let mut agent = spawn_agent(dir.path(), &config, Some("4s"));
     let url = db.url();
-    let mut ingest = Running::spawn(
-        dir.path(),
-        "ingest",
-        &ingest_args(&broker.address(), &url, "results"),
-    );
+    let mut ingest = start(dir.path(), &ingest_args(&broker.address(), &url, "results"));
     assert_eq!(agent.wait(AGENT_EXIT), 0, "{}", agent.stderr_text());
-    let produced = agent.record_ids();
+    let produced = record_ids(&agent);
     assert!(
         produced.len() >= 200,
         "only {} records produced",
@@ -51,7 +202,7 @@ fn every_produced_record_lands_exactly_once() {
     );
     wait_for_rows(&db, produced.len(), Duration::from_secs(60), &[&ingest]);
     assert_eq!(ingest.terminate(INGEST_EXIT), 0, "{}", ingest.stderr_text());
-    assert_same_ids(&produced, &db.ids());
+    assert_same_ids(&produced, &stored_ids(&db));
     assert_eq!(rows_written(&ingest.stderr_text()), produced.len() as u64);
     assert!(
         agent
@@ -65,7 +216,7 @@ fn every_produced_record_lands_exactly_once() {
     assert_eq!(row, "test-agent|lab|tcp|down|refused");
 
     // `report` reads PostgreSQL as it reads SQLite: 8 refused rounds per target are "down".
-    let mut report = Running::spawn(dir.path(), "report", &["report", "--postgres", &url]);
+    let mut report = start(dir.path(), &["report", "--postgres", &url]);
     assert_eq!(
         report.wait(Duration::from_secs(30)),
         2,
@@ -82,30 +233,15 @@ fn every_produced_record_lands_exactly_once() {
     );
 }
 
-/// Serves `body` with status 200 to every request, on a loopback port, for `requests` requests.
-fn http_server(body: &'static str, requests: usize) -> u16 {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(requests) {
-            let Ok(mut stream) = stream else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf);
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    port
-}
-
 #[test]
 fn the_agent_runs_http_endpoints_with_the_http_entry_schema() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = http_server("{\"status\": \"ok\"}", 1000);
+    let dir = Scratch::new();
+    let body = "{\"status\": \"ok\"}";
+    let server = TestServer::start(&[
+        ("/health", vec![reply_body(200, body)]),
+        ("/", vec![reply_body(200, body)]),
+    ]);
+    let port = server.port();
     let config = write_agent_config(
         dir.path(),
         &format!(
@@ -154,27 +290,27 @@ fn ingest_killed_mid_stream_loses_and_duplicates_nothing() {
         config,
     } = Pipeline::start(100, "300ms", 100_000);
     let agent = run_agent(dir.path(), &config, "6s");
-    let produced = agent.record_ids();
+    let produced = record_ids(&agent);
     assert!(produced.len() >= 1000, "only {} records", produced.len());
 
     let (url, address) = (db.url(), broker.address());
     let mut args = ingest_args(&address, &url, "results");
     args.extend(["--batch", "100"]);
-    let mut first = Running::spawn(dir.path(), "ingest-1", &args);
+    let mut first = start(dir.path(), &args);
     wait_for_rows(&db, 200, Duration::from_secs(60), &[&first]);
     first.kill9();
     // A COMMIT the server had already received still completes after the client died.
     std::thread::sleep(Duration::from_millis(500));
-    let stored_at_kill = db.count();
+    let stored_at_kill = db.count_rows("results");
     assert!(
         stored_at_kill < produced.len(),
         "ingest finished ({stored_at_kill}) before it could be killed mid-stream"
     );
 
-    let mut second = Running::spawn(dir.path(), "ingest-2", &args);
+    let mut second = start(dir.path(), &args);
     wait_for_rows(&db, produced.len(), Duration::from_secs(90), &[&second]);
     assert_eq!(second.terminate(INGEST_EXIT), 0, "{}", second.stderr_text());
-    assert_same_ids(&produced, &db.ids());
+    assert_same_ids(&produced, &stored_ids(&db));
     // What the second process wrote is exactly what the first had not: nothing twice.
     assert_eq!(
         rows_written(&second.stderr_text()) as usize,
@@ -193,11 +329,7 @@ fn a_broker_down_for_ten_seconds_loses_nothing() {
     } = Pipeline::start(50, "250ms", 200);
     let mut agent = spawn_agent(dir.path(), &config, None);
     let url = db.url();
-    let mut ingest = Running::spawn(
-        dir.path(),
-        "ingest",
-        &ingest_args(&broker.address(), &url, "results"),
-    );
+    let mut ingest = start(dir.path(), &ingest_args(&broker.address(), &url, "results"));
     wait_for_rows(&db, 100, Duration::from_secs(60), &[&ingest]);
 
     broker.stop();
@@ -206,7 +338,7 @@ fn a_broker_down_for_ten_seconds_loses_nothing() {
     // The agent keeps checking through the outage and after it.
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(agent.terminate(AGENT_EXIT), 0, "{}", agent.stderr_text());
-    let produced = agent.record_ids();
+    let produced = record_ids(&agent);
     let agent_log = agent.stderr_text();
     let spooled: u64 = agent_log
         .split("; kafka: ")
@@ -224,7 +356,7 @@ fn a_broker_down_for_ten_seconds_loses_nothing() {
 
     wait_for_rows(&db, produced.len(), Duration::from_secs(120), &[&ingest]);
     assert_eq!(ingest.terminate(INGEST_EXIT), 0, "{}", ingest.stderr_text());
-    assert_same_ids(&produced, &db.ids());
+    assert_same_ids(&produced, &stored_ids(&db));
 }
 
 #[test]
@@ -241,14 +373,14 @@ fn two_ingests_in_one_group_share_six_partitions() {
     // is split from the start.
     let mut agent = spawn_agent(dir.path(), &config, Some("8s"));
     std::thread::sleep(Duration::from_secs(1));
-    let mut a = Running::spawn(dir.path(), "ingest-a", &args);
-    let mut b = Running::spawn(dir.path(), "ingest-b", &args);
+    let mut a = start(dir.path(), &args);
+    let mut b = start(dir.path(), &args);
     assert_eq!(agent.wait(AGENT_EXIT), 0, "{}", agent.stderr_text());
-    let produced = agent.record_ids();
+    let produced = record_ids(&agent);
     wait_for_rows(&db, produced.len(), Duration::from_secs(90), &[&a, &b]);
     assert_eq!(a.terminate(INGEST_EXIT), 0);
     assert_eq!(b.terminate(INGEST_EXIT), 0);
-    assert_same_ids(&produced, &db.ids());
+    assert_same_ids(&produced, &stored_ids(&db));
     let (wrote_a, wrote_b) = (
         rows_written(&a.stderr_text()),
         rows_written(&b.stderr_text()),
@@ -279,7 +411,7 @@ fn postgres_unavailable_ingest_holds_offsets_retries_and_catches_up() {
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let mut args = ingest_args(&address, &url, "results");
     args.extend(["--metrics-listen", &metrics_addr]);
-    let mut ingest = Running::spawn(dir.path(), "ingest", &args);
+    let mut ingest = start(dir.path(), &args);
     let mut agent = spawn_agent(dir.path(), &config, Some("12s"));
     wait_for_rows(&db, 100, Duration::from_secs(60), &[&ingest]);
 
@@ -300,7 +432,7 @@ fn postgres_unavailable_ingest_holds_offsets_retries_and_catches_up() {
     db.allow_connections();
 
     assert_eq!(agent.wait(AGENT_EXIT), 0, "{}", agent.stderr_text());
-    let produced = agent.record_ids();
+    let produced = record_ids(&agent);
     wait_for_rows(&db, produced.len(), Duration::from_secs(90), &[&ingest]);
     let after = scrape(&metrics_addr);
     assert!(
@@ -308,13 +440,13 @@ fn postgres_unavailable_ingest_holds_offsets_retries_and_catches_up() {
             > metric(&during, "netvantage_ingest_offset_commits_total")
     );
     assert_eq!(ingest.terminate(INGEST_EXIT), 0, "{}", ingest.stderr_text());
-    assert_same_ids(&produced, &db.ids());
+    assert_same_ids(&produced, &stored_ids(&db));
 }
 
 #[test]
 fn without_kafka_the_agent_writes_sqlite_and_report_reads_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = Scratch::new();
+    let listener = listen("127.0.0.1:0");
     let open = listener.local_addr().unwrap().port();
     let closed = free_port();
     std::fs::write(
@@ -336,7 +468,7 @@ fn without_kafka_the_agent_writes_sqlite_and_report_reads_it() {
         "the default sink is ./netvantage.db"
     );
 
-    let mut report = Running::spawn(dir.path(), "report", &["report"]);
+    let mut report = start(dir.path(), &["report"]);
     let code = report.wait(Duration::from_secs(30));
     let out = report.stdout_text();
     assert!(
@@ -351,7 +483,7 @@ fn without_kafka_the_agent_writes_sqlite_and_report_reads_it() {
     );
     assert_eq!(code, 2, "a target down from everywhere is critical");
 
-    let mut json = Running::spawn(dir.path(), "report-json", &["report", "--format", "json"]);
+    let mut json = start(dir.path(), &["report", "--format", "json"]);
     json.wait(Duration::from_secs(30));
     let verdicts: Vec<serde_json::Value> = json
         .stdout_text()
@@ -365,7 +497,7 @@ fn without_kafka_the_agent_writes_sqlite_and_report_reads_it() {
 
 #[test]
 fn a_bad_agent_config_names_the_line_and_exits_3() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Scratch::new();
     let config = write_agent_config(
         dir.path(),
         "vantage: lab\ntcp:\n  - port: 22\n    hosts: [127.0.0.1]\n    intervall: 5s\n",
@@ -382,7 +514,7 @@ fn a_bad_agent_config_names_the_line_and_exits_3() {
 #[test]
 fn an_agent_group_whose_timeout_is_not_below_its_interval_exits_3_naming_the_line() {
     // The rule `ports --timeout` obeys holds for agent groups too (issue 11/15).
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Scratch::new();
     let config = write_agent_config(
         dir.path(),
         "vantage: lab\ntcp:\n  - port: 22\n    hosts: [127.0.0.1]\n    interval: 10s\n    timeout: 30s\n",

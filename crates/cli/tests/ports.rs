@@ -2,14 +2,9 @@
 //! a simulated fleet (up, refused, blackholed, flapping hosts and a DNS server) inside a network
 //! namespace each test creates.
 
-mod support;
-
+use netvantage_testkit::*;
 use serde_json::Value;
-use std::io::{BufRead as _, BufReader};
-use std::net::TcpListener;
-use std::process::Command;
 use std::time::Duration;
-use support::*;
 
 const FAST: &[&str] = &["--interval", "300ms", "--timeout", "150ms"];
 
@@ -37,9 +32,7 @@ fn standard_fleet(ns: &Netns) -> Fleet {
 }
 
 fn ports_in(ns: &Netns, args: &[&str], input: &str) -> Run {
-    let mut command = ns.command(netvantage());
-    command.arg("ports").args(args);
-    run_with_input(command, input.as_bytes(), Duration::from_secs(60))
+    nv().arg("ports").args(args).stdin(input).in_netns(ns).run()
 }
 
 const FLEET_INPUT: &str =
@@ -274,19 +267,18 @@ fn icmp_unreachable_is_its_own_reason() {
 
 #[test]
 fn rate_cap_paces_a_single_sweep() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = listen("127.0.0.1:0");
     let port = listener.local_addr().unwrap().port().to_string();
     let input: String = (1..=10)
         .map(|i| format!("127.0.0.1:{port}\n127.0.3.{i}:{port}\n"))
         .collect();
-    let started = std::time::Instant::now();
-    let run = netvantage_run(
-        &[
+    let run = nv()
+        .args([
             "ports", &port, "--rounds", "1", "--rate", "40", "--format", "json",
-        ],
-        &input,
-    );
-    let elapsed = started.elapsed();
+        ])
+        .stdin(input)
+        .run();
+    let elapsed = run.elapsed;
     assert_eq!(run.json_lines().len(), 11, "{}", run.stdout);
     // 11 connects at 40/s: the last one starts 250 ms after the first.
     assert!(
@@ -303,10 +295,7 @@ fn thousands_of_blackholed_hosts_never_run_out_of_file_descriptors() {
         .map(|i| format!("127.1.{}.{}\n", i / 250, i % 250 + 1))
         .collect();
     // Start with a soft limit of 256: netvantage must raise it (or queue) rather than fail.
-    let mut command = ns.command("prlimit");
-    command
-        .args(["--nofile=256:20000", "--"])
-        .arg(netvantage())
+    let run = nv()
         .args([
             "ports",
             "80",
@@ -318,8 +307,12 @@ fn thousands_of_blackholed_hosts_never_run_out_of_file_descriptors() {
             "1",
             "--format",
             "json",
-        ]);
-    let run = run_with_input(command, input.as_bytes(), Duration::from_secs(60));
+        ])
+        .stdin(input)
+        .wrap(["prlimit", "--nofile=256:20000", "--"])
+        .in_netns(&ns)
+        .timeout(Duration::from_secs(60))
+        .run();
     let hosts = run.json_lines();
     assert_eq!(hosts.len(), 3000);
     let timeouts = hosts
@@ -336,7 +329,7 @@ fn thousands_of_blackholed_hosts_never_run_out_of_file_descriptors() {
 
 #[test]
 fn bad_lines_are_reported_by_number_and_the_good_ones_still_checked() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = listen("127.0.0.1:0");
     let port = listener.local_addr().unwrap().port().to_string();
     let long_name = format!("{}.example", "a".repeat(250));
     let mut input = format!(
@@ -344,20 +337,22 @@ fn bad_lines_are_reported_by_number_and_the_good_ones_still_checked() {
     )
     .into_bytes();
     input.extend_from_slice(b"caf\xe9.example\n");
-    let mut command = Command::new(netvantage());
-    command.args([
-        "ports",
-        &port,
-        "--rounds",
-        "2",
-        "--interval",
-        "100ms",
-        "--timeout",
-        "50ms",
-        "--down-after",
-        "2",
-    ]);
-    let run = run_with_input(command, &input, Duration::from_secs(30));
+    let run = nv()
+        .args([
+            "ports",
+            &port,
+            "--rounds",
+            "2",
+            "--interval",
+            "100ms",
+            "--timeout",
+            "50ms",
+            "--down-after",
+            "2",
+        ])
+        .stdin(input)
+        .timeout(Duration::from_secs(30))
+        .run();
     assert_eq!(
         run.stderr
             .lines()
@@ -379,11 +374,11 @@ fn bad_lines_are_reported_by_number_and_the_good_ones_still_checked() {
 
 #[test]
 fn input_file_errors_name_the_file() {
-    let dir = std::env::temp_dir().join(format!("nv-ports-input-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("hosts.txt");
-    std::fs::write(&file, "nope nope\n").unwrap();
-    let run = netvantage_run(&["ports", "80", "--input", file.to_str().unwrap()], "");
+    let dir = Scratch::new();
+    let file = dir.write("hosts.txt", "nope nope\n");
+    let run = nv()
+        .args(["ports", "80", "--input", file.to_str().unwrap()])
+        .run();
     assert!(
         run.stderr
             .contains(&format!("{}:1: invalid host \"nope nope\"", file.display())),
@@ -392,24 +387,22 @@ fn input_file_errors_name_the_file() {
     );
     assert!(run.stderr.contains("no valid host"), "{}", run.stderr);
     assert_eq!(run.code, 3);
-    let missing = netvantage_run(
-        &[
+    let missing = nv()
+        .args([
             "ports",
             "80",
             "--input",
             dir.join("missing.txt").to_str().unwrap(),
-        ],
-        "",
-    );
+        ])
+        .run();
     assert_eq!(missing.code, 3);
     assert!(missing.stderr.contains("cannot read"), "{}", missing.stderr);
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn usage_errors_exit_3_with_a_clear_message() {
     for port in ["0", "65536", "abc", "-1"] {
-        let run = netvantage_run(&["ports", "--", port], "127.0.0.1\n");
+        let run = nv().args(["ports", "--", port]).stdin("127.0.0.1\n").run();
         assert_eq!(run.code, 3, "port {port}: {}", run.stderr);
         assert!(run.stderr.contains("port"), "port {port}: {}", run.stderr);
     }
@@ -441,7 +434,7 @@ fn usage_errors_exit_3_with_a_clear_message() {
         } else {
             "127.0.0.1\n"
         };
-        let run = netvantage_run(args, input);
+        let run = nv().args(*args).stdin(input).run();
         assert_eq!(run.code, 3, "{args:?}: {}", run.stderr);
         assert!(run.stderr.contains(expected), "{args:?}: {}", run.stderr);
         assert_eq!(run.stdout, "", "{args:?}");
@@ -450,7 +443,7 @@ fn usage_errors_exit_3_with_a_clear_message() {
 
 #[test]
 fn help_has_an_example() {
-    let run = netvantage_run(&["ports", "--help"], "");
+    let run = nv().args(["ports", "--help"]).run();
     assert_eq!(run.code, 0);
     assert!(
         run.stdout.contains("netvantage ports 443 < hosts.txt"),
@@ -461,12 +454,12 @@ fn help_has_an_example() {
 
 #[test]
 fn resolve_pins_and_ipv6_forms_work_without_dns() {
-    let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
+    let v4 = listen("127.0.0.1:0");
     let port = v4.local_addr().unwrap().port();
-    let v6 = TcpListener::bind(("::1", port)).unwrap();
+    let v6 = listen(&format!("[::1]:{port}"));
     let input = format!("pinned.invalid\n[::1]:{port}\n::1\n");
-    let run = netvantage_run(
-        &[
+    let run = nv()
+        .args([
             "ports",
             &port.to_string(),
             "--rounds",
@@ -475,9 +468,9 @@ fn resolve_pins_and_ipv6_forms_work_without_dns() {
             &format!("pinned.invalid:{port}:127.0.0.1"),
             "--format",
             "json",
-        ],
-        &input,
-    );
+        ])
+        .stdin(input)
+        .run();
     let hosts = run.json_lines();
     assert_eq!(
         hosts.len(),
@@ -495,25 +488,15 @@ fn resolve_pins_and_ipv6_forms_work_without_dns() {
     drop((v4, v6));
 }
 
-fn signal(child: &std::process::Child, sig: &str) {
-    let status = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 #[test]
 fn watch_prints_state_changes_and_sigterm_prints_verdicts_so_far() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = listen("127.0.0.1:0");
     let up_port = listener.local_addr().unwrap().port();
-    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed_port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let closed_port = free_port();
     let input = format!("127.0.0.1\n127.0.0.1:{closed_port}\n");
     let up = up_port.to_string();
-    let mut child = spawn_netvantage(
-        &[
+    let mut child = nv()
+        .args([
             "ports",
             &up,
             "--watch",
@@ -521,32 +504,32 @@ fn watch_prints_state_changes_and_sigterm_prints_verdicts_so_far() {
             "100ms",
             "--timeout",
             "50ms",
-        ],
-        &input,
+        ])
+        .stdin(input)
+        .spawn();
+    child.wait_for(
+        Duration::from_secs(10),
+        "the first state change",
+        |out, _| !out.is_empty(),
     );
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
+    let line = child.stdout_lines()[0].clone();
     // The closed port refused its very first check and nothing ever answered: it is down from
     // that first round (never "reporting ok"), and the first line says so, with a time.
-    let expected_tail = format!(" 127.0.0.1:{closed_port}: unknown -> down (refused)\n");
+    let expected_tail = format!(" 127.0.0.1:{closed_port}: unknown -> down (refused)");
     assert!(line.ends_with(&expected_tail), "{line:?}");
     assert!(
         line.starts_with("20") && line.as_bytes()[10] == b'T' && line.contains("Z 127.0.0.1"),
         "{line:?}"
     );
-    signal(&child, "-TERM");
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
-    let output = wait_bounded(child, Duration::from_secs(10));
+    let code = child.terminate(Duration::from_secs(10));
     assert_eq!(
-        rest.lines().collect::<Vec<_>>(),
+        child.stdout_lines()[1..],
         [
             "127.0.0.1 is reporting ok".to_string(),
             format!("127.0.0.1:{closed_port} is down")
         ]
     );
-    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(code, 2);
     drop(listener);
 }
 
@@ -554,17 +537,15 @@ fn watch_prints_state_changes_and_sigterm_prints_verdicts_so_far() {
 fn one_sweep_of_a_closed_port_is_down_not_ok() {
     // Issue 15: `--rounds 1` (the README's one-sweep example) once printed `reporting ok` and
     // exited 0 for a host that failed its only check.
-    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed_port = closed.local_addr().unwrap().port().to_string();
-    drop(closed);
-    let run = netvantage_run(
-        &["ports", &closed_port, "--rounds", "1", "--timeout", "500ms"],
-        "127.0.0.1\n",
-    );
+    let closed_port = free_port().to_string();
+    let run = nv()
+        .args(["ports", &closed_port, "--rounds", "1", "--timeout", "500ms"])
+        .stdin("127.0.0.1\n")
+        .run();
     assert_eq!(run.lines(), ["127.0.0.1 is down"], "{}", run.stderr);
     assert_eq!(run.code, 2);
-    let json = netvantage_run(
-        &[
+    let json = nv()
+        .args([
             "ports",
             &closed_port,
             "--rounds",
@@ -573,9 +554,9 @@ fn one_sweep_of_a_closed_port_is_down_not_ok() {
             "500ms",
             "--format",
             "json",
-        ],
-        "127.0.0.1\n",
-    );
+        ])
+        .stdin("127.0.0.1\n")
+        .run();
     let host = &json.json_lines()[0];
     assert_eq!(host["verdict"], "down");
     assert_eq!(
@@ -587,10 +568,10 @@ fn one_sweep_of_a_closed_port_is_down_not_ok() {
 
 #[test]
 fn sigint_in_a_finite_run_prints_what_was_observed() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = listen("127.0.0.1:0");
     let port = listener.local_addr().unwrap().port().to_string();
-    let child = spawn_netvantage(
-        &[
+    let mut child = nv()
+        .args([
             "ports",
             &port,
             "--rounds",
@@ -599,16 +580,12 @@ fn sigint_in_a_finite_run_prints_what_was_observed() {
             "100ms",
             "--timeout",
             "50ms",
-        ],
-        "127.0.0.1\n",
-    );
+        ])
+        .stdin("127.0.0.1\n")
+        .spawn();
     std::thread::sleep(Duration::from_millis(700));
-    signal(&child, "-INT");
-    let output = wait_bounded(child, Duration::from_secs(10));
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout),
-        "127.0.0.1 is reporting ok\n"
-    );
-    assert_eq!(output.status.code(), Some(0));
+    let code = child.interrupt(Duration::from_secs(10));
+    assert_eq!(child.stdout_text(), "127.0.0.1 is reporting ok\n");
+    assert_eq!(code, 0);
     drop(listener);
 }

@@ -1,9 +1,10 @@
-//! Fixtures for the `netvantage http` end-to-end tests: a real HTTP(S) server on loopback with
-//! per-path status, latency and body (changing from one request to the next, so a test can
-//! script cycle 1 and cycle 2), which records what it received; and a helper that runs the
-//! real binary. Only 127.0.0.0/8 is ever used.
-
-#![allow(dead_code)] // each test file uses a different subset
+//! A real HTTP(S) server on loopback for the HTTP probe's tests: per-path status, latency and
+//! body, changing from one request to the next (so a test can script cycle 1 and cycle 2), and
+//! a record of every request it received. Only 127.0.0.0/8 is ever used.
+//!
+//! The server runs on a tokio runtime of its own, so it serves whether the test is a plain
+//! `#[test]` that blocks on the binary or an async one; the runtime stops when the server is
+//! dropped.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -13,10 +14,9 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_rustls::rustls;
 
@@ -28,6 +28,7 @@ pub struct Reply {
     pub body: String,
 }
 
+/// `status` with an empty body, after `delay_ms`.
 pub fn reply(status: u16, delay_ms: u64) -> Reply {
     Reply {
         status,
@@ -36,6 +37,7 @@ pub fn reply(status: u16, delay_ms: u64) -> Reply {
     }
 }
 
+/// `status` with `body`, at once.
 pub fn reply_body(status: u16, body: &str) -> Reply {
     Reply {
         status,
@@ -56,7 +58,8 @@ pub struct Seen {
     pub path: String,
     pub headers: http::HeaderMap,
     pub body: String,
-    pub at: std::time::Instant,
+    /// When its body had arrived.
+    pub at: Instant,
 }
 
 #[derive(Default)]
@@ -71,18 +74,22 @@ struct State {
 pub struct TestServer {
     pub addr: SocketAddr,
     state: Arc<State>,
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl TestServer {
-    pub async fn start(routes: &[(&str, Vec<Reply>)]) -> TestServer {
-        Self::start_on("127.0.0.1:0".parse().unwrap(), routes, None).await
+    /// Plain HTTP on a free port of 127.0.0.1.
+    pub fn start(routes: &[(&str, Vec<Reply>)]) -> TestServer {
+        Self::start_on(loopback_any_port(), routes, None)
     }
 
-    pub async fn start_tls(routes: &[(&str, Vec<Reply>)], cert: &TestCert) -> TestServer {
-        Self::start_on("127.0.0.1:0".parse().unwrap(), routes, Some(cert)).await
+    /// HTTPS with `cert` on a free port of 127.0.0.1.
+    pub fn start_tls(routes: &[(&str, Vec<Reply>)], cert: &TestCert) -> TestServer {
+        Self::start_on(loopback_any_port(), routes, Some(cert))
     }
 
-    pub async fn start_on(
+    /// On a given loopback address (HTTPS when `cert` is given); paths without a route get 404.
+    pub fn start_on(
         addr: SocketAddr,
         routes: &[(&str, Vec<Reply>)],
         cert: Option<&TestCert>,
@@ -98,13 +105,22 @@ impl TestServer {
                 .collect(),
             ..State::default()
         });
-        let listener = TcpListener::bind(addr).await.unwrap_or_else(|e| {
+        let listener = std::net::TcpListener::bind(addr).unwrap_or_else(|e| {
             panic!("bind test server on {addr} (ports below 1024 need root): {e}")
         });
-        let addr = listener.local_addr().unwrap();
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking listener");
+        let addr = listener.local_addr().expect("a bound listener's address");
         let acceptor = cert.map(|c| tokio_rustls::TlsAcceptor::from(c.server_config()));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime for the test server");
         let st = Arc::clone(&state);
-        tokio::spawn(async move {
+        runtime.spawn(async move {
+            let listener = TcpListener::from_std(listener).expect("a tokio listener");
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
@@ -131,24 +147,43 @@ impl TestServer {
                 });
             }
         });
-        TestServer { addr, state }
+        TestServer {
+            addr,
+            state,
+            runtime: Some(runtime),
+        }
     }
 
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
 
+    /// Every request so far, in arrival order.
     pub fn seen(&self) -> Vec<Seen> {
-        self.state.seen.lock().unwrap().clone()
+        self.state.seen.lock().expect("seen lock").clone()
     }
 
     pub fn seen_on(&self, path: &str) -> Vec<Seen> {
         self.seen().into_iter().filter(|s| s.path == path).collect()
     }
 
+    /// TCP connections accepted so far.
     pub fn connections(&self) -> usize {
         self.state.connections.load(Ordering::SeqCst)
     }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // Without waiting: a hung reply sleeps for minutes.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+fn loopback_any_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
 async fn handle(
@@ -159,8 +194,8 @@ async fn handle(
     let path = req.uri().path().to_string();
     let headers = req.headers().clone();
     let body = req.into_body().collect().await?.to_bytes();
-    let at = std::time::Instant::now();
-    state.seen.lock().unwrap().push(Seen {
+    let at = Instant::now();
+    state.seen.lock().expect("seen lock").push(Seen {
         method,
         path: path.clone(),
         headers,
@@ -168,7 +203,7 @@ async fn handle(
         at,
     });
     let reply = {
-        let mut served = state.served.lock().unwrap();
+        let mut served = state.served.lock().expect("served lock");
         let n = served.entry(path.clone()).or_default();
         let reply = state
             .routes
@@ -184,7 +219,8 @@ async fn handle(
     });
     tokio::time::sleep(reply.delay).await;
     let mut response = Response::new(Full::new(Bytes::from(reply.body)));
-    *response.status_mut() = http::StatusCode::from_u16(reply.status).unwrap();
+    *response.status_mut() =
+        http::StatusCode::from_u16(reply.status).expect("a test reply's status is valid");
     Ok(response)
 }
 
@@ -198,7 +234,8 @@ pub struct TestCert {
 impl TestCert {
     pub fn new(names: &[&str]) -> TestCert {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        let certified = rcgen::generate_simple_self_signed(names).unwrap();
+        let certified =
+            rcgen::generate_simple_self_signed(names).expect("a self-signed test certificate");
         TestCert {
             cert_pem: certified.cert.pem(),
             cert_der: certified.cert.der().to_vec(),
@@ -212,71 +249,15 @@ impl TestCert {
         let key = rustls::pki_types::PrivateKeyDer::Pkcs8(self.key_der.clone().into());
         let config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .unwrap()
+            .expect("ring supports the default protocol versions")
             .with_no_client_auth()
             .with_single_cert(vec![cert], key)
-            .unwrap();
+            .expect("the test certificate and key match");
         Arc::new(config)
     }
 }
 
-/// A file under the test's temporary directory with the given contents.
-pub fn write_file(name: &str, contents: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("http-tests");
-    std::fs::create_dir_all(&dir).unwrap();
-    // Tests run in parallel: make every file name unique.
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let path = dir.join(format!(
-        "{}-{}-{name}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::write(&path, contents).unwrap();
-    path
-}
-
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-    pub elapsed: Duration,
-}
-
-impl Run {
-    pub fn lines(&self) -> Vec<&str> {
-        self.stdout.lines().collect()
-    }
-
-    pub fn json(&self) -> Vec<serde_json::Value> {
-        self.stdout
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("NDJSON line"))
-            .collect()
-    }
-}
-
-pub fn command(args: &[&str]) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_netvantage"));
-    cmd.args(args).env_remove("RUST_LOG").kill_on_drop(true);
-    cmd
-}
-
-/// Runs `netvantage ARGS` to completion (bounded: killed after 30 s).
-pub async fn netvantage(args: &[&str]) -> Run {
-    let started = std::time::Instant::now();
-    let output = tokio::time::timeout(Duration::from_secs(30), command(args).output())
-        .await
-        .expect("netvantage did not finish within 30 s")
-        .expect("run netvantage");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8(output.stdout).unwrap(),
-        stderr: String::from_utf8(output.stderr).unwrap(),
-        elapsed: started.elapsed(),
-    }
-}
-
-/// `HOST:PORT:127.0.0.1` for `--resolve`.
+/// `HOST:PORT:ADDR` for `--resolve`, pinning `host` to the server.
 pub fn pin(host: &str, server: &TestServer) -> String {
     format!("{host}:{}:{}", server.port(), server.addr.ip())
 }
@@ -284,10 +265,10 @@ pub fn pin(host: &str, server: &TestServer) -> String {
 /// A loopback address of its own (127.a.b.c), so a test can bind a fixed port such as 443
 /// without colliding with other tests.
 pub fn private_loopback() -> IpAddr {
-    let n = std::process::id() as u64
+    let n = u64::from(std::process::id())
         ^ (std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
+            .expect("the clock is after 1970")
             .as_nanos() as u64);
     IpAddr::from([
         127,
