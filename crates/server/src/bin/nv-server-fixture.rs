@@ -1,0 +1,184 @@
+//! `nv-server-fixture`: the server as the tests run it in a child process (never shipped).
+//!
+//! A child process lets a test give the server a small open-file limit (`--nofile`) and read
+//! its CPU time and log lines from outside. It serves a registry with one metric of each kind,
+//! `/slow` (an application path that answers after `--slow-ms`), and prints
+//! `listening http://ADDR` on stdout once bound. SIGTERM or SIGINT shut it down gracefully and
+//! it prints `stopped: N connections, M accept errors`.
+
+use futures::future::BoxFuture;
+use netvantage_server::{Handler, Limits, Request, Response, ServerBuilder, text};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+struct Options {
+    listen: SocketAddr,
+    nofile: Option<u64>,
+    limits: Limits,
+    slow: Duration,
+}
+
+fn usage(message: &str) -> ExitCode {
+    eprintln!(
+        "nv-server-fixture: {message}\nusage: nv-server-fixture [--listen ADDR] [--nofile N] \
+         [--max-connections N] [--header-timeout-ms N] [--request-timeout-ms N] [--slow-ms N]"
+    );
+    ExitCode::from(3)
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut options = Options {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        nofile: None,
+        limits: Limits::default(),
+        slow: Duration::from_millis(0),
+    };
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let number = || {
+            value
+                .parse::<u64>()
+                .map_err(|e| format!("{flag} {value:?}: {e}"))
+        };
+        match flag.as_str() {
+            "--listen" => {
+                options.listen = value
+                    .parse()
+                    .map_err(|e| format!("--listen {value:?}: {e}"))?
+            }
+            "--nofile" => options.nofile = Some(number()?),
+            "--max-connections" => options.limits.max_connections = number()? as usize,
+            "--header-timeout-ms" => {
+                options.limits.header_read_timeout = Duration::from_millis(number()?)
+            }
+            "--request-timeout-ms" => {
+                options.limits.request_timeout = Duration::from_millis(number()?)
+            }
+            "--slow-ms" => options.slow = Duration::from_millis(number()?),
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    Ok(options)
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+fn registry() -> Registry {
+    let mut registry = Registry::default();
+    let checks = Family::<KindLabel, Counter>::default();
+    checks.get_or_create(&KindLabel { kind: "tcp" }).inc_by(3);
+    checks.get_or_create(&KindLabel { kind: "http" }).inc();
+    registry.register("nv_fixture_checks", "Checks run, by kind", checks);
+    let targets = Gauge::<i64>::default();
+    targets.set(4);
+    registry.register("nv_fixture_targets", "Targets configured", targets);
+    let latency = Histogram::new(exponential_buckets(0.001, 2.0, 8));
+    latency.observe(0.003);
+    registry.register("nv_fixture_latency_seconds", "Check latency", latency);
+    registry
+}
+
+struct Slow(Duration);
+
+impl Handler for Slow {
+    fn handle<'a>(&'a self, request: Request<'a>) -> BoxFuture<'a, Option<Response>> {
+        Box::pin(async move {
+            if request.path != "/slow" {
+                return None;
+            }
+            tokio::time::sleep(self.0).await;
+            Some(text(hyper::StatusCode::OK, "slow answer\n"))
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let options = match parse(&args) {
+        Ok(options) => options,
+        Err(message) => return usage(&message),
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    // Before the runtime exists, so its own descriptors count against the limit too.
+    if let Some(nofile) = options.nofile
+        && let Err(err) = rlimit::setrlimit(rlimit::Resource::NOFILE, nofile, nofile)
+    {
+        eprintln!("nv-server-fixture: cannot set RLIMIT_NOFILE to {nofile}: {err}");
+        return ExitCode::from(4);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("nv-server-fixture: cannot start the runtime: {err}");
+            return ExitCode::from(4);
+        }
+    };
+    runtime.block_on(run(options))
+}
+
+async fn run(options: Options) -> ExitCode {
+    let shutdown = CancellationToken::new();
+    let server = ServerBuilder::new()
+        .listen(options.listen)
+        .limits(options.limits)
+        .metrics(Arc::new(registry()))
+        .app(Arc::new(Slow(options.slow)))
+        .start(shutdown.clone())
+        .await;
+    let server = match server {
+        Ok(server) => server,
+        Err(err) => {
+            eprintln!("nv-server-fixture: {err}");
+            return ExitCode::from(3);
+        }
+    };
+    println!("listening http://{}", server.local_addr());
+    let _ = std::io::stdout().flush();
+    let signals = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => std::future::pending().await,
+        }
+    };
+    signals.await;
+    shutdown.cancel();
+    let summary = server.stopped().await;
+    println!(
+        "stopped: {} connections, {} accept errors",
+        summary.connections, summary.accept_errors
+    );
+    ExitCode::SUCCESS
+}
