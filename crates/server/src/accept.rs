@@ -75,14 +75,17 @@ pub struct AcceptBackoff {
     next: Duration,
     /// Failures in the current episode.
     failures: u64,
-    last_failure: Option<Instant>,
+    /// The first success after the episode's latest failure.
+    healthy_since: Option<Instant>,
     last_logged: Option<Instant>,
 }
 
 /// While an episode lasts, at least one line this often, so a long outage stays visible.
 const LOG_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
 
-/// An episode ends with the first success this long after its last failure.
+/// An episode ends with a success this long after the first success that followed its last
+/// failure (measured from a success, not from the failure: after a failure the loop sleeps, and
+/// a sleep is no evidence of health).
 pub const EPISODE_QUIET: Duration = Duration::from_secs(1);
 
 impl Default for AcceptBackoff {
@@ -100,7 +103,7 @@ impl AcceptBackoff {
             max: max.max(min),
             next: min,
             failures: 0,
-            last_failure: None,
+            healthy_since: None,
             last_logged: None,
         }
     }
@@ -113,7 +116,7 @@ impl AcceptBackoff {
     /// One `accept` failed at `now`.
     pub fn on_error(&mut self, kind: AcceptErrorKind, now: Instant) -> AcceptDecision {
         self.failures += 1;
-        self.last_failure = Some(now);
+        self.healthy_since = None;
         let wait = match kind {
             AcceptErrorKind::ConnectionGone => Duration::ZERO,
             AcceptErrorKind::Exhausted | AcceptErrorKind::Unexpected => {
@@ -136,17 +139,20 @@ impl AcceptBackoff {
     }
 
     /// One `accept` succeeded at `now`: the wait resets. Returns `Some(failures)` when this
-    /// success ends an episode (it comes [`EPISODE_QUIET`] after the last failure), so the
-    /// caller can say the listener recovered.
+    /// success ends an episode ([`EPISODE_QUIET`] of successes only), so the caller can say the
+    /// listener recovered.
     pub fn on_success(&mut self, now: Instant) -> Option<u64> {
         self.next = self.min;
-        let last = self.last_failure?;
-        if now.saturating_duration_since(last) < EPISODE_QUIET {
+        if self.failures == 0 {
+            return None;
+        }
+        let since = *self.healthy_since.get_or_insert(now);
+        if now.saturating_duration_since(since) < EPISODE_QUIET {
             return None;
         }
         let ended = self.failures;
         self.failures = 0;
-        self.last_failure = None;
+        self.healthy_since = None;
         self.last_logged = None;
         Some(ended)
     }
@@ -210,7 +216,10 @@ mod tests {
         let next = backoff.on_error(AcceptErrorKind::Exhausted, now);
         assert_eq!(next.wait, Duration::from_millis(1), "the wait resets");
         assert_eq!(next.log_failures, None, "the 6th failure of the episode");
+        // A second after the failure, but the first success since: not yet.
         let later = now + EPISODE_QUIET;
+        assert_eq!(backoff.on_success(later), None);
+        let later = later + EPISODE_QUIET;
         assert_eq!(backoff.on_success(later), Some(6));
         assert_eq!(backoff.on_success(later), None);
         let fresh = backoff.on_error(AcceptErrorKind::Exhausted, later);

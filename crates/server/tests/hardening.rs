@@ -297,8 +297,10 @@ async fn at_the_open_file_limit_the_server_neither_spins_nor_floods_the_log_and_
     for _ in 0..150 {
         idle.push(TcpStream::connect(addr).await.expect("connect"));
     }
+    // The 8th failure comes about 130 ms into the episode, when the wait has grown to 128 ms;
+    // from there the wait is long and lines are rare.
     let at_limit = wait_for(Duration::from_secs(5), || async {
-        fixture.log().contains("accept failed")
+        fixture.log().contains("failures=8 ")
     })
     .await;
     assert!(
@@ -317,7 +319,7 @@ async fn at_the_open_file_limit_the_server_neither_spins_nor_floods_the_log_and_
         "the server used {cpu:?} of CPU in one second at the open-file limit (spinning)"
     );
     assert!(
-        lines_in_second <= 2,
+        lines_in_second <= 1,
         "{lines_in_second} log lines in one second at the limit:\n{log}"
     );
     let accept_lines = log.lines().filter(|l| l.contains("accept failed")).count();
