@@ -89,3 +89,25 @@ pub fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -
 pub fn text(status: StatusCode, body: impl Into<String>) -> Response {
     respond(status, "text/plain; charset=utf-8", body.into())
 }
+
+/// An RFC 9457 `application/problem+json` answer; `parameter` names a bad query parameter.
+pub fn problem(status: StatusCode, detail: &str, parameter: Option<&str>) -> Response {
+    let mut body = serde_json::json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    if let Some(parameter) = parameter {
+        body["parameter"] = serde_json::json!(parameter);
+    }
+    let mut response = respond(
+        status,
+        "application/problem+json",
+        serde_json::to_vec(&body).unwrap_or_default(),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}

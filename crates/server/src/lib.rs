@@ -23,13 +23,16 @@
 //! ```
 
 pub mod accept;
+pub mod auth;
 pub mod handler;
 pub mod metrics;
 pub mod server;
 mod stall;
+pub mod status;
 
+pub use auth::{AuthError, ReadOnlyAuth};
 pub use handler::{
-    Authorize, Handler, MetricsCollector, ReadinessCheck, Request, Response, respond, text,
+    Authorize, Handler, MetricsCollector, ReadinessCheck, Request, Response, problem, respond, text,
 };
 pub use metrics::{Exposition, openmetrics_to_text, render_openmetrics};
 pub use server::{

@@ -5,9 +5,15 @@
 //! `/slow` (an application path that answers after `--slow-ms`), and prints
 //! `listening http://ADDR` on stdout once bound. SIGTERM or SIGINT shut it down gracefully and
 //! it prints `stopped: N connections, M accept errors`.
+//!
+//! With `--status-demo N` it serves the status page over [`MemorySource::demo`] instead: N
+//! targets as of `--now UNIX_MS` (default: the start), under `--base-path`, behind
+//! `--auth-file` or `--auth-env` credentials when given.
 
 use futures::future::BoxFuture;
-use netvantage_server::{Handler, Limits, Request, Response, ServerBuilder, text};
+use netvantage_core::clock::{ManualClock, unix_ms_now};
+use netvantage_server::status::{self, MemorySource, UnixMs};
+use netvantage_server::{Handler, Limits, ReadOnlyAuth, Request, Response, ServerBuilder, text};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -26,12 +32,18 @@ struct Options {
     nofile: Option<u64>,
     limits: Limits,
     slow: Duration,
+    status_demo: Option<usize>,
+    now: Option<i64>,
+    base_path: String,
+    auth_file: Option<std::path::PathBuf>,
+    auth_env: Option<String>,
 }
 
 fn usage(message: &str) -> ExitCode {
     eprintln!(
         "nv-server-fixture: {message}\nusage: nv-server-fixture [--listen ADDR] [--nofile N] \
-         [--max-connections N] [--header-timeout-ms N] [--request-timeout-ms N] [--slow-ms N]"
+         [--max-connections N] [--header-timeout-ms N] [--request-timeout-ms N] [--slow-ms N] \
+         [--status-demo N] [--now UNIX_MS] [--base-path PATH] [--auth-file F] [--auth-env VAR]"
     );
     ExitCode::from(3)
 }
@@ -42,6 +54,11 @@ fn parse(args: &[String]) -> Result<Options, String> {
         nofile: None,
         limits: Limits::default(),
         slow: Duration::from_millis(0),
+        status_demo: None,
+        now: None,
+        base_path: String::new(),
+        auth_file: None,
+        auth_env: None,
     };
     let mut args = args.iter();
     while let Some(flag) = args.next() {
@@ -66,6 +83,11 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 options.limits.request_timeout = Duration::from_millis(number()?)
             }
             "--slow-ms" => options.slow = Duration::from_millis(number()?),
+            "--status-demo" => options.status_demo = Some(number()? as usize),
+            "--now" => options.now = Some(number()? as i64),
+            "--base-path" => options.base_path = value.clone(),
+            "--auth-file" => options.auth_file = Some(value.into()),
+            "--auth-env" => options.auth_env = Some(value.clone()),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -142,13 +164,34 @@ fn main() -> ExitCode {
 
 async fn run(options: Options) -> ExitCode {
     let shutdown = CancellationToken::new();
-    let server = ServerBuilder::new()
+    let mut builder = ServerBuilder::new()
         .listen(options.listen)
         .limits(options.limits)
-        .metrics(Arc::new(registry()))
-        .app(Arc::new(Slow(options.slow)))
-        .start(shutdown.clone())
-        .await;
+        .base_path(options.base_path.clone());
+    let auth = match (&options.auth_file, &options.auth_env) {
+        (Some(path), _) => Some(ReadOnlyAuth::from_file(path)),
+        (None, Some(var)) => Some(ReadOnlyAuth::from_env(var)),
+        (None, None) => None,
+    };
+    match auth {
+        Some(Ok(auth)) => builder = builder.auth(Arc::new(auth)),
+        Some(Err(err)) => {
+            eprintln!("nv-server-fixture: {err}");
+            return ExitCode::from(3);
+        }
+        None => {}
+    }
+    let builder = match options.status_demo {
+        Some(count) => {
+            let now = options.now.unwrap_or_else(unix_ms_now);
+            let source = Arc::new(MemorySource::demo(UnixMs(now), count));
+            status::mount(builder, source, Arc::new(ManualClock::new(now)))
+        }
+        None => builder
+            .metrics(Arc::new(registry()))
+            .app(Arc::new(Slow(options.slow))),
+    };
+    let server = builder.start(shutdown.clone()).await;
     let server = match server {
         Ok(server) => server,
         Err(err) => {

@@ -1,0 +1,103 @@
+//! How figures and text are written into pages: HTML escaping, percentages, milliseconds.
+
+use std::fmt;
+
+/// Text escaped for HTML element content and quoted attribute values.
+pub struct Esc<'a>(pub &'a str);
+
+impl fmt::Display for Esc<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut rest = self.0;
+        while let Some(at) = rest.find(['&', '<', '>', '"', '\'']) {
+            f.write_str(&rest[..at])?;
+            f.write_str(match rest.as_bytes()[at] {
+                b'&' => "&amp;",
+                b'<' => "&lt;",
+                b'>' => "&gt;",
+                b'"' => "&quot;",
+                _ => "&#39;",
+            })?;
+            rest = &rest[at + 1..];
+        }
+        f.write_str(rest)
+    }
+}
+
+/// An availability ratio as a percentage, rounded **down** to two decimals so a figure never
+/// reads better than it is (99.9999 % shows 99.99 %, never 100 %); exactly 1 shows `100%`.
+/// `None` (no checks in the window) shows `—`.
+pub fn percent(ratio: Option<f64>) -> String {
+    let Some(ratio) = ratio.filter(|r| r.is_finite()) else {
+        return "—".to_string();
+    };
+    if ratio >= 1.0 {
+        return "100%".to_string();
+    }
+    // The small epsilon keeps 0.9995 (binary 0.99949999…) at 99.95, not 99.94.
+    let hundredths = (ratio.max(0.0) * 10_000.0 + 1e-7).floor() as u64;
+    format!("{}.{:02}%", hundredths / 100, hundredths % 100)
+}
+
+/// Milliseconds as people read them: `0.8 ms`, `12 ms`, `1.24 s`.
+pub fn millis(ms: Option<f64>) -> String {
+    match ms.filter(|m| m.is_finite()) {
+        None => "—".to_string(),
+        Some(ms) if ms < 10.0 => format!("{ms:.1} ms"),
+        Some(ms) if ms < 1000.0 => format!("{ms:.0} ms"),
+        Some(ms) => format!("{:.2} s", ms / 1000.0),
+    }
+}
+
+/// The colour class of an availability figure (the 90-day bar, badges, table cells).
+pub fn availability_class(ratio: Option<f64>) -> &'static str {
+    match ratio {
+        None => "a-none",
+        Some(r) if r >= 0.999 => "a-good",
+        Some(r) if r >= 0.99 => "a-fair",
+        Some(r) if r >= 0.95 => "a-poor",
+        Some(_) => "a-bad",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markup_in_names_is_escaped() {
+        assert_eq!(
+            Esc(r#"<script>alert("x")</script> & 'y'"#).to_string(),
+            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;"
+        );
+        assert_eq!(Esc("plain").to_string(), "plain");
+    }
+
+    #[test]
+    fn percentages_round_down_and_never_claim_a_perfect_record() {
+        assert_eq!(percent(Some(1.0)), "100%");
+        assert_eq!(percent(Some(0.999_999)), "99.99%");
+        assert_eq!(percent(Some(0.9995)), "99.95%");
+        assert_eq!(percent(Some(43_164.0 / 43_200.0)), "99.91%");
+        assert_eq!(percent(Some(0.5)), "50.00%");
+        assert_eq!(percent(Some(0.0)), "0.00%");
+        assert_eq!(percent(None), "—");
+        assert_eq!(percent(Some(f64::NAN)), "—");
+    }
+
+    #[test]
+    fn milliseconds_read_naturally() {
+        assert_eq!(millis(Some(0.84)), "0.8 ms");
+        assert_eq!(millis(Some(12.4)), "12 ms");
+        assert_eq!(millis(Some(1240.0)), "1.24 s");
+        assert_eq!(millis(None), "—");
+    }
+
+    #[test]
+    fn availability_colours_have_four_steps_and_a_gap() {
+        assert_eq!(availability_class(Some(1.0)), "a-good");
+        assert_eq!(availability_class(Some(0.995)), "a-fair");
+        assert_eq!(availability_class(Some(0.96)), "a-poor");
+        assert_eq!(availability_class(Some(0.2)), "a-bad");
+        assert_eq!(availability_class(None), "a-none");
+    }
+}
