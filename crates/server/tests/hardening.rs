@@ -9,7 +9,6 @@ use netvantage_server::{Handler, Limits, Request, Response, ServerBuilder, text}
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{Fixture, get, get_with, output_dir, request, wait_for};
@@ -368,43 +367,11 @@ async fn at_the_open_file_limit_the_server_neither_spins_nor_floods_the_log_and_
 
 #[tokio::test]
 async fn promtool_check_metrics_is_clean() {
-    let promtool = which("promtool").unwrap_or_else(|| {
-        panic!(
-            "promtool is not installed: `apt-get install -y --no-install-recommends prometheus` \
-             (Debian) or download it from https://prometheus.io/download/"
-        )
-    });
     let dir = output_dir("promtool");
     let fixture = Fixture::start(&dir, &[]);
     // Connections and a request first, so every series has a value.
     let _ = get(fixture.addr, "/healthz").await;
     let answer = get(fixture.addr, "/metrics").await;
     assert_eq!(answer.status, 200);
-    std::fs::write(dir.join("metrics.txt"), &answer.body).unwrap();
-    let output = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::fs::File::open(dir.join("metrics.txt")).unwrap())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run promtool");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success() && said.trim().is_empty(),
-        "promtool check metrics: {:?}\n{said}\non\n{}",
-        output.status,
-        answer.body
-    );
-}
-
-fn which(tool: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|dir| std::path::Path::new(dir).join(tool))
-        .find(|path| path.is_file())
+    support::assert_promtool_clean(&answer.body, &dir);
 }

@@ -15,7 +15,10 @@ use tokio::net::TcpStream;
 pub struct Answer {
     pub status: u16,
     pub headers: Vec<(String, String)>,
+    /// The body as text (lossy).
     pub body: String,
+    /// The body's bytes as sent (gzip stays gzip).
+    pub raw_body: Vec<u8>,
 }
 
 impl Answer {
@@ -29,10 +32,12 @@ impl Answer {
 
 /// Parses a whole `Connection: close` answer.
 pub fn parse_answer(raw: &[u8]) -> Answer {
-    let text = String::from_utf8_lossy(raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no end of headers in {text:?}"));
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of headers in {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let raw_body = raw[split + 4..].to_vec();
     let mut lines = head.lines();
     let status_line = lines.next().unwrap_or_default();
     let status = status_line
@@ -47,7 +52,8 @@ pub fn parse_answer(raw: &[u8]) -> Answer {
     Answer {
         status,
         headers,
-        body: body.to_string(),
+        body: String::from_utf8_lossy(&raw_body).into_owned(),
+        raw_body,
     }
 }
 
@@ -105,11 +111,17 @@ pub struct Fixture {
 impl Fixture {
     /// Starts `nv-server-fixture` with `args`; its stderr (the log) goes to a file in `dir`.
     pub fn start(dir: &Path, args: &[&str]) -> Fixture {
+        Fixture::start_with_env(dir, args, &[])
+    }
+
+    /// As [`Fixture::start`], with extra environment variables.
+    pub fn start_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Fixture {
         std::fs::create_dir_all(dir).expect("test dir");
         let stderr_path = dir.join("server.log");
         let stderr = std::fs::File::create(&stderr_path).expect("log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_nv-server-fixture"))
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -160,6 +172,87 @@ pub fn cpu_time(pid: u32) -> Duration {
     // SAFETY: sysconf has no preconditions.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     Duration::from_millis(ticks * 1000 / per_second)
+}
+
+/// The `href`, `src` and `action` values of an HTML document, unescaped.
+pub fn links(html: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for attribute in ["href=\"", "src=\"", "action=\""] {
+        let mut rest = html;
+        while let Some(at) = rest.find(attribute) {
+            rest = &rest[at + attribute.len()..];
+            let end = rest.find('"').unwrap_or(rest.len());
+            found.push(rest[..end].replace("&amp;", "&"));
+            rest = &rest[end..];
+        }
+    }
+    found
+}
+
+/// The first of `names` on `PATH`, or in `~/.local/nv-venv/bin` (where the README's
+/// `pip install` puts the Python test tools).
+pub fn find_tool(names: &[&str]) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(Path::new(&home).join(".local/nv-venv/bin"));
+    }
+    names
+        .iter()
+        .flat_map(|name| dirs.iter().map(move |dir| dir.join(name)))
+        .find(|path| path.is_file())
+}
+
+/// Runs `command` to completion within `limit`; kills it past that.
+pub fn run_bounded(command: &mut Command, limit: Duration) -> std::process::Output {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+    let pid = child.id();
+    let (done, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match wait.recv_timeout(limit) {
+        Ok(output) => output.expect("wait"),
+        Err(_) => {
+            // SAFETY: kill(2) on the pid of the child this function spawned.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("{command:?} ran past {limit:?}");
+        }
+    }
+}
+
+/// Asserts `promtool check metrics` finds nothing to say about `exposition` (saved in `dir`).
+pub fn assert_promtool_clean(exposition: &str, dir: &Path) {
+    let promtool = find_tool(&["promtool"]).unwrap_or_else(|| {
+        panic!(
+            "promtool is not installed: `apt-get install -y --no-install-recommends prometheus` \
+             (Debian) or download it from https://prometheus.io/download/"
+        )
+    });
+    let saved = dir.join("metrics.txt");
+    std::fs::write(&saved, exposition).expect("save the exposition");
+    let output = run_bounded(
+        Command::new(promtool)
+            .args(["check", "metrics"])
+            .stdin(std::fs::File::open(&saved).expect("open the exposition")),
+        Duration::from_secs(30),
+    );
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && said.trim().is_empty(),
+        "promtool check metrics: {:?}\n{said}\non {}",
+        output.status,
+        saved.display()
+    );
 }
 
 /// A folder for this test's output under the target directory.
