@@ -109,6 +109,12 @@ pub struct ServerBuilder {
     listen: SocketAddr,
     limits: Limits,
     base_path: String,
+    serving: Serving,
+}
+
+/// What a server answers with, as the builder collected it.
+#[derive(Default)]
+struct Serving {
     registries: Vec<Arc<Registry>>,
     collectors: Vec<Arc<dyn MetricsCollector>>,
     readiness: Option<Arc<dyn ReadinessCheck>>,
@@ -129,11 +135,7 @@ impl ServerBuilder {
             listen: DEFAULT_LISTEN,
             limits: Limits::default(),
             base_path: String::new(),
-            registries: Vec::new(),
-            collectors: Vec::new(),
-            readiness: None,
-            app: None,
-            auth: None,
+            serving: Serving::default(),
         }
     }
 
@@ -157,31 +159,31 @@ impl ServerBuilder {
 
     /// Serves this registry on `/metrics` (may be given several times).
     pub fn metrics(mut self, registry: Arc<Registry>) -> Self {
-        self.registries.push(registry);
+        self.serving.registries.push(registry);
         self
     }
 
     /// Adds figures computed at each scrape to `/metrics`.
     pub fn metrics_collector(mut self, collector: Arc<dyn MetricsCollector>) -> Self {
-        self.collectors.push(collector);
+        self.serving.collectors.push(collector);
         self
     }
 
     /// What `/readyz` checks (without one it is always ready).
     pub fn readiness(mut self, check: Arc<dyn ReadinessCheck>) -> Self {
-        self.readiness = Some(check);
+        self.serving.readiness = Some(check);
         self
     }
 
     /// The application that answers every other path.
     pub fn app(mut self, app: Arc<dyn Handler>) -> Self {
-        self.app = Some(app);
+        self.serving.app = Some(app);
         self
     }
 
     /// Requires every request but `/healthz` to pass `auth`.
     pub fn auth(mut self, auth: Arc<dyn Authorize>) -> Self {
-        self.auth = Some(auth);
+        self.serving.auth = Some(auth);
         self
     }
 
@@ -207,12 +209,7 @@ impl ServerBuilder {
             base_path,
             own_registry: metrics.registry(),
             metrics,
-            serves_metrics: !self.registries.is_empty() || !self.collectors.is_empty(),
-            registries: self.registries,
-            collectors: self.collectors,
-            readiness: self.readiness,
-            app: self.app,
-            auth: self.auth,
+            serving: self.serving,
             request_timeout: self.limits.request_timeout,
         });
         let task = tokio::spawn(accept_loop(
@@ -426,16 +423,15 @@ struct Routes {
     base_path: String,
     metrics: ServerMetrics,
     own_registry: Registry,
-    serves_metrics: bool,
-    registries: Vec<Arc<Registry>>,
-    collectors: Vec<Arc<dyn MetricsCollector>>,
-    readiness: Option<Arc<dyn ReadinessCheck>>,
-    app: Option<Arc<dyn Handler>>,
-    auth: Option<Arc<dyn Authorize>>,
+    serving: Serving,
     request_timeout: Duration,
 }
 
 impl Routes {
+    fn serves_metrics(&self) -> bool {
+        !self.serving.registries.is_empty() || !self.serving.collectors.is_empty()
+    }
+
     async fn answer(&self, request: hyper::Request<Incoming>) -> Response {
         // The body is never read: every route is a read.
         let (head, _body) = request.into_parts();
@@ -483,21 +479,21 @@ impl Routes {
         if path == "/healthz" {
             return text(StatusCode::OK, "ok\n");
         }
-        if let Some(auth) = &self.auth
+        if let Some(auth) = &self.serving.auth
             && let Err(refusal) = auth.authorize(head).await
         {
             return refusal;
         }
         match path {
             "/readyz" => self.readyz().await,
-            "/metrics" if self.serves_metrics => self.scrape(head).await,
+            "/metrics" if self.serves_metrics() => self.scrape(head).await,
             _ => {
                 let request = Request {
                     head,
                     path,
                     base_path: &self.base_path,
                 };
-                match &self.app {
+                match &self.serving.app {
                     Some(app) => app.handle(request).await.unwrap_or_else(not_found),
                     None => not_found(),
                 }
@@ -506,7 +502,7 @@ impl Routes {
     }
 
     async fn readyz(&self) -> Response {
-        let verdict = match &self.readiness {
+        let verdict = match &self.serving.readiness {
             Some(check) => check.check().await,
             None => Ok(()),
         };
@@ -525,11 +521,12 @@ impl Routes {
                 .get(header::ACCEPT)
                 .and_then(|v| v.to_str().ok()),
         );
-        let mut collected = Vec::with_capacity(self.collectors.len());
-        for collector in &self.collectors {
+        let mut collected = Vec::with_capacity(self.serving.collectors.len());
+        for collector in &self.serving.collectors {
             collected.push(collector.collect().await);
         }
-        let mut registries: Vec<&Registry> = self.registries.iter().map(|r| r.as_ref()).collect();
+        let mut registries: Vec<&Registry> =
+            self.serving.registries.iter().map(|r| r.as_ref()).collect();
         registries.extend(collected.iter());
         registries.push(&self.own_registry);
         respond(

@@ -96,8 +96,17 @@ fn screenshot(dir: &Path, url: &str, javascript: bool, file: &str, size: &str) {
         ],
     );
     let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
-    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{} is no PNG", png.display());
-    assert!(bytes.len() > 20_000, "{} is only {} bytes", png.display(), bytes.len());
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "{} is no PNG",
+        png.display()
+    );
+    assert!(
+        bytes.len() > 20_000,
+        "{} is only {} bytes",
+        png.display(),
+        bytes.len()
+    );
 }
 
 /// The text between `start` and the next `end` after it.
@@ -113,7 +122,13 @@ fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
 fn assert_overview(dom: &str) {
     let overall = between(dom, r#"<section id="overall""#, "</section>");
     assert!(overall.contains(r#"data-verdict="down""#), "{overall}");
-    for (verdict, count) in [("ok", 106), ("degraded", 4), ("flappy", 5), ("partial", 2), ("down", 3)] {
+    for (verdict, count) in [
+        ("ok", 106),
+        ("degraded", 4),
+        ("flappy", 5),
+        ("partial", 2),
+        ("down", 3),
+    ] {
         assert!(
             overall.contains(&format!(r#"data-verdict="{verdict}" data-count="{count}""#)),
             "{verdict}: {overall}"
@@ -123,7 +138,11 @@ fn assert_overview(dom: &str) {
     let rows: Vec<&str> = table.split(r#"<tr class="target""#).skip(1).collect();
     assert_eq!(rows.len(), 50, "the first page holds 50 targets");
     for row in &rows {
-        assert_eq!(row.matches(r#"<rect class="d "#).count(), 90, "90 daily bars a row");
+        assert_eq!(
+            row.matches(r#"<rect class="d "#).count(),
+            90,
+            "90 daily bars a row"
+        );
         assert_eq!(row.matches(r#"<svg class="spark""#).count(), 1);
     }
     // Target 7 is down for the last two hours: 22 of 24 hours up.
@@ -176,7 +195,11 @@ fn the_target_page_renders_history_vantage_points_and_checks() {
     assert!(vantage.contains(r#"<tr data-vantage="sin1" data-verdict="down">"#));
     let history = between(&dom, r#"<section id="history">"#, "</section>");
     assert!(history.contains(r#"data-tier="hour""#));
-    assert_eq!(history.matches(r#"<rect class="bucket "#).count(), 168, "7 days of hours");
+    assert_eq!(
+        history.matches(r#"<rect class="bucket "#).count(),
+        168,
+        "7 days of hours"
+    );
     assert!(dom.contains(r#"<li data-kind="path_problem">"#));
     assert_eq!(
         between(&dom, r#"<table id="checks">"#, "</table>")
@@ -192,11 +215,23 @@ async fn under_a_base_path_every_link_in_the_rendered_pages_resolves() {
     let dir = output_dir("browser-base-path");
     let fixture = Fixture::start(
         &dir,
-        &["--status-demo", "120", "--now", AT, "--base-path", "/status"],
+        &[
+            "--status-demo",
+            "120",
+            "--now",
+            AT,
+            "--base-path",
+            "/status",
+        ],
     );
     let addr = fixture.addr;
     let mut checked = 0;
-    for page in ["/status/", "/status/targets/t00007", "/status/incidents", "/status/domains"] {
+    for page in [
+        "/status/",
+        "/status/targets/t00007",
+        "/status/incidents",
+        "/status/domains",
+    ] {
         let url = format!("http://{addr}{page}");
         let dom = tokio::task::block_in_place(|| dump_dom(&dir, &url, true));
         let found = links(&dom);
@@ -204,12 +239,22 @@ async fn under_a_base_path_every_link_in_the_rendered_pages_resolves() {
         for link in found {
             assert!(link.starts_with("/status/"), "{page} links to {link}");
             let answer = get(addr, &link).await;
-            assert_eq!(answer.status, 200, "{page} links to {link}: {}", answer.status);
+            assert_eq!(
+                answer.status, 200,
+                "{page} links to {link}: {}",
+                answer.status
+            );
             checked += 1;
         }
     }
     assert!(checked > 100, "{checked} links checked");
     tokio::task::block_in_place(|| {
-        screenshot(&dir, &format!("http://{addr}/status/"), true, "base-path.png", "1280,900")
+        screenshot(
+            &dir,
+            &format!("http://{addr}/status/"),
+            true,
+            "base-path.png",
+            "1280,900",
+        )
     });
 }

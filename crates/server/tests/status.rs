@@ -66,14 +66,26 @@ async fn assert_auth_enforced(addr: std::net::SocketAddr) {
             challenges.iter().any(|c| c.starts_with("Basic ")),
             "{challenges:?}"
         );
-        assert_eq!(get_with(addr, path, &[&bearer]).await.status, 200, "{path} with the token");
-        assert_eq!(get_with(addr, path, &[&alice]).await.status, 200, "{path} as alice");
+        assert_eq!(
+            get_with(addr, path, &[&bearer]).await.status,
+            200,
+            "{path} with the token"
+        );
+        assert_eq!(
+            get_with(addr, path, &[&alice]).await.status,
+            200,
+            "{path} as alice"
+        );
         for wrong in [
             format!("Authorization: Bearer {TOKEN}x"),
             basic("alice", "wrong"),
             basic("mallory", "correct horse battery"),
         ] {
-            assert_eq!(get_with(addr, path, &[&wrong]).await.status, 401, "{path} {wrong}");
+            assert_eq!(
+                get_with(addr, path, &[&wrong]).await.status,
+                401,
+                "{path} {wrong}"
+            );
         }
     }
 }
@@ -99,7 +111,14 @@ async fn auth_from_an_environment_variable_guards_every_path_but_healthz() {
     let entries = credentials().replace('\n', ";");
     let fixture = Fixture::start_with_env(
         &dir,
-        &["--status-demo", "120", "--now", AT, "--auth-env", "NV_TEST_AUTH"],
+        &[
+            "--status-demo",
+            "120",
+            "--now",
+            AT,
+            "--auth-env",
+            "NV_TEST_AUTH",
+        ],
         &[("NV_TEST_AUTH", &entries)],
     );
     assert_auth_enforced(fixture.addr).await;
@@ -130,7 +149,11 @@ async fn under_a_base_path_every_link_resolves() {
     let dir = output_dir("base-path");
     let fixture = demo(&dir, &["--base-path", "/status"]);
     let addr = fixture.addr;
-    assert_eq!(get(addr, "/").await.status, 404, "nothing outside the base path");
+    assert_eq!(
+        get(addr, "/").await.status,
+        404,
+        "nothing outside the base path"
+    );
     assert_eq!(get(addr, "/healthz").await.status, 404);
     assert_eq!(get(addr, "/status/healthz").await.status, 200);
     // Every link from the overview, breadth first: each must answer 200. Pages are followed
@@ -144,7 +167,11 @@ async fn under_a_base_path_every_link_resolves() {
         }
         assert!(seen.len() <= 2000, "more than 2,000 distinct links");
         let answer = get(addr, &path).await;
-        assert_eq!(answer.status, 200, "{path} (a link) answered {}", answer.status);
+        assert_eq!(
+            answer.status, 200,
+            "{path} (a link) answered {}",
+            answer.status
+        );
         let is_html = answer
             .header("content-type")
             .is_some_and(|t| t.starts_with("text/html"));
@@ -186,7 +213,10 @@ async fn bad_parameters_get_a_400_problem_naming_the_parameter() {
     ] {
         let answer = get(fixture.addr, path).await;
         assert_eq!(answer.status, 400, "{path}");
-        assert_eq!(answer.header("content-type"), Some("application/problem+json"));
+        assert_eq!(
+            answer.header("content-type"),
+            Some("application/problem+json")
+        );
         let problem: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
         assert_eq!(problem["parameter"], parameter, "{}", answer.body);
     }

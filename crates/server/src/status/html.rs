@@ -101,6 +101,17 @@ fn availability_cell(ratio: Option<f64>, window: Window) -> String {
     )
 }
 
+/// A column header per availability window.
+fn window_headers(out: &mut String) {
+    for window in Window::ALL {
+        let _ = write!(
+            out,
+            r#"<th scope="col" class="num">{}</th>"#,
+            window.as_str()
+        );
+    }
+}
+
 fn headline(counts: &VerdictCounts) -> String {
     let worst = counts.worst();
     if counts.total() == 0 {
@@ -550,13 +561,7 @@ pub fn target(ctx: &PageContext<'_>, page: &TargetPage<'_>) -> String {
     body.push_str(
         r#"<section><h2>Availability</h2><div class="scroll"><table id="availability"><thead><tr>"#,
     );
-    for window in Window::ALL {
-        let _ = write!(
-            body,
-            r#"<th scope="col" class="num">{}</th>"#,
-            window.as_str()
-        );
-    }
+    window_headers(&mut body);
     body.push_str("</tr></thead><tbody><tr>");
     for window in Window::ALL {
         body.push_str(&availability_cell(summary.availability.get(window), window));
@@ -636,6 +641,7 @@ pub fn target(ctx: &PageContext<'_>, page: &TargetPage<'_>) -> String {
     for check in page.checks {
         let phases = check
             .phases
+            .as_ref()
             .map(|p| {
                 [
                     p.dns_ms,
@@ -657,7 +663,7 @@ pub fn target(ctx: &PageContext<'_>, page: &TargetPage<'_>) -> String {
             Esc(check.address.as_deref().unwrap_or("")),
             check.outcome.as_str(),
             check.outcome.as_str(),
-            Esc(check.reason.as_deref().unwrap_or("")),
+            check.reason.map(Reason::as_str).unwrap_or(""),
             Esc(check.error.as_deref().unwrap_or("")),
             millis(check.latency_ms),
             check.status_code.map(|c| c.to_string()).unwrap_or_default(),
@@ -721,13 +727,7 @@ pub fn domains(ctx: &PageContext<'_>, domains: &[DomainAvailability]) -> String 
     let mut body = String::from(
         r#"<h1>Availability per domain</h1><div class="scroll"><table id="domains"><thead><tr><th scope="col">Domain</th><th scope="col" class="num">Targets</th><th scope="col">State</th>"#,
     );
-    for window in Window::ALL {
-        let _ = write!(
-            body,
-            r#"<th scope="col" class="num">{}</th>"#,
-            window.as_str()
-        );
-    }
+    window_headers(&mut body);
     body.push_str("</tr></thead><tbody>");
     for domain in domains {
         let worst = domain.counts.worst();

@@ -28,7 +28,13 @@ pub struct MemoryTarget {
 
 impl MemoryTarget {
     /// A target checked once a minute since `first_seen`, never down, answering in 20 ms.
-    pub fn new(id: &str, name: &str, group: &str, kind: Kind, first_seen: UnixMs) -> MemoryTarget {
+    pub fn new(
+        id: &str,
+        name: &str,
+        group: &str,
+        kind: CheckKind,
+        first_seen: UnixMs,
+    ) -> MemoryTarget {
         MemoryTarget {
             summary: TargetSummary {
                 id: id.to_string(),
@@ -221,10 +227,10 @@ impl MemorySource {
             let http = i % 10 == 3;
             let (kind, name) = if http {
                 let domain = domains[(i / 10) % domains.len()];
-                (Kind::Http, format!("https://{domain}/health/{i}"))
+                (CheckKind::Http, format!("https://{domain}/health/{i}"))
             } else {
                 (
-                    Kind::Tcp,
+                    CheckKind::Tcp,
                     format!("{group}-{i:05}.internal:{}", 5000 + i % 7),
                 )
             };
@@ -306,11 +312,15 @@ impl MemorySource {
                         vantage: vantages[k as usize % vantages.len()].to_string(),
                         address: Some(format!("10.0.{}.{}", i / 250, i % 250 + 1)),
                         outcome: if down { Outcome::Down } else { Outcome::Up },
-                        reason: down.then(|| reason.unwrap_or("refused").to_string()),
+                        reason: down.then_some(if verdict == Verdict::Flappy {
+                            Reason::Timeout
+                        } else {
+                            Reason::Refused
+                        }),
                         error: down.then(|| "connection refused (os error 111)".to_string()),
                         latency_ms: (!down).then_some(target.latency_ms),
                         status_code: (http && !down).then_some(200),
-                        phases: http.then_some(HttpPhases {
+                        phases: http.then_some(Phases {
                             dns_ms: Some(1.2),
                             connect_ms: Some(target.latency_ms * 0.3),
                             tls_ms: Some(target.latency_ms * 0.4),
@@ -572,7 +582,7 @@ mod tests {
     #[test]
     fn availability_follows_from_the_outages() {
         // 36 minutes down in the last 30 days, at one check a minute: 43,164 of 43,200 up.
-        let target = MemoryTarget::new("a", "a", "", Kind::Tcp, UnixMs(0))
+        let target = MemoryTarget::new("a", "a", "", CheckKind::Tcp, UnixMs(0))
             .outage(
                 UnixMs(AT.0 - 3 * UnixMs::DAY),
                 UnixMs(AT.0 - 3 * UnixMs::DAY + 36 * UnixMs::MINUTE),

@@ -17,6 +17,7 @@
 //! Time is passed in (`at`: the page's "now", from a [`netvantage_core::clock::Clock`]), so a
 //! test can render a year of history at a fixed instant.
 
+pub use netvantage_core::check::{CheckKind, Outcome, Phases, Reason};
 use serde::{Serialize, Serializer};
 use std::fmt;
 use std::future::Future;
@@ -157,30 +158,6 @@ impl fmt::Display for Verdict {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Tcp,
-    Http,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Tcp => "tcp",
-            Kind::Http => "http",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Kind> {
-        match text {
-            "tcp" => Some(Kind::Tcp),
-            "http" => Some(Kind::Http),
-            _ => None,
-        }
-    }
-}
-
 /// The windows availability is shown over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Window {
@@ -262,7 +239,7 @@ pub struct TargetSummary {
     pub name: String,
     /// The agent config's group (`""` when none).
     pub group: String,
-    pub kind: Kind,
+    pub kind: CheckKind,
     /// The HTTP target's domain, for per-domain availability.
     pub domain: Option<String>,
     pub verdict: Verdict,
@@ -525,35 +502,6 @@ pub struct History {
     pub points: Vec<HistoryPoint>,
 }
 
-/// The HTTP phases of one check, in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
-pub struct HttpPhases {
-    pub dns_ms: Option<f64>,
-    pub connect_ms: Option<f64>,
-    pub tls_ms: Option<f64>,
-    pub first_byte_ms: Option<f64>,
-    pub total_ms: Option<f64>,
-}
-
-/// The outcome of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    Up,
-    Degraded,
-    Down,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Up => "up",
-            Outcome::Degraded => "degraded",
-            Outcome::Down => "down",
-        }
-    }
-}
-
 /// One raw check from the last hour.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RawCheck {
@@ -562,20 +510,19 @@ pub struct RawCheck {
     /// The address checked.
     pub address: Option<String>,
     pub outcome: Outcome,
-    /// `refused`, `timeout`, `dns`, `status`, `slow` …
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
     /// The error as the probe reported it.
     pub error: Option<String>,
     pub latency_ms: Option<f64>,
     pub status_code: Option<u16>,
-    pub phases: Option<HttpPhases>,
+    pub phases: Option<Phases>,
 }
 
 /// Which targets a list shows.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TargetQuery {
     pub group: Option<String>,
-    pub kind: Option<Kind>,
+    pub kind: Option<CheckKind>,
     pub domain: Option<String>,
     /// Only these verdicts (empty: all).
     pub verdicts: Vec<Verdict>,

@@ -1,7 +1,7 @@
 //! Query parameters: pagination, time ranges and filters, each refused with an error that
 //! names the parameter (the API answers it as `400 application/problem+json`).
 
-use super::model::{Kind, PageRequest, Tier, TimeRange, UnixMs, Verdict, Window};
+use super::model::{CheckKind, PageRequest, Tier, TimeRange, UnixMs, Verdict, Window};
 use super::urlenc::query_pairs;
 use time::format_description::well_known::Rfc3339;
 
@@ -134,8 +134,16 @@ impl Params {
             .collect()
     }
 
-    pub fn kind(&self) -> Result<Option<Kind>, ParamError> {
-        self.enumerated("kind", Kind::parse, "tcp, http")
+    pub fn kind(&self) -> Result<Option<CheckKind>, ParamError> {
+        self.enumerated(
+            "kind",
+            |text| match text {
+                "tcp" => Some(CheckKind::Tcp),
+                "http" => Some(CheckKind::Http),
+                _ => None,
+            },
+            "tcp, http",
+        )
     }
 
     pub fn tier(&self) -> Result<Option<Tier>, ParamError> {
@@ -357,7 +365,7 @@ mod tests {
         );
         let err = params("verdict=down,sad").verdicts().unwrap_err();
         assert!(err.detail.contains("\"sad\" is not a verdict"), "{err}");
-        assert_eq!(params("kind=http").kind().unwrap(), Some(Kind::Http));
+        assert_eq!(params("kind=http").kind().unwrap(), Some(CheckKind::Http));
         assert_eq!(params("kind=udp").kind().unwrap_err().parameter, "kind");
         assert_eq!(params("tier=auto").tier().unwrap(), None);
         assert_eq!(params("tier=hour").tier().unwrap(), Some(Tier::Hour));

@@ -17,7 +17,7 @@ fn ago(ms: i64) -> UnixMs {
 /// down for the last two hours (24 h: 91.66 %), and `gamma` flappy with a name full of markup.
 fn source() -> MemorySource {
     let year_ago = ago(400 * UnixMs::DAY);
-    let alpha = MemoryTarget::new("alpha", "db.internal:5432", "db", Kind::Tcp, year_ago)
+    let alpha = MemoryTarget::new("alpha", "db.internal:5432", "db", CheckKind::Tcp, year_ago)
         .outage(
             ago(3 * UnixMs::DAY),
             ago(3 * UnixMs::DAY - 36 * UnixMs::MINUTE),
@@ -27,7 +27,7 @@ fn source() -> MemorySource {
         "beta",
         "https://shop.example/health",
         "web",
-        Kind::Http,
+        CheckKind::Http,
         year_ago,
     )
     .domain("shop.example")
@@ -40,11 +40,11 @@ fn source() -> MemorySource {
         vantage: "fra1".to_string(),
         address: Some("192.0.2.7:443".to_string()),
         outcome: Outcome::Down,
-        reason: Some("status".to_string()),
+        reason: Some(Reason::Status),
         error: Some("HTTP 503 Service Unavailable".to_string()),
         latency_ms: Some(41.0),
         status_code: Some(503),
-        phases: Some(HttpPhases {
+        phases: Some(Phases {
             dns_ms: Some(1.5),
             connect_ms: Some(10.0),
             tls_ms: Some(12.0),
@@ -52,9 +52,15 @@ fn source() -> MemorySource {
             total_ms: Some(41.0),
         }),
     }];
-    let mut gamma = MemoryTarget::new("gamma", "<b>cache</b>:6379", "web", Kind::Tcp, year_ago)
-        .verdict(Verdict::Flappy, Some("timeout"))
-        .settle(AT);
+    let mut gamma = MemoryTarget::new(
+        "gamma",
+        "<b>cache</b>:6379",
+        "web",
+        CheckKind::Tcp,
+        year_ago,
+    )
+    .verdict(Verdict::Flappy, Some("timeout"))
+    .settle(AT);
     gamma.summary.state_changes_24h = 9;
     let mut source = MemorySource::new(vec![alpha, beta, gamma]);
     source.changes = vec![StateChange {
