@@ -392,7 +392,8 @@ async fn serve_connection(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        // hyper refuses less than 8 KiB.
+        .max_header_size(limits.max_header_bytes)
+        // hyper refuses a buffer under 8 KiB; the body is never read, so the head sets it.
         .max_buf_size(limits.max_header_bytes.max(8192))
         .keep_alive(true);
     let connection = builder.serve_connection(io, service);

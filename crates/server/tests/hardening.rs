@@ -225,6 +225,18 @@ async fn health_readiness_metrics_and_unknown_paths() {
 }
 
 #[tokio::test]
+async fn an_oversized_request_head_is_refused_with_431() {
+    let shutdown = CancellationToken::new();
+    let server = start(Limits::default(), &shutdown).await;
+    let huge = format!("X-Padding: {}", "a".repeat(40 * 1024));
+    let answer = get_with(server.local_addr(), "/healthz", &[&huge]).await;
+    assert_eq!(answer.status, 431);
+    assert_eq!(get(server.local_addr(), "/healthz").await.status, 200);
+    shutdown.cancel();
+    server.stopped().await;
+}
+
+#[tokio::test]
 async fn everything_is_served_under_the_base_path() {
     let shutdown = CancellationToken::new();
     let server = ServerBuilder::new()
@@ -313,6 +325,7 @@ async fn at_the_open_file_limit_the_server_neither_spins_nor_floods_the_log_and_
     let cpu = fixture.cpu_time().saturating_sub(cpu_before);
     let log = fixture.log();
     let lines_in_second = log.lines().count() - lines_before;
+    eprintln!("at the open-file limit: {cpu:?} of CPU in one second, {lines_in_second} log lines");
     assert!(
         cpu < Duration::from_millis(150),
         "the server used {cpu:?} of CPU in one second at the open-file limit (spinning)"
