@@ -12,6 +12,7 @@
 
 use futures::future::BoxFuture;
 use netvantage_core::clock::{ManualClock, unix_ms_now};
+use netvantage_runtime::Shutdown;
 use netvantage_server::status::{self, MemorySource, UnixMs};
 use netvantage_server::{Handler, Limits, ReadOnlyAuth, Request, Response, ServerBuilder, text};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -25,7 +26,6 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 struct Options {
     listen: SocketAddr,
@@ -163,7 +163,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(options: Options) -> ExitCode {
-    let shutdown = CancellationToken::new();
+    let shutdown = Shutdown::new();
     let mut builder = ServerBuilder::new()
         .listen(options.listen)
         .limits(options.limits)
@@ -191,7 +191,7 @@ async fn run(options: Options) -> ExitCode {
             .metrics(Arc::new(registry()))
             .app(Arc::new(Slow(options.slow))),
     };
-    let server = builder.start(shutdown.clone()).await;
+    let server = builder.start(shutdown.token()).await;
     let server = match server {
         Ok(server) => server,
         Err(err) => {
@@ -201,23 +201,11 @@ async fn run(options: Options) -> ExitCode {
     };
     println!("listening http://{}", server.local_addr());
     let _ = std::io::stdout().flush();
-    let signals = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-            }
-            _ => std::future::pending().await,
-        }
-    };
-    signals.await;
-    shutdown.cancel();
+    if let Err(err) = shutdown.stop_on_signals() {
+        eprintln!("nv-server-fixture: cannot watch signals: {err}");
+        return ExitCode::from(4);
+    }
+    // The server stops when the token is cancelled; this waits for that and its draining.
     let summary = server.stopped().await;
     println!(
         "stopped: {} connections, {} accept errors",
