@@ -5,10 +5,10 @@
 
 mod support;
 
+use netvantage_testkit::TestCommand;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
-use support::{Fixture, get, links, output_dir, run_bounded};
+use support::{Fixture, get, links, output_dir};
 
 /// 2025-03-01T12:00:00Z.
 const AT: &str = "1740830400000";
@@ -37,37 +37,31 @@ fn browse(dir: &Path, url: &str, javascript: bool, extra: &[&str]) -> String {
         )
         .unwrap();
     }
-    let output = run_bounded(
-        Command::new(chromium())
-            .env("XDG_CONFIG_HOME", profile.join("cfg"))
-            .env("XDG_CACHE_HOME", profile.join("cache"))
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                &format!("--user-data-dir={}", profile.display()),
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-extensions",
-                // Nothing leaves loopback.
-                "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-                "--log-level=3",
-                "--virtual-time-budget=3000",
-            ])
-            .args(extra)
-            .arg(url),
-        Duration::from_secs(90),
-    );
-    assert!(
-        output.status.success(),
-        "chromium {url}: {:?}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let run = TestCommand::new(chromium())
+        .env("XDG_CONFIG_HOME", profile.join("cfg"))
+        .env("XDG_CACHE_HOME", profile.join("cache"))
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            &format!("--user-data-dir={}", profile.display()),
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-extensions",
+            // Nothing leaves loopback.
+            "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+            "--log-level=3",
+            "--virtual-time-budget=3000",
+        ])
+        .args(extra)
+        .arg(url)
+        .timeout(Duration::from_secs(90))
+        .run();
+    run.assert_success();
     let _ = std::fs::remove_dir_all(&profile);
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    run.stdout
 }
 
 fn tempdir(dir: &Path, name: &str) -> PathBuf {
@@ -156,7 +150,7 @@ fn assert_overview(dom: &str) {
 #[test]
 fn the_overview_renders_verdicts_figures_and_bars_with_javascript_on_and_off() {
     let dir = output_dir("browser-overview");
-    let fixture = Fixture::start(&dir, &["--status-demo", "120", "--now", AT]);
+    let fixture = Fixture::start(&["--status-demo", "120", "--now", AT]);
     let url = format!("http://{}/", fixture.addr);
 
     let with_js = dump_dom(&dir, &url, true);
@@ -184,7 +178,7 @@ fn the_overview_renders_verdicts_figures_and_bars_with_javascript_on_and_off() {
 #[test]
 fn the_target_page_renders_history_vantage_points_and_checks() {
     let dir = output_dir("browser-target");
-    let fixture = Fixture::start(&dir, &["--status-demo", "120", "--now", AT]);
+    let fixture = Fixture::start(&["--status-demo", "120", "--now", AT]);
     // Target 21 is down from one vantage point of three.
     let url = format!("http://{}/targets/t00021?range=7d", fixture.addr);
     let dom = dump_dom(&dir, &url, false);
@@ -213,17 +207,14 @@ fn the_target_page_renders_history_vantage_points_and_checks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_a_base_path_every_link_in_the_rendered_pages_resolves() {
     let dir = output_dir("browser-base-path");
-    let fixture = Fixture::start(
-        &dir,
-        &[
-            "--status-demo",
-            "120",
-            "--now",
-            AT,
-            "--base-path",
-            "/status",
-        ],
-    );
+    let fixture = Fixture::start(&[
+        "--status-demo",
+        "120",
+        "--now",
+        AT,
+        "--base-path",
+        "/status",
+    ]);
     let addr = fixture.addr;
     let mut checked = 0;
     for page in [

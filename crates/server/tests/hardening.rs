@@ -11,7 +11,7 @@ use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{Fixture, get, get_with, output_dir, request, wait_for};
+use support::{Fixture, get, get_with, output_dir, request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -290,17 +290,14 @@ async fn shutdown_lets_the_request_in_flight_finish_and_then_refuses() {
 #[tokio::test]
 async fn at_the_open_file_limit_the_server_neither_spins_nor_floods_the_log_and_recovers() {
     let dir = output_dir("open-file-limit");
-    let fixture = Fixture::start(
-        &dir,
-        &[
-            "--nofile",
-            "48",
-            "--max-connections",
-            "10000",
-            "--header-timeout-ms",
-            "60000",
-        ],
-    );
+    let fixture = Fixture::start(&[
+        "--nofile",
+        "48",
+        "--max-connections",
+        "10000",
+        "--header-timeout-ms",
+        "60000",
+    ]);
     let addr = fixture.addr;
     // 150 idle connections: the kernel completes every handshake (the queue holds 1024), the
     // server takes them until it runs out of descriptors, then `accept` fails with EMFILE.
@@ -310,10 +307,9 @@ async fn at_the_open_file_limit_the_server_neither_spins_nor_floods_the_log_and_
     }
     // The 8th failure comes about 130 ms into the episode, when the wait has grown to 128 ms;
     // from there the wait is long and lines are rare.
-    let at_limit = wait_for(Duration::from_secs(5), || async {
+    let at_limit = netvantage_testkit::wait_until(Duration::from_secs(5), || {
         fixture.log().contains("failures=8 ")
-    })
-    .await;
+    });
     assert!(
         at_limit,
         "the server never reached its open-file limit:\n{}",
@@ -376,12 +372,13 @@ async fn at_the_open_file_limit_the_server_neither_spins_nor_floods_the_log_and_
         "{accept_lines} accept error lines from the limit to recovery:\n{log}"
     );
     std::fs::write(dir.join("metrics.txt"), &answer.body).unwrap();
+    std::fs::write(dir.join("server.log"), fixture.log()).unwrap();
 }
 
 #[tokio::test]
 async fn promtool_check_metrics_is_clean() {
     let dir = output_dir("promtool");
-    let fixture = Fixture::start(&dir, &[]);
+    let fixture = Fixture::start(&[]);
     // Connections and a request first, so every series has a value.
     let _ = get(fixture.addr, "/healthz").await;
     let answer = get(fixture.addr, "/metrics").await;

@@ -4,17 +4,17 @@
 
 mod support;
 
+use netvantage_testkit::TestCommand;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
-use support::{Fixture, find_tool, get, output_dir, run_bounded};
+use support::{Fixture, get, output_dir, python_tool};
 
 fn openapi_document() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.yaml")
 }
 
-fn python_tool(name: &str) -> PathBuf {
-    find_tool(&[name]).unwrap_or_else(|| {
+fn tool(name: &str) -> PathBuf {
+    python_tool(&[name]).unwrap_or_else(|| {
         panic!(
             "{name} is not installed. Install the Python test tools with:\n  \
              python3 -m venv ~/.local/nv-venv && \
@@ -26,23 +26,17 @@ fn python_tool(name: &str) -> PathBuf {
 
 #[test]
 fn the_openapi_document_is_valid() {
-    let output = run_bounded(
-        Command::new(python_tool("openapi-spec-validator")).arg(openapi_document()),
-        Duration::from_secs(120),
-    );
-    let said = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && said.contains(": OK"),
-        "openapi-spec-validator: {:?}\n{said}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let run = TestCommand::new(tool("openapi-spec-validator"))
+        .arg(openapi_document())
+        .timeout(Duration::from_secs(120))
+        .run();
+    run.assert_success();
+    assert!(run.stdout.contains(": OK"), "{}", run.stdout);
 }
 
 #[tokio::test]
 async fn the_served_document_is_the_one_in_the_repository() {
-    let dir = output_dir("openapi-served");
-    let fixture = Fixture::start(&dir, &["--status-demo", "10"]);
+    let fixture = Fixture::start(&["--status-demo", "10"]);
     let served = get(fixture.addr, "/api/v1/openapi.yaml").await;
     assert_eq!(served.status, 200);
     assert_eq!(
@@ -54,48 +48,46 @@ async fn the_served_document_is_the_one_in_the_repository() {
 #[test]
 fn every_endpoint_answers_as_the_document_says() {
     let dir = output_dir("schemathesis");
-    let fixture = Fixture::start(&dir, &["--status-demo", "60", "--now", "1740830400000"]);
-    let output = run_bounded(
-        Command::new(python_tool("schemathesis"))
-            .current_dir(&dir)
-            .args(["run"])
-            .arg(openapi_document())
-            .args([
-                "--url",
-                &format!("http://{}/api/v1", fixture.addr),
-                // Every check but `positive_data_acceptance`: some rules span parameters
-                // (`range` or `from`/`to`, `from` before `to`, at most 3,660 days, at most
-                // 1,500 buckets) and OpenAPI 3.0 cannot state them, so a request the schema
-                // allows may rightly get a 400; the tests above check those 400s.
-                "--checks",
-                "all",
-                "--exclude-checks",
-                "positive_data_acceptance",
-                "--max-examples",
-                "25",
-                "--seed",
-                "20250301",
-                "--workers",
-                "2",
-                "--no-color",
-                "--generation-database",
-                "none",
-                "--report",
-                "junit",
-                "--report-dir",
-            ])
-            .arg(dir.join("report")),
-        Duration::from_secs(480),
-    );
-    let said = String::from_utf8_lossy(&output.stdout);
-    std::fs::write(dir.join("schemathesis.txt"), said.as_bytes()).unwrap();
-    let tail: Vec<&str> = said.lines().rev().take(60).collect();
-    assert!(
-        output.status.success(),
-        "schemathesis found problems ({:?}); the last lines:\n{}\n{}",
-        output.status,
+    let fixture = Fixture::start(&["--status-demo", "60", "--now", "1740830400000"]);
+    let run = TestCommand::new(tool("schemathesis"))
+        .current_dir(&dir)
+        .arg("run")
+        .arg(openapi_document())
+        .args([
+            "--url",
+            &format!("http://{}/api/v1", fixture.addr),
+            // Every check but `positive_data_acceptance`: some rules span parameters (`range`
+            // or `from`/`to`, `from` before `to`, at most 3,660 days, at most 1,500 buckets) and
+            // OpenAPI 3.0 cannot state them, so a request the schema allows may rightly get a
+            // 400; the tests above check those 400s.
+            "--checks",
+            "all",
+            "--exclude-checks",
+            "positive_data_acceptance",
+            "--max-examples",
+            "25",
+            "--seed",
+            "20250301",
+            "--workers",
+            "2",
+            "--no-color",
+            "--generation-database",
+            "none",
+            "--report",
+            "junit",
+            "--report-dir",
+        ])
+        .arg(dir.join("report"))
+        .timeout(Duration::from_secs(480))
+        .run();
+    std::fs::write(dir.join("schemathesis.txt"), &run.stdout).unwrap();
+    let tail: Vec<&str> = run.stdout.lines().rev().take(60).collect();
+    assert_eq!(
+        run.code,
+        0,
+        "schemathesis found problems; the last lines:\n{}\n{}",
         tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
-        String::from_utf8_lossy(&output.stderr)
+        run.stderr
     );
-    assert!(said.contains("No issues found"), "{said}");
+    assert!(run.stdout.contains("No issues found"), "{}", run.stdout);
 }

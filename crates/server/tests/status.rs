@@ -12,10 +12,10 @@ use support::{Fixture, get, get_with, links, output_dir};
 /// 2025-03-01T12:00:00Z.
 const AT: &str = "1740830400000";
 
-fn demo(dir: &std::path::Path, extra: &[&str]) -> Fixture {
+fn demo(extra: &[&str]) -> Fixture {
     let mut args = vec!["--status-demo", "120", "--now", AT];
     args.extend_from_slice(extra);
-    Fixture::start(dir, &args)
+    Fixture::start(&args)
 }
 
 fn basic(user: &str, password: &str) -> String {
@@ -101,16 +101,14 @@ async fn auth_from_a_file_guards_every_path_but_healthz() {
     let file = dir.join("auth.txt");
     std::fs::write(&file, credentials()).unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let fixture = demo(&dir, &["--auth-file", file.to_str().unwrap()]);
+    let fixture = demo(&["--auth-file", file.to_str().unwrap()]);
     assert_auth_enforced(fixture.addr).await;
 }
 
 #[tokio::test]
 async fn auth_from_an_environment_variable_guards_every_path_but_healthz() {
-    let dir = output_dir("auth-env");
     let entries = credentials().replace('\n', ";");
     let fixture = Fixture::start_with_env(
-        &dir,
         &[
             "--status-demo",
             "120",
@@ -129,25 +127,19 @@ async fn a_plain_password_in_the_auth_file_is_refused_at_start() {
     let dir = output_dir("auth-plain");
     let file = dir.join("auth.txt");
     std::fs::write(&file, "alice:hunter2\n").unwrap();
-    let output = support::run_bounded(
-        std::process::Command::new(env!("CARGO_BIN_EXE_nv-server-fixture")).args([
-            "--status-demo",
-            "3",
-            "--auth-file",
-            file.to_str().unwrap(),
-        ]),
-        std::time::Duration::from_secs(10),
-    );
-    assert_eq!(output.status.code(), Some(3));
-    let said = String::from_utf8_lossy(&output.stderr);
+    let run = netvantage_testkit::TestCommand::new(env!("CARGO_BIN_EXE_nv-server-fixture"))
+        .args(["--status-demo", "3", "--auth-file", file.to_str().unwrap()])
+        .timeout(std::time::Duration::from_secs(10))
+        .run();
+    run.assert_code(3);
+    let said = &run.stderr;
     assert!(said.contains("auth.txt:1"), "{said}");
     assert!(said.contains("bcrypt"), "{said}");
 }
 
 #[tokio::test]
 async fn under_a_base_path_every_link_resolves() {
-    let dir = output_dir("base-path");
-    let fixture = demo(&dir, &["--base-path", "/status"]);
+    let fixture = demo(&["--base-path", "/status"]);
     let addr = fixture.addr;
     assert_eq!(
         get(addr, "/").await.status,
@@ -204,8 +196,7 @@ async fn under_a_base_path_every_link_resolves() {
 
 #[tokio::test]
 async fn bad_parameters_get_a_400_problem_naming_the_parameter() {
-    let dir = output_dir("problems");
-    let fixture = demo(&dir, &[]);
+    let fixture = demo(&[]);
     for (path, parameter) in [
         ("/api/v1/targets?per_page=0", "per_page"),
         ("/api/v1/targets/t00007/history?from=yesterday", "from"),
@@ -224,8 +215,7 @@ async fn bad_parameters_get_a_400_problem_naming_the_parameter() {
 
 #[tokio::test]
 async fn pages_are_gzipped_for_clients_that_take_it() {
-    let dir = output_dir("gzip");
-    let fixture = demo(&dir, &[]);
+    let fixture = demo(&[]);
     let plain = get(fixture.addr, "/").await;
     let zipped = get_with(fixture.addr, "/", &["Accept-Encoding: gzip, br"]).await;
     assert_eq!(zipped.header("content-encoding"), Some("gzip"));
@@ -246,7 +236,7 @@ async fn pages_are_gzipped_for_clients_that_take_it() {
 #[tokio::test]
 async fn status_metrics_pass_promtool() {
     let dir = output_dir("status-metrics");
-    let fixture = demo(&dir, &[]);
+    let fixture = demo(&[]);
     let answer = get(fixture.addr, "/metrics").await;
     assert_eq!(answer.status, 200);
     for line in [

@@ -1,12 +1,12 @@
-//! What the server's integration tests share: a raw HTTP/1.1 client over a real socket, the
-//! fixture binary in a child process, and a bounded `wait_for`.
+//! What the server's integration tests add to `netvantage-testkit`: a raw HTTP/1.1 client over a
+//! real socket (any method, any header, the body's bytes as sent), the fixture binary in a child
+//! process, the links of a page, and a process's CPU time.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use netvantage_testkit::{Running, TestCommand, require_tool};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -85,79 +85,47 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str, extra: &[&str])
         .unwrap_or_else(|_| panic!("{method} {path}: no answer within 10 s"))
 }
 
-/// Polls `condition` every 20 ms until it holds or `limit` passes.
-pub async fn wait_for<F, Fut>(limit: Duration, mut condition: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if condition().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
-}
-
 /// The fixture server in a child process; killed when dropped.
 pub struct Fixture {
-    pub child: Child,
+    pub process: Running,
     pub addr: SocketAddr,
-    pub stderr_path: PathBuf,
 }
 
 impl Fixture {
-    /// Starts `nv-server-fixture` with `args`; its stderr (the log) goes to a file in `dir`.
-    pub fn start(dir: &Path, args: &[&str]) -> Fixture {
-        Fixture::start_with_env(dir, args, &[])
+    /// Starts `nv-server-fixture` with `args` and waits until it listens.
+    pub fn start(args: &[&str]) -> Fixture {
+        Fixture::start_with_env(args, &[])
     }
 
     /// As [`Fixture::start`], with extra environment variables.
-    pub fn start_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Fixture {
-        std::fs::create_dir_all(dir).expect("test dir");
-        let stderr_path = dir.join("server.log");
-        let stderr = std::fs::File::create(&stderr_path).expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_nv-server-fixture"))
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn nv-server-fixture");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut first = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut first)
-            .expect("read the fixture's first line");
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Fixture {
+        let mut command = TestCommand::new(env!("CARGO_BIN_EXE_nv-server-fixture")).args(args);
+        for (key, value) in env {
+            command = command.env(key, value);
+        }
+        let mut process = command.spawn();
+        process.wait_for(
+            Duration::from_secs(20),
+            "the fixture to listen",
+            |out, _| !out.is_empty(),
+        );
+        let first = process.stdout_lines().first().cloned().unwrap_or_default();
         let addr = first
             .trim()
             .strip_prefix("listening http://")
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("fixture said {first:?}"));
-        Fixture {
-            child,
-            addr,
-            stderr_path,
-        }
+        Fixture { process, addr }
     }
 
+    /// What it logged so far (stderr).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+        self.process.stderr_text()
     }
 
     /// User plus system CPU time the process has used so far, from `/proc/PID/stat`.
     pub fn cpu_time(&self) -> Duration {
-        cpu_time(self.child.id())
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        cpu_time(self.process.pid())
     }
 }
 
@@ -189,9 +157,9 @@ pub fn links(html: &str) -> Vec<String> {
     found
 }
 
-/// The first of `names` on `PATH`, or in `~/.local/nv-venv/bin` (where the README's
-/// `pip install` puts the Python test tools).
-pub fn find_tool(names: &[&str]) -> Option<PathBuf> {
+/// A Python test tool (schemathesis, openapi-spec-validator): on `PATH`, or in
+/// `~/.local/nv-venv/bin`, where docs/server.md's `pip install` puts it.
+pub fn python_tool(names: &[&str]) -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();
@@ -204,54 +172,21 @@ pub fn find_tool(names: &[&str]) -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
-/// Runs `command` to completion within `limit`; kills it past that.
-pub fn run_bounded(command: &mut Command, limit: Duration) -> std::process::Output {
-    let child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
-    let pid = child.id();
-    let (done, wait) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(child.wait_with_output());
-    });
-    match wait.recv_timeout(limit) {
-        Ok(output) => output.expect("wait"),
-        Err(_) => {
-            // SAFETY: kill(2) on the pid of the child this function spawned.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            panic!("{command:?} ran past {limit:?}");
-        }
-    }
-}
-
 /// Asserts `promtool check metrics` finds nothing to say about `exposition` (saved in `dir`).
 pub fn assert_promtool_clean(exposition: &str, dir: &Path) {
-    let promtool = find_tool(&["promtool"]).unwrap_or_else(|| {
-        panic!(
-            "promtool is not installed: `apt-get install -y --no-install-recommends prometheus` \
-             (Debian) or download it from https://prometheus.io/download/"
-        )
-    });
-    let saved = dir.join("metrics.txt");
-    std::fs::write(&saved, exposition).expect("save the exposition");
-    let output = run_bounded(
-        Command::new(promtool)
-            .args(["check", "metrics"])
-            .stdin(std::fs::File::open(&saved).expect("open the exposition")),
-        Duration::from_secs(30),
-    );
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    require_tool("promtool", "prometheus");
+    std::fs::write(dir.join("metrics.txt"), exposition).expect("save the exposition");
+    let run = TestCommand::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(exposition.as_bytes().to_vec())
+        .timeout(Duration::from_secs(30))
+        .run();
+    let said = format!("{}{}", run.stdout, run.stderr);
     assert!(
-        output.status.success() && said.trim().is_empty(),
-        "promtool check metrics: {:?}\n{said}\non {}",
-        output.status,
-        saved.display()
+        run.code == 0 && said.trim().is_empty(),
+        "promtool check metrics exited {}:\n{said}\non {}",
+        run.code,
+        dir.join("metrics.txt").display()
     );
 }
 
