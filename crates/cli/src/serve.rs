@@ -6,11 +6,13 @@ use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// Binds `addr` and serves `registry` on `/metrics` until `shutdown`. Returns the bound address.
+/// Binds `addr` and serves `registry` on `/metrics` (with `/healthz` and `/readyz`) until
+/// `shutdown`, through the hardened server of `netvantage-server`. Returns the bound address.
 pub async fn metrics(
     addr: SocketAddr,
     registry: Arc<Registry>,
-    _shutdown: &Shutdown,
-) -> std::io::Result<SocketAddr> {
-    netvantage_conns::metrics::serve_registry(addr, registry).await
+    shutdown: &Shutdown,
+) -> Result<SocketAddr, netvantage_server::ServerError> {
+    let server = netvantage_server::serve_metrics(addr, registry, shutdown.token()).await?;
+    Ok(server.local_addr())
 }

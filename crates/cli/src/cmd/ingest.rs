@@ -120,9 +120,11 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<i32> {
         };
         settings.properties.push((key.into(), value.into()));
     }
+    let shutdown = netvantage_runtime::Shutdown::new();
+    shutdown.stop_on_signals()?;
     let metrics = IngestMetrics::new();
     if let Some(addr) = args.metrics_listen {
-        let bound = netvantage_conns::metrics::serve_registry(addr, metrics.registry())
+        let bound = crate::serve::metrics(addr, metrics.registry(), &shutdown)
             .await
             .map_err(|e| exit::usage(format!("--metrics-listen {addr}: {e}")))?;
         tracing::info!(%bound, "serving /metrics");
@@ -130,8 +132,6 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<i32> {
     let config = client_config(&settings, &[]).map_err(exit::usage)?;
     let consumer = ingest::consumer(config, &args.group, &settings.topic, metrics.clone())
         .map_err(|e| exit::usage(format!("{e:#}")))?;
-    let shutdown = netvantage_runtime::Shutdown::new();
-    shutdown.stop_on_signals()?;
     let stop = shutdown.token();
     let options = IngestOptions {
         topic: settings.topic.clone(),
