@@ -4,7 +4,7 @@
 mod support;
 
 use netvantage_store::{PgStore, Store, StoreError, TimeRange};
-use support::{Database, POSTGRES, admin, tcp, unique};
+use support::{Database, POSTGRES, admin, admin_blocking, tcp, unique};
 
 const DAY_MS: i64 = 86_400_000;
 /// 2026-11-23T00:00:00Z.
@@ -118,15 +118,7 @@ impl Role {
 
 impl Drop for Role {
     fn drop(&mut self) {
-        let sql = format!("DROP ROLE IF EXISTS {}", self.name);
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async { admin("postgres").await.batch_execute(&sql).await })
-        })
-        .join();
+        let _ = admin_blocking(format!("DROP ROLE IF EXISTS {}", self.name));
     }
 }
 

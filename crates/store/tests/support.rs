@@ -71,20 +71,27 @@ impl Database {
     }
 }
 
+/// Runs `sql` as the superuser from outside any runtime: a `Drop` may run inside the test's
+/// runtime (where blocking on another is not allowed) or after it.
+pub fn admin_blocking(sql: String) -> Result<(), String> {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime
+            .block_on(async { admin("postgres").await.batch_execute(&sql).await })
+            .map_err(|e| e.to_string())
+    })
+    .join()
+    .map_err(|_| "panicked".to_string())?
+}
+
 impl Drop for Database {
     fn drop(&mut self) {
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        // A runtime of its own: drop may run inside (or after) the test's.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async { admin("postgres").await.batch_execute(&sql).await })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop database {}: {dropped:?}", self.name);
+        if let Err(e) = admin_blocking(sql) {
+            eprintln!("could not drop database {}: {e}", self.name);
         }
     }
 }
