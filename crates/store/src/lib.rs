@@ -10,6 +10,11 @@
 //!   and writes batches by binary `COPY`, exactly once per record id.
 //! - [`AnyStore`]: the backend chosen at run time (`--postgres URL`, else the SQLite file).
 //!
+//! Extending it: a new record field is one entry in [`columns::COLUMNS`] and one migration;
+//! anything derived from the rows as they are written (issue 13's roll-ups) is another
+//! migration and goes in the insert's transaction, counting only [`Written::fresh`] records so
+//! that a redelivered record is counted once.
+//!
 //! What it must not do: judge (that is `netvantage_core::vantage`, which reads the
 //! [`Observation`]s this crate returns), know about Kafka (ingest hands it records and the
 //! messages it rejected), print, or decide exit codes ([`StoreError::is_usage`] says which

@@ -33,6 +33,10 @@ const SCHEMA_LOCK: i64 = 0x6e76_7363_6865_6d61; // "nvschema"
 
 const DAY_MS: i64 = 86_400_000;
 
+/// How long a connection attempt may take when the connection string doesn't say
+/// (`connect_timeout`).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A message that could not be read as a record: kept, with why, instead of dropped.
 #[derive(Debug, Clone)]
 pub struct Rejected {
@@ -59,9 +63,13 @@ fn pg(doing: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
 
 /// Connects; the connection's driver runs on a task of its own.
 async fn connect(url: &str) -> Result<(Client, String), StoreError> {
-    let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
+    let mut config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
         StoreError::BadConnectionString(crate::error::describe(&e))
     })?;
+    // A server that never answers (a black-holed address) is a failure to retry, not a hang.
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
     let location = match config.get_dbname() {
         Some(name) => format!("postgres database {name:?}"),
         None => "postgres".to_string(),
