@@ -33,11 +33,17 @@ fn agent_store(dir: &Path) -> (std::net::TcpListener, u16) {
         ),
     )
     .unwrap();
-    nv().args(["agent", "--config", config.to_str().unwrap(), "--run-for", "1s"])
-        .current_dir(dir)
-        .timeout(AGENT_EXIT)
-        .run()
-        .assert_success();
+    nv().args([
+        "agent",
+        "--config",
+        config.to_str().unwrap(),
+        "--run-for",
+        "1s",
+    ])
+    .current_dir(dir)
+    .timeout(AGENT_EXIT)
+    .run()
+    .assert_success();
     (listener, port)
 }
 
@@ -67,16 +73,27 @@ fn report_reads_a_0644_store_of_another_user_in_a_directory_it_cannot_write() {
     let before = std::fs::read(&db).unwrap();
     let run = nv()
         .args(["report", "--sqlite", db.to_str().unwrap(), "--since", "1h"])
-        .wrap(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .wrap([
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+        ])
         .timeout(LIMIT)
         .run();
     run.assert_code(0);
     assert!(
-        run.stdout.contains(&format!("127.0.0.1:{port} reporting ok")),
+        run.stdout
+            .contains(&format!("127.0.0.1:{port} reporting ok")),
         "{}",
         run.stdout
     );
-    assert_eq!(std::fs::read(&db).unwrap(), before, "report changed the store");
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        before,
+        "report changed the store"
+    );
 }
 
 #[test]
@@ -90,7 +107,11 @@ fn report_refuses_a_foreign_sqlite_file_and_leaves_it_alone() {
     let before = std::fs::read(&path).unwrap();
     let run = nv_in(dir.path(), &["report", "--sqlite", path.to_str().unwrap()]);
     run.assert_code(3);
-    assert!(run.stderr.contains("not a netvantage store"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("not a netvantage store"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(std::fs::read(&path).unwrap(), before);
     assert!(!dir.join("notes.db-wal").exists(), "switched to WAL");
 }
@@ -117,7 +138,13 @@ fn an_agent_sqlite_path_in_a_missing_directory_is_bad_config_exit_3() {
         "vantage: lab\ntcp:\n  - port: 22\n    hosts: [127.0.0.1]\nsinks:\n  sqlite: {path: missing/nv.db}\n",
     );
     let run = nv()
-        .args(["agent", "--config", config.to_str().unwrap(), "--run-for", "1s"])
+        .args([
+            "agent",
+            "--config",
+            config.to_str().unwrap(),
+            "--run-for",
+            "1s",
+        ])
         .current_dir(dir.path())
         .timeout(AGENT_EXIT)
         .run();
@@ -136,7 +163,14 @@ fn ingest_stops_at_once_with_the_server_s_words_when_the_database_is_missing() {
     let broker = format!("127.0.0.1:{}", free_port());
     for args in [
         vec!["ingest", "--kafka", &broker, "--postgres", &url],
-        vec!["ingest", "--kafka", &broker, "--postgres", &url, "--migrate-only"],
+        vec![
+            "ingest",
+            "--kafka",
+            &broker,
+            "--postgres",
+            &url,
+            "--migrate-only",
+        ],
     ] {
         let run = nv_in(dir.path(), &args);
         run.assert_code(3);
@@ -155,7 +189,11 @@ fn report_on_a_database_without_netvantage_s_schema_exits_3_and_creates_nothing(
     let dir = Scratch::new();
     let run = nv_in(dir.path(), &["report", "--postgres", &db.url()]);
     run.assert_code(3);
-    assert!(run.stderr.contains("not a netvantage store"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("not a netvantage store"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(
         db.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"),
         "0"

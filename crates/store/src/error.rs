@@ -51,13 +51,18 @@ pub enum StoreError {
 
 impl StoreError {
     /// Retrying the same operation later can succeed: the server is restarting, refuses
-    /// connections for now, is out of a resource, or lost a serialization race.
+    /// connections for now, is out of a resource, or lost a serialization race; the SQLite
+    /// file is locked by another writer, or its disk is full (and may be freed).
     pub fn heals(&self) -> bool {
         match self {
             StoreError::Postgres(e) => e.kind() == PgErrorKind::Transient,
             StoreError::Sqlite { source, .. } => matches!(
                 source.sqlite_error_code(),
-                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                Some(
+                    rusqlite::ErrorCode::DatabaseBusy
+                        | rusqlite::ErrorCode::DatabaseLocked
+                        | rusqlite::ErrorCode::DiskFull
+                )
             ),
             _ => false,
         }

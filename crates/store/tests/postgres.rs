@@ -4,7 +4,8 @@
 mod support;
 
 use netvantage_store::{PgStore, Store, StoreError, TimeRange};
-use support::{Database, POSTGRES, admin, admin_blocking, tcp, unique};
+use netvantage_testkit::{Database, psql, unique_name};
+use support::{POSTGRES, sql, tcp};
 
 const DAY_MS: i64 = 86_400_000;
 /// 2026-11-23T00:00:00Z.
@@ -12,7 +13,7 @@ const NOV_23: i64 = 1_795_392_000_000;
 
 #[tokio::test]
 async fn records_land_in_the_partition_of_their_utc_day() {
-    let db = Database::create().await;
+    let db = Database::new("nvstore");
     let mut store = PgStore::connect_writer(&db.url()).await.unwrap();
     let records = [
         tcp("a:1", NOV_23 - 1, None),
@@ -20,28 +21,14 @@ async fn records_land_in_the_partition_of_their_utc_day() {
         tcp("a:1", NOV_23 + DAY_MS - 1, None),
     ];
     store.insert(&records).await.unwrap();
-    let rows = db
-        .client()
-        .await
-        .query(
-            "SELECT tableoid::regclass::text, count(*) FROM results GROUP BY 1 ORDER BY 1",
-            &[],
-        )
-        .await
-        .unwrap();
-    let partitions: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    assert_eq!(
-        partitions,
-        vec![
-            ("results_20261122".into(), 1),
-            ("results_20261123".into(), 2)
-        ]
-    );
+    let partitions =
+        db.query("SELECT tableoid::regclass::text, count(*) FROM results GROUP BY 1 ORDER BY 1");
+    assert_eq!(partitions, "results_20261122|1\nresults_20261123|2");
 }
 
 #[tokio::test]
 async fn retention_drops_whole_days_before_the_cutoff_and_nothing_else() {
-    let db = Database::create().await;
+    let db = Database::new("nvstore");
     let mut store = PgStore::connect_writer(&db.url()).await.unwrap();
     let records: Vec<_> = (0..4)
         .map(|day| tcp("a:1", NOV_23 + day * DAY_MS + 1_000, None))
@@ -74,7 +61,7 @@ async fn retention_drops_whole_days_before_the_cutoff_and_nothing_else() {
 
 #[tokio::test]
 async fn a_missing_database_is_fatal_at_start_with_the_server_s_words() {
-    let url = format!("{POSTGRES} dbname={}", unique("nvstore_missing"));
+    let url = format!("{POSTGRES} dbname={}", unique_name("nvstore_missing"));
     let refused = PgStore::connect_writer(&url).await.err().expect("refused");
     let text = refused.to_string();
     assert!(refused.is_usage() && !refused.heals(), "{text}");
@@ -88,7 +75,7 @@ async fn a_missing_database_is_fatal_at_start_with_the_server_s_words() {
 async fn an_unknown_role_is_an_authentication_failure_fatal_at_start() {
     let url = format!(
         "host=127.0.0.1 port=5432 dbname=postgres user={}",
-        unique("nvstore_nobody")
+        unique_name("nvstore_nobody")
     );
     let refused = PgStore::connect_writer(&url).await.err().expect("refused");
     let text = refused.to_string();
@@ -105,36 +92,28 @@ struct Role {
 }
 
 impl Role {
-    async fn create() -> Role {
-        let name = unique("nvstore_role");
-        admin("postgres")
-            .await
-            .batch_execute(&format!("CREATE ROLE {name} LOGIN"))
-            .await
-            .unwrap();
+    fn create() -> Role {
+        let name = unique_name("nvstore_role");
+        sql("postgres", &format!("CREATE ROLE {name} LOGIN"));
         Role { name }
     }
 }
 
 impl Drop for Role {
     fn drop(&mut self) {
-        let _ = admin_blocking(format!("DROP ROLE IF EXISTS {}", self.name));
+        let _ = psql("postgres", &format!("DROP ROLE IF EXISTS {}", self.name));
     }
 }
 
 #[tokio::test]
 async fn a_role_without_privileges_is_fatal_at_start() {
-    let role = Role::create().await;
-    let db = Database::create().await;
+    let role = Role::create();
+    let db = Database::new("nvstore");
     // PostgreSQL 15 and later: only the owner may create in `public`.
-    db.client()
-        .await
-        .batch_execute(&format!(
-            "REVOKE CREATE ON SCHEMA public FROM PUBLIC, {}",
-            role.name
-        ))
-        .await
-        .unwrap();
+    db.query(&format!(
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC, {}",
+        role.name
+    ));
     let url = format!("{} user={}", db.url(), role.name);
     let refused = PgStore::connect_writer(&url).await.err().expect("refused");
     let text = refused.to_string();
@@ -161,17 +140,13 @@ async fn a_connection_refused_heals() {
 
 #[tokio::test]
 async fn a_session_ended_by_the_server_heals() {
-    let db = Database::create().await;
+    let db = Database::new("nvstore");
     let mut store = PgStore::connect_writer(&db.url()).await.unwrap();
-    db.client()
-        .await
-        .batch_execute(&format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-             WHERE datname = '{}' AND pid <> pg_backend_pid()",
-            db.name
-        ))
-        .await
-        .unwrap();
+    db.query(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = '{}' AND pid <> pg_backend_pid()",
+        db.name
+    ));
     let failed = store
         .insert(&[tcp("a:1", NOV_23, None)])
         .await
@@ -194,7 +169,7 @@ async fn a_bad_connection_string_is_a_usage_error() {
 
 #[tokio::test]
 async fn a_reader_s_session_cannot_write_even_by_mistake() {
-    let db = Database::create().await;
+    let db = Database::new("nvstore");
     drop(PgStore::connect_writer(&db.url()).await.unwrap());
     let reader = PgStore::connect_reader(&db.url()).await.unwrap();
     let refused = reader

@@ -4,6 +4,7 @@
 mod support;
 
 use netvantage_store::{SqliteStore, StoreError, TimeRange};
+use netvantage_testkit::Scratch;
 use std::path::Path;
 use support::{as_user, file_mode, tcp};
 
@@ -17,7 +18,7 @@ fn stored_store(path: &Path) {
 
 #[test]
 fn the_agents_sink_thread_writes_through_the_synchronous_api() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Scratch::new();
     let path = dir.path().join("nv.db");
     let written = std::thread::spawn(move || {
         let mut store = SqliteStore::open_writer(&path).unwrap();
@@ -33,7 +34,7 @@ fn the_agents_sink_thread_writes_through_the_synchronous_api() {
 
 #[test]
 fn a_new_store_and_its_wal_files_are_owner_only() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Scratch::new();
     let path = dir.path().join("nv.db");
     let store = SqliteStore::open_writer(&path).unwrap();
     // While the writer is open its -wal and -shm exist too.
@@ -46,7 +47,7 @@ fn a_new_store_and_its_wal_files_are_owner_only() {
 #[test]
 fn an_existing_store_keeps_the_mode_its_owner_gave_it() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Scratch::new();
     let path = dir.path().join("nv.db");
     stored_store(&path);
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -56,7 +57,7 @@ fn an_existing_store_keeps_the_mode_its_owner_gave_it() {
 
 #[test]
 fn a_path_in_a_missing_directory_is_a_usage_error_and_creates_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Scratch::new();
     let path = dir.path().join("missing").join("nv.db");
     let refused = SqliteStore::open_writer(&path).err().expect("refused");
     assert!(
@@ -82,7 +83,7 @@ fn foreign_file(path: &Path) -> Vec<u8> {
 
 #[test]
 fn a_foreign_sqlite_file_is_refused_and_left_untouched() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Scratch::new();
     let path = dir.path().join("notes.db");
     let before = foreign_file(&path);
     for refused in [
@@ -109,7 +110,7 @@ fn a_foreign_sqlite_file_is_refused_and_left_untouched() {
 
 #[test]
 fn a_file_that_is_not_sqlite_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Scratch::new();
     let path = dir.path().join("hosts.txt");
     std::fs::write(
         &path,
@@ -133,7 +134,7 @@ fn a_file_that_is_not_sqlite_is_refused() {
 
 #[test]
 fn a_missing_file_is_not_created_by_a_reader() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Scratch::new();
     let path = dir.path().join("nv.db");
     let refused = SqliteStore::open_reader(&path).err().expect("refused");
     assert!(matches!(refused, StoreError::NotFound { .. }), "{refused}");
@@ -144,7 +145,7 @@ fn a_missing_file_is_not_created_by_a_reader() {
 #[test]
 fn a_reader_reads_a_0644_store_another_user_owns() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Scratch::new();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let path = dir.path().join("nv.db");
     stored_store(&path);
@@ -164,7 +165,7 @@ fn a_reader_reads_a_0644_store_another_user_owns() {
 #[test]
 fn a_reader_reads_a_store_while_its_writer_is_open() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Scratch::new();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let path = dir.path().join("nv.db");
     let mut writer = SqliteStore::open_writer(&path).unwrap();
@@ -214,7 +215,7 @@ impl Drop for ReadOnlyMount {
 
 #[test]
 fn a_reader_reads_a_store_on_a_read_only_mount() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Scratch::new();
     let files = dir.path().join("files");
     std::fs::create_dir(&files).unwrap();
     stored_store(&files.join("nv.db"));

@@ -1,18 +1,18 @@
 //! Fixtures for the store tests: a fresh store of either backend — a SQLite file in a
-//! directory of its own, or a PostgreSQL database of its own on 127.0.0.1:5432 (trust auth,
-//! user postgres), dropped afterwards — and records to put in it.
+//! directory of its own, or a PostgreSQL database of its own (`netvantage_testkit::Database`,
+//! on 127.0.0.1:5432, dropped afterwards) — and records to put in it.
 #![allow(dead_code)] // each test file uses its own part of it
 
 use netvantage_core::{
     CheckResult, HttpDetails, HttpObservation, Outcome, Phases, Reason, ResultRecord,
 };
 use netvantage_store::{AnyStore, Location, ResultsQuery, Store, TimeRange};
+use netvantage_testkit::{Database, Scratch, psql};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-/// The server the tests use, as the `postgres` superuser.
+/// The server the tests use, as the `postgres` superuser (testkit's [`Database`] lives there).
 pub const POSTGRES: &str = "host=127.0.0.1 port=5432 user=postgres";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,96 +21,26 @@ pub enum Backend {
     Postgres,
 }
 
-/// A name no other test (or earlier run) uses: `prefix_pid_n`.
-pub fn unique(prefix: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// An admin connection to the test server; fails the test with how to get one.
-pub async fn admin(dbname: &str) -> tokio_postgres::Client {
-    let url = format!("{POSTGRES} dbname={dbname}");
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "these tests need PostgreSQL on 127.0.0.1:5432 with trust auth for user postgres \
-                 (apt-get install postgresql; host all all 127.0.0.1/32 trust in pg_hba.conf): {e}"
-            )
-        });
-    tokio::spawn(connection);
-    client
-}
-
-/// A database of its own, dropped (with its connections) when this goes out of scope.
-pub struct Database {
-    pub name: String,
-}
-
-impl Database {
-    pub async fn create() -> Database {
-        let name = unique("nvstore");
-        admin("postgres")
-            .await
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        Database { name }
-    }
-
-    pub fn url(&self) -> String {
-        format!("{POSTGRES} dbname={}", self.name)
-    }
-
-    pub async fn client(&self) -> tokio_postgres::Client {
-        admin(&self.name).await
-    }
-}
-
-/// Runs `sql` as the superuser from outside any runtime: a `Drop` may run inside the test's
-/// runtime (where blocking on another is not allowed) or after it.
-pub fn admin_blocking(sql: String) -> Result<(), String> {
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        runtime
-            .block_on(async { admin("postgres").await.batch_execute(&sql).await })
-            .map_err(|e| e.to_string())
-    })
-    .join()
-    .map_err(|_| "panicked".to_string())?
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        if let Err(e) = admin_blocking(sql) {
-            eprintln!("could not drop database {}: {e}", self.name);
-        }
-    }
+/// Runs SQL that must succeed as the superuser in `database`; psql's unaligned output.
+pub fn sql(database: &str, sql: &str) -> String {
+    psql(database, sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 /// A fresh, empty store of one backend: nothing is created until a writer opens it.
 pub struct Fixture {
     pub backend: Backend,
     pub location: Location,
-    pub dir: tempfile::TempDir,
+    pub dir: Scratch,
     pub database: Option<Database>,
 }
 
 impl Fixture {
     pub async fn new(backend: Backend) -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = Scratch::new();
         let (location, database) = match backend {
-            Backend::Sqlite => (Location::Sqlite(dir.path().join("netvantage.db")), None),
+            Backend::Sqlite => (Location::Sqlite(dir.join("netvantage.db")), None),
             Backend::Postgres => {
-                let database = Database::create().await;
+                let database = Database::new("nvstore");
                 (Location::Postgres(database.url()), Some(database))
             }
         };
@@ -145,7 +75,9 @@ impl Fixture {
     /// store, or to look at what is there).
     pub async fn execute(&self, sql: &str) {
         match &self.database {
-            Some(db) => db.client().await.batch_execute(sql).await.unwrap(),
+            Some(db) => {
+                db.query(sql);
+            }
             None => rusqlite::Connection::open(self.sqlite_path())
                 .unwrap()
                 .execute_batch(sql)
@@ -156,20 +88,7 @@ impl Fixture {
     /// The first column of every row of `sql`, as text.
     pub async fn column(&self, sql: &str) -> Vec<String> {
         match &self.database {
-            Some(db) => db
-                .client()
-                .await
-                .simple_query(sql)
-                .await
-                .unwrap()
-                .into_iter()
-                .filter_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(row) => {
-                        Some(row.get(0).unwrap_or("NULL").to_string())
-                    }
-                    _ => None,
-                })
-                .collect(),
+            Some(db) => db.query(sql).lines().map(str::to_string).collect(),
             None => {
                 let conn = rusqlite::Connection::open(self.sqlite_path()).unwrap();
                 let mut statement = conn.prepare(sql).unwrap();
