@@ -21,6 +21,11 @@ pub enum StoreError {
         found: i32,
         known: i32,
     },
+    #[error(
+        "{}: its write-ahead log ({}-wal) holds rows this user can't apply (no -shm, and no right to create one); run this as the agent's user, or start the agent once to fold the log in",
+        .path.display(), .path.display()
+    )]
+    UnreadableLog { path: PathBuf },
     #[error("{location}: opened for reading only")]
     ReadOnly { location: String },
     #[error("{}: {source}", .path.display())]
@@ -77,6 +82,7 @@ impl StoreError {
             | StoreError::NotAStore { .. }
             | StoreError::TooNew { .. }
             | StoreError::ReadOnly { .. }
+            | StoreError::UnreadableLog { .. }
             | StoreError::BadConnectionString(_) => true,
             StoreError::Postgres(e) => matches!(
                 e.kind(),

@@ -10,6 +10,8 @@
 //! by another user (0644) or on a read-only mount can be read. A WAL file needs its `-shm`
 //! index; when the writer is gone (no `-wal`) and the directory doesn't let this user create
 //! one, the file is read as `immutable`: a snapshot, which is what it is while nobody writes.
+//! A `-wal` left by a writer that was killed holds committed rows only a writer can apply; then
+//! the reader says so ([`StoreError::UnreadableLog`]) instead of reading without them.
 //!
 //! SQLite is blocking. The synchronous methods (`insert`, `results`, `observations`) are for a
 //! thread of its own, like the agent's sink; the [`Store`] methods call them in place.
@@ -111,6 +113,14 @@ impl SqliteStore {
             Connection::open_with_flags(path, flags).map_err(StoreError::sqlite(path))?;
         let found = match inspect(&conn, path) {
             Err(StoreError::Sqlite { source, .. }) if needs_shm_it_cannot_create(&source) => {
+                // Without a writer's log the file is all there is, and reading it as it stands
+                // is exact. A log left behind (a writer that was killed) holds committed rows
+                // only a writer can fold back in: say so rather than read without them.
+                if has_wal(path) {
+                    return Err(StoreError::UnreadableLog {
+                        path: path.to_path_buf(),
+                    });
+                }
                 tracing::debug!(path = %path.display(), "sqlite: no -shm and none can be made; reading as immutable");
                 conn = Connection::open_with_flags(
                     immutable_uri(path),
@@ -438,6 +448,13 @@ fn needs_shm_it_cannot_create(e: &rusqlite::Error) -> bool {
         e.sqlite_error_code(),
         Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen)
     )
+}
+
+/// The file has a write-ahead log with something in it.
+fn has_wal(path: &Path) -> bool {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(wal).is_ok_and(|m| m.len() > 0)
 }
 
 /// `file:/path?mode=ro&immutable=1`, the path percent-encoded as SQLite's URIs want.

@@ -227,3 +227,34 @@ fn a_reader_reads_a_store_on_a_read_only_mount() {
     // A writer there fails with an error, not a panic.
     assert!(SqliteStore::open_writer(&path).is_err());
 }
+
+#[test]
+fn a_log_left_by_a_killed_writer_is_not_silently_skipped_by_a_reader_that_cannot_apply_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Scratch::new();
+    let path = dir.join("nv.db");
+    let mut writer = SqliteStore::open_writer(&path).unwrap();
+    writer.insert(&[tcp("a:1", 1, None)]).unwrap();
+    // A kill -9: the connection never closes, its log stays with the committed row in it.
+    std::mem::forget(writer);
+    let left = dir.join("left");
+    std::fs::create_dir(&left).unwrap();
+    for file in ["nv.db", "nv.db-wal"] {
+        std::fs::copy(dir.join(file), left.join(file)).unwrap();
+        std::fs::set_permissions(left.join(file), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&left, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let refused = as_user(NOBODY, NOBODY, || {
+        SqliteStore::open_reader(&left.join("nv.db")).err()
+    });
+    let refused = refused.expect("refused");
+    assert!(
+        matches!(refused, StoreError::UnreadableLog { .. }),
+        "{refused}"
+    );
+    assert!(refused.is_usage());
+    // The agent's user can read it (and sees the row the log holds).
+    let store = SqliteStore::open_reader(&left.join("nv.db")).unwrap();
+    assert_eq!(store.observations(TimeRange::since(0)).unwrap().len(), 1);
+}
