@@ -9,6 +9,8 @@
 #   bench/pipeline/run.sh [N] [E2E_N]    (defaults: 1000000 records for rows 1 and 2, 200000 for row 3)
 #
 # E2E_RATE=R paces the end-to-end producer at R records/s (default: unpaced).
+# ROWS=2 runs only row 2 (the PostgreSQL writer against COPY): no broker, no tansu needed.
+# BENCH_BIN=path runs another build of the benchmark program (e.g. an earlier commit's).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -19,7 +21,12 @@ tansu=${TANSU:-$HOME/.cargo/bin/tansu}
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 # The pid keeps two checkouts' runs (or a leftover of a killed run) from sharing a database.
 prefix="nvbench_$$"
-dbs=("${prefix}_tansu" "${prefix}_writer" "${prefix}_copy" "${prefix}_e2e")
+rows=${ROWS:-1,2,3}
+if [ "$rows" = 2 ]; then
+  dbs=("${prefix}_writer" "${prefix}_copy")
+else
+  dbs=("${prefix}_tansu" "${prefix}_writer" "${prefix}_copy" "${prefix}_e2e")
+fi
 workdir=$(mktemp -d -t nvbench.XXXXXX)
 broker_pid=
 created=()
@@ -44,15 +51,31 @@ cleanup() {
 }
 trap cleanup EXIT
 
-[ -x "$tansu" ] || { echo "no tansu at $tansu (set TANSU=…)" >&2; exit 1; }
+[ "$rows" = 2 ] || [ -x "$tansu" ] || { echo "no tansu at $tansu (set TANSU=…)" >&2; exit 1; }
 command -v psql >/dev/null || { echo "needs psql: apt-get install postgresql-client" >&2; exit 1; }
 
-cargo build --release -p netvantage-pipeline --example bench_pipeline -p netvantage
+bench=${BENCH_BIN:-$target_dir/release/examples/bench_pipeline}
+[ -n "${BENCH_BIN:-}" ] || cargo build --release -p netvantage-pipeline --example bench_pipeline -p netvantage
 
 for db in "${dbs[@]}"; do
   psql_q -d postgres -c "CREATE DATABASE $db"
   created+=("$db")
 done
+url() { echo "host=127.0.0.1 user=postgres dbname=$1"; }
+pg_line="$(psql_q -d postgres -c 'SHOW server_version')"\
+" (shared_buffers $(psql_q -d postgres -c 'SHOW shared_buffers'),"\
+" synchronous_commit $(psql_q -d postgres -c 'SHOW synchronous_commit'))"
+
+if [ "$rows" = 2 ]; then
+  echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) cores; $pg_line"
+  echo "# N=$n; row 2 only (no broker); $bench"
+  "$bench" --rows 2 \
+    --writer-db "$(url "${prefix}_writer")" \
+    --copy-db "$(url "${prefix}_copy")" \
+    --workdir "$workdir" --n "$n"
+  exit
+fi
+
 psql_q -d "${prefix}_tansu" -f tests/tansu/tansu-0.6.0-postgres-schema.sql >/dev/null
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -67,14 +90,10 @@ broker_pid=$!
 for _ in $(seq 300); do listening "$port" && break; sleep 0.1; done
 listening "$port" || { echo "tansu did not listen on 127.0.0.1:$port" >&2; exit 1; }
 
-echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) cores; $("$tansu" --version);" \
-  "$(psql_q -d postgres -c 'SHOW server_version')" \
-  "(shared_buffers $(psql_q -d postgres -c 'SHOW shared_buffers')," \
-  "synchronous_commit $(psql_q -d postgres -c 'SHOW synchronous_commit'))"
+echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) cores; $("$tansu" --version); $pg_line"
 echo "# N=$n, e2e N=$e2e_n${E2E_RATE:+, e2e paced at $E2E_RATE/s}; broker 127.0.0.1:$port"
 
-url() { echo "host=127.0.0.1 user=postgres dbname=$1"; }
-"$target_dir/release/examples/bench_pipeline" \
+"$bench" \
   --brokers "127.0.0.1:$port" \
   --consume-topic nvbench.consume \
   --e2e-topic nvbench.e2e \

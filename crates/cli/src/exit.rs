@@ -24,10 +24,17 @@ pub fn usage(message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(UsageError(message.into()))
 }
 
-/// Prints an error that ended the run and returns its exit status.
+/// Prints an error that ended the run and returns its exit status: 3 for the user's own
+/// mistakes, whether said here ([`UsageError`]) or by the store (a missing directory, a file
+/// that isn't a store, a refused role, a missing database or privilege), 4 for the rest.
 pub fn report(err: &anyhow::Error) -> i32 {
     eprintln!("netvantage: {err:#}");
-    if err.downcast_ref::<UsageError>().is_some() {
+    let store_usage = err.chain().any(|cause| {
+        cause
+            .downcast_ref::<netvantage_store::StoreError>()
+            .is_some_and(netvantage_store::StoreError::is_usage)
+    });
+    if err.downcast_ref::<UsageError>().is_some() || store_usage {
         USAGE
     } else {
         INTERNAL

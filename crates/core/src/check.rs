@@ -50,6 +50,30 @@ impl CheckKind {
     }
 }
 
+impl std::str::FromStr for Outcome {
+    type Err = String;
+
+    /// The inverse of [`Outcome::as_str`] (what the stores keep).
+    fn from_str(text: &str) -> Result<Outcome, String> {
+        [Outcome::Up, Outcome::Degraded, Outcome::Down]
+            .into_iter()
+            .find(|o| o.as_str() == text)
+            .ok_or_else(|| format!("unknown outcome {text:?}"))
+    }
+}
+
+impl std::str::FromStr for CheckKind {
+    type Err = String;
+
+    /// The inverse of [`CheckKind::as_str`] (what the stores keep).
+    fn from_str(text: &str) -> Result<CheckKind, String> {
+        [CheckKind::Tcp, CheckKind::Http]
+            .into_iter()
+            .find(|k| k.as_str() == text)
+            .ok_or_else(|| format!("unknown check kind {text:?}"))
+    }
+}
+
 /// Why a check failed: the first thing an SRE asks about a flapping port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -323,9 +347,11 @@ mod tests {
         }
         for outcome in [Outcome::Up, Outcome::Degraded, Outcome::Down] {
             assert_eq!(serde_json::to_value(outcome).unwrap(), outcome.as_str());
+            assert_eq!(outcome.as_str().parse::<Outcome>(), Ok(outcome));
         }
         for kind in [CheckKind::Tcp, CheckKind::Http] {
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+            assert_eq!(kind.as_str().parse::<CheckKind>(), Ok(kind));
         }
     }
 }

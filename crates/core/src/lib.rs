@@ -16,6 +16,7 @@ pub mod pin;
 pub mod record;
 pub mod status;
 pub mod target;
+pub mod vantage;
 pub mod verdict;
 
 pub use check::{CheckKind, CheckResult, HttpDetails, HttpObservation, Outcome, Phases, Reason};

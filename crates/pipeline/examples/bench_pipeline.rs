@@ -2,18 +2,22 @@
 //! runs it. Three rates from one run, each against the reference that bounds it:
 //!
 //! 1. the broker's bare consume rate (a plain librdkafka consumer, no database);
-//! 2. `PgWriter::write` in ingest's batches, against one `COPY … FROM STDIN` of the same rows;
+//! 2. the store's PostgreSQL writer (`PgStore::write`) in ingest's batches, against one binary
+//!    `COPY … FROM STDIN` of the same rows; then the same batches again, as a redelivery after
+//!    a crash would bring them (every record skipped);
 //! 3. end to end: `KafkaSink` → broker → `netvantage ingest` → PostgreSQL, against the slower of
 //!    1 and 2, with the delay from check to stored row.
 //!
-//! Every row is checked for loss and duplication; the exit status is 1 when any check fails.
+//! `--rows 2` runs row 2 alone, without a broker. Every row is checked for loss and
+//! duplication; the exit status is 1 when any check fails.
 
 use netvantage_core::clock::unix_ms_now;
 use netvantage_core::{CheckResult, Reason, ResultRecord};
 use netvantage_pipeline::config::KafkaSettings;
-use netvantage_pipeline::postgres::{self, PgWriter, partition_name};
 use netvantage_sinks::kafka::{KafkaSink, ensure_topic};
 use netvantage_sinks::{Envelope, Settle, Sink, Spool, Spooled};
+use netvantage_store::PgStore;
+use netvantage_store::columns::COLUMNS;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -23,7 +27,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 
@@ -32,9 +36,6 @@ const TARGETS: u64 = 1000;
 const BATCH: usize = 5000;
 /// A stage that makes no progress for this long has failed.
 const IDLE_LIMIT: Duration = Duration::from_secs(60);
-const DAY_MS: i64 = 86_400_000;
-const COLUMNS: &str = "id, ts, agent, vantage, kind, target, address, outcome, reason, latency_ms,
-    error, status, dns_ms, connect_ms, tls_ms, first_byte_ms, total_ms, body_matched, endpoint";
 
 /// A rate, and what the check for lost and duplicated records behind it found.
 struct Measured {
@@ -44,6 +45,8 @@ struct Measured {
 }
 
 struct Args {
+    /// Which rows to run (1, 2, 3).
+    rows: BTreeSet<u8>,
     brokers: String,
     consume_topic: String,
     e2e_topic: String,
@@ -70,9 +73,29 @@ fn parse_args() -> anyhow::Result<Args> {
             .ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))?;
         map.insert(key.to_string(), value);
     }
-    let mut take = |key: &str| {
-        map.remove(key)
-            .ok_or_else(|| anyhow::anyhow!("missing --{key}"))
+    let rows: BTreeSet<u8> = match map.remove("rows") {
+        Some(list) => list
+            .split(',')
+            .map(|row| match row.trim() {
+                "1" => Ok(1),
+                "2" => Ok(2),
+                "3" => Ok(3),
+                other => Err(anyhow::anyhow!("--rows: no row {other:?} (1, 2 or 3)")),
+            })
+            .collect::<anyhow::Result<_>>()?,
+        None => BTreeSet::from([1, 2, 3]),
+    };
+    // What a row doesn't need may be left out.
+    let needed = |key: &str| match key {
+        "brokers" | "consume-topic" => rows.contains(&1) || rows.contains(&3),
+        "writer-db" | "copy-db" => rows.contains(&2),
+        "e2e-topic" | "e2e-db" | "ingest-bin" | "e2e-n" => rows.contains(&3),
+        _ => true,
+    };
+    let mut take = |key: &str| match map.remove(key) {
+        Some(value) => Ok(value),
+        None if !needed(key) => Ok(String::new()),
+        None => Err(anyhow::anyhow!("missing --{key}")),
     };
     let args = Args {
         brokers: take("brokers")?,
@@ -84,8 +107,9 @@ fn parse_args() -> anyhow::Result<Args> {
         ingest_bin: take("ingest-bin")?.into(),
         workdir: take("workdir")?.into(),
         n: take("n")?.parse()?,
-        e2e_n: take("e2e-n")?.parse()?,
+        e2e_n: take("e2e-n")?.parse().unwrap_or(0),
         e2e_rate: take("e2e-rate").unwrap_or_else(|_| "0".into()).parse()?,
+        rows,
     };
     if let Some(key) = map.keys().next() {
         anyhow::bail!("unknown option --{key}");
@@ -243,12 +267,6 @@ fn consume(brokers: &str, topic: &str, n: usize) -> anyhow::Result<Measured> {
     })
 }
 
-async fn connect_migrated(url: &str) -> anyhow::Result<Client> {
-    let mut client = postgres::connect(url).await?;
-    postgres::migrate(&mut client).await?;
-    Ok(client)
-}
-
 /// Flushes what earlier stages left dirty, so a checkpoint does not land inside a timed stage.
 async fn checkpoint(client: &Client) -> anyhow::Result<()> {
     Ok(client.batch_execute("CHECKPOINT").await?)
@@ -272,88 +290,72 @@ async fn verify_table(client: &Client, n: usize, written: u64) -> anyhow::Result
     ))
 }
 
-async fn write_with_pgwriter(url: &str, records: &[ResultRecord]) -> anyhow::Result<Measured> {
-    let client = connect_migrated(url).await?;
-    checkpoint(&client).await?;
-    let mut writer = PgWriter::new(client).await?;
+/// Row 2: the batches as ingest writes them, then the same batches again (a redelivery: every
+/// record is skipped).
+async fn write_with_store(
+    url: &str,
+    records: &[ResultRecord],
+) -> anyhow::Result<(Measured, Measured)> {
+    let mut store = PgStore::connect_writer(url).await?;
+    checkpoint(store.client()).await?;
     let started = Instant::now();
     let mut inserted = 0;
     for batch in records.chunks(BATCH) {
-        inserted += writer.write(batch, &[]).await?.inserted;
+        inserted += store.write(batch, &[]).await?.inserted;
     }
     let seconds = started.elapsed().as_secs_f64();
-    let (ok, check) = verify_table(writer.client(), records.len(), inserted).await?;
-    let rate = records.len() as f64 / seconds;
-    Ok(Measured { rate, ok, check })
-}
-
-/// The same partitions `PgWriter` creates, so COPY meets the same table layout.
-async fn create_partitions(client: &Client, records: &[ResultRecord]) -> anyhow::Result<()> {
-    let days: BTreeSet<i64> = records
-        .iter()
-        .map(|r| r.check.ts_unix_ms.div_euclid(DAY_MS))
-        .collect();
-    for day in days {
-        let from = time::OffsetDateTime::from_unix_timestamp(day * 86_400)?.date();
-        let to = from.next_day().unwrap_or(from);
-        client
-            .batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {} PARTITION OF results
-                 FOR VALUES FROM ('{from} 00:00:00+00') TO ('{to} 00:00:00+00')",
-                partition_name(day)
-            ))
-            .await?;
+    let (ok, check) = verify_table(store.client(), records.len(), inserted).await?;
+    let first = Measured {
+        rate: records.len() as f64 / seconds,
+        ok,
+        check,
+    };
+    checkpoint(store.client()).await?;
+    let started = Instant::now();
+    let (mut inserted, mut skipped) = (0, 0);
+    for batch in records.chunks(BATCH) {
+        let written = store.write(batch, &[]).await?;
+        inserted += written.inserted;
+        skipped += written.duplicates;
     }
-    Ok(())
+    let seconds = started.elapsed().as_secs_f64();
+    let (rows, distinct) = counts(store.client()).await?;
+    let n = records.len();
+    let again = Measured {
+        rate: n as f64 / seconds,
+        ok: inserted == 0 && skipped == n as u64 && rows == n as i64 && distinct == n as i64,
+        check: format!(
+            "{inserted} written, {skipped} skipped; {rows} rows, {distinct} distinct ids"
+        ),
+    };
+    Ok((first, again))
 }
 
+/// The reference: one plain binary `COPY` of the same rows into a table laid out the same way
+/// (migrated by the store, with the same day partitions).
 async fn write_with_copy(url: &str, records: &[ResultRecord]) -> anyhow::Result<Measured> {
-    let client = connect_migrated(url).await?;
-    create_partitions(&client, records).await?;
-    checkpoint(&client).await?;
-    // Binary COPY needs each value in its column's exact type: ask the table.
-    let select = client
-        .prepare(&format!("SELECT {COLUMNS} FROM results"))
-        .await?;
-    let types: Vec<_> = select.columns().iter().map(|c| c.type_().clone()).collect();
-    let copy = format!("COPY results ({COLUMNS}) FROM STDIN (FORMAT binary)");
+    let mut store = PgStore::connect_writer(url).await?;
+    store.ensure_partitions(records).await?;
+    let client = store.client();
+    checkpoint(client).await?;
+    let names: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
+    let types: Vec<_> = COLUMNS.iter().map(|c| c.ty.postgres_type()).collect();
+    let copy = format!(
+        "COPY results ({}) FROM STDIN (FORMAT binary)",
+        names.join(", ")
+    );
     let started = Instant::now();
     let sink = client.copy_in(&copy).await?;
     let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
     for r in records {
-        let c = &r.check;
-        let phases = c.phases.as_ref();
-        let ts = UNIX_EPOCH + Duration::from_millis(c.ts_unix_ms as u64);
-        let kind = c.kind.as_str();
-        let outcome = c.outcome.as_str();
         writer
             .as_mut()
-            .write(&[
-                &r.id,
-                &ts,
-                &r.agent,
-                &r.vantage,
-                &kind,
-                &c.target,
-                &c.address.map(|a| a.to_string()),
-                &outcome,
-                &c.reason.map(Reason::as_str),
-                &c.latency_ms,
-                &c.error,
-                &c.status.map(i32::from),
-                &phases.and_then(|p| p.dns_ms),
-                &phases.and_then(|p| p.connect_ms),
-                &phases.and_then(|p| p.tls_ms),
-                &phases.and_then(|p| p.first_byte_ms),
-                &phases.and_then(|p| p.total_ms),
-                &c.body_matched,
-                &c.http.as_ref().map(|h| h.name.as_str()),
-            ])
+            .write_raw(COLUMNS.iter().map(|c| (c.get)(r)))
             .await?;
     }
     let copied = writer.as_mut().finish().await?;
     let seconds = started.elapsed().as_secs_f64();
-    let (ok, check) = verify_table(&client, records.len(), copied).await?;
+    let (ok, check) = verify_table(client, records.len(), copied).await?;
     let rate = records.len() as f64 / seconds;
     Ok(Measured { rate, ok, check })
 }
@@ -431,7 +433,8 @@ async fn end_to_end(args: &Args) -> anyhow::Result<(Measured, String)> {
     create_topic(&settings).await?;
     let mut ingest = Ingest::start(args)?;
     ingest.wait_assigned().await?;
-    let db = postgres::connect(&args.e2e_db).await?;
+    let (db, connection) = tokio_postgres::connect(&args.e2e_db, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
     checkpoint(&db).await?;
 
     let n = args.e2e_n;
@@ -518,56 +521,89 @@ async fn main() -> anyhow::Result<()> {
         .collect();
 
     // Row 1: the records are all in the topic before the consumer starts.
-    let settings = kafka_settings(&args, &args.consume_topic, "spool-consume");
-    create_topic(&settings).await?;
-    let filled =
-        tokio::task::block_in_place(|| produce(&settings, n, 0.0, |i| records[i].clone()))?;
-    let fill_rate = n as f64 / filled.seconds;
-    println!(
-        "# filled the topic in {:.1} s ({fill_rate:.0}/s)",
-        filled.seconds
-    );
-    let mut consume =
-        tokio::task::block_in_place(|| consume(&args.brokers, &args.consume_topic, n))?;
-    consume.ok &= filled.ok;
-    consume.check = format!("{}; {}", filled.summary, consume.check);
+    let consume = if args.rows.contains(&1) {
+        let settings = kafka_settings(&args, &args.consume_topic, "spool-consume");
+        create_topic(&settings).await?;
+        let filled =
+            tokio::task::block_in_place(|| produce(&settings, n, 0.0, |i| records[i].clone()))?;
+        let fill_rate = n as f64 / filled.seconds;
+        println!(
+            "# filled the topic in {:.1} s ({fill_rate:.0}/s)",
+            filled.seconds
+        );
+        let mut consume =
+            tokio::task::block_in_place(|| consume(&args.brokers, &args.consume_topic, n))?;
+        consume.ok &= filled.ok;
+        consume.check = format!("{}; {}", filled.summary, consume.check);
+        Some(consume)
+    } else {
+        None
+    };
 
     // Row 2: the same rows, from memory, each into a fresh database.
-    let writer = write_with_pgwriter(&args.writer_db, &records).await?;
-    let copy = write_with_copy(&args.copy_db, &records).await?;
+    let written = if args.rows.contains(&2) {
+        let (writer, again) = write_with_store(&args.writer_db, &records).await?;
+        let copy = write_with_copy(&args.copy_db, &records).await?;
+        Some((writer, again, copy))
+    } else {
+        None
+    };
     drop(records);
 
-    let (e2e, delays) = end_to_end(&args).await?;
+    let e2e = if args.rows.contains(&3) {
+        Some(end_to_end(&args).await?)
+    } else {
+        None
+    };
 
-    let bound = consume.rate.min(writer.rate);
     let head = ["row", "rate/s", "reference", "ref rate/s", "ratio", "goal"];
     let [h0, h1, h2, h3, h4, h5] = head;
     println!("\n{h0:<42} {h1:>9}  {h2:<24} {h3:>10}  {h4:>5}  {h5:<5}  verdict");
-    let rows = [
-        ("(1) broker bare consume (librdkafka)", &consume, "-", None),
-        (
-            "(2) PgWriter::write, 5000-record batches",
-            &writer,
-            "COPY (binary), same rows",
-            Some((copy.rate, 0.5)),
-        ),
-        (
-            "(3) KafkaSink->broker->ingest->PostgreSQL",
-            &e2e,
-            "min((1), (2))",
-            Some((bound, 0.8)),
-        ),
-    ];
-    for (row, measured, reference, against) in rows {
-        table_row(row, measured.rate, reference, against);
+    let mut checks: Vec<(&str, usize, &Measured)> = Vec::new();
+    if let Some(consume) = &consume {
+        table_row(
+            "(1) broker bare consume (librdkafka)",
+            consume.rate,
+            "-",
+            None,
+        );
+        checks.push(("(1) consume", n, consume));
     }
-    println!("\n{delays}");
-    let checks = [
-        ("(1) consume", n, &consume),
-        ("(2) PgWriter", n, &writer),
-        ("(2) COPY", n, &copy),
-        ("(3) e2e", args.e2e_n, &e2e),
-    ];
+    if let Some((writer, again, copy)) = &written {
+        table_row(
+            "(2) PgStore::write, 5000-record batches",
+            writer.rate,
+            "COPY (binary), same rows",
+            Some((copy.rate, 0.8)),
+        );
+        table_row(
+            "(2r) the same batches redelivered",
+            again.rate,
+            "(all skipped; no goal)",
+            None,
+        );
+        checks.push(("(2) PgStore::write", n, writer));
+        checks.push(("(2r) redelivered", n, again));
+        checks.push(("(2) COPY", n, copy));
+    }
+    if let Some((e2e, delays)) = &e2e {
+        match (&consume, &written) {
+            (Some(consume), Some((writer, _, _))) => table_row(
+                "(3) KafkaSink->broker->ingest->PostgreSQL",
+                e2e.rate,
+                "min((1), (2))",
+                Some((consume.rate.min(writer.rate), 0.8)),
+            ),
+            _ => table_row(
+                "(3) KafkaSink->broker->ingest->PostgreSQL",
+                e2e.rate,
+                "-",
+                None,
+            ),
+        }
+        println!("\n{delays}");
+        checks.push(("(3) e2e", args.e2e_n, e2e));
+    }
     for (name, n, m) in &checks {
         let verdict = if m.ok { "ok" } else { "FAILED" };
         println!("{name} n={n}: {verdict}: {}", m.check);

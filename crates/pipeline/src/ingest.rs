@@ -2,18 +2,21 @@
 //!
 //! The order of things is what makes it safe:
 //! 1. read up to `batch_max` messages (or what arrives within `batch_wait`);
-//! 2. write them in one transaction (`INSERT … ON CONFLICT DO NOTHING`: a record seen before,
-//!    by this process or a dead one, is skipped by its id);
+//! 2. write them in one transaction ([`PgStore::write`]: a record seen before, by this process
+//!    or a dead one, is skipped by its id);
 //! 3. only then commit the batch's offsets to Kafka.
 //!
 //! A crash between 2 and 3 redelivers the batch, which step 2 skips; a crash before 2 loses
 //! nothing because nothing was committed. While PostgreSQL is unavailable the same batch is
-//! retried with backoff and no offset moves. Messages that are not records are kept in
+//! retried with backoff and no offset moves. Only what can heal is retried (no connection, the
+//! server shutting down, a serialization failure: [`StoreError::heals`]); a missing database,
+//! a refused role or a missing privilege stops ingest at once with the server's message, and
+//! a batch left unwritten is redelivered to the next consumer. Messages that are not records are kept in
 //! `rejected_messages` with the reason, in the same transaction, and their offsets committed.
 
 use crate::metrics::{IngestMetrics, PartitionLabel};
-use crate::postgres::{self, PgWriter, Rejected};
 use netvantage_core::ResultRecord;
+use netvantage_store::{PgStore, Rejected, StoreError, Written};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -162,25 +165,22 @@ impl Batch {
     }
 }
 
-/// Connects (retrying until `stop`), applies migrations, and returns a writer.
-pub async fn connect_writer(url: &str, stop: &CancellationToken) -> Option<PgWriter> {
+/// Connects and applies migrations, retrying what can heal until `stop` (then `Ok(None)`).
+/// What can't heal (a missing database, a refused role, a missing privilege) is the error.
+pub async fn connect_writer(
+    url: &str,
+    stop: &CancellationToken,
+) -> Result<Option<PgStore>, StoreError> {
     let mut delay = Duration::from_millis(200);
     loop {
-        let attempt = async {
-            let mut client = postgres::connect(url).await?;
-            let applied = postgres::migrate(&mut client).await?;
-            if !applied.is_empty() {
-                tracing::info!(?applied, "postgres: applied migrations");
-            }
-            PgWriter::new(client).await
-        };
-        match attempt.await {
-            Ok(writer) => return Some(writer),
-            Err(e) => tracing::warn!("postgres: {e}; retrying in {delay:?}"),
+        match PgStore::connect_writer(url).await {
+            Ok(writer) => return Ok(Some(writer)),
+            Err(e) if e.heals() => tracing::warn!("{e}; retrying in {delay:?}"),
+            Err(e) => return Err(e),
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = stop.cancelled() => return None,
+            _ = stop.cancelled() => return Ok(None),
         }
         delay = (delay * 2).min(Duration::from_secs(5));
     }
@@ -196,7 +196,7 @@ pub async fn run(
     stop: CancellationToken,
 ) -> anyhow::Result<IngestSummary> {
     let mut summary = IngestSummary::default();
-    let Some(mut writer) = connect_writer(&options.postgres_url, &stop).await else {
+    let Some(mut writer) = connect_writer(&options.postgres_url, &stop).await? else {
         return Ok(summary);
     };
     let mut next_retention = Instant::now();
@@ -205,7 +205,7 @@ pub async fn run(
         let stopping = stop.is_cancelled();
         if batch.len() > 0 {
             let Some(written) =
-                write_with_retry(&mut writer, &batch, options, metrics, &stop).await
+                write_with_retry(&mut writer, &batch, options, metrics, &stop).await?
             else {
                 tracing::warn!(
                     records = batch.len(),
@@ -229,7 +229,7 @@ pub async fn run(
                     tracing::info!(?dropped, "postgres: dropped partitions past retention")
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!("postgres: retention: {e}"),
+                Err(e) => tracing::warn!("retention: {e}"),
             }
         }
         if stopping {
@@ -268,13 +268,16 @@ async fn collect(
     batch
 }
 
+/// Writes the batch, retrying what can heal (with a reconnect when the connection is gone).
+/// `Ok(None)`: stopping with the batch unwritten; `Err`: it can't be written, retrying won't
+/// help, and its offsets stay uncommitted.
 async fn write_with_retry(
-    writer: &mut PgWriter,
+    writer: &mut PgStore,
     batch: &Batch,
     options: &IngestOptions,
     metrics: &IngestMetrics,
     stop: &CancellationToken,
-) -> Option<postgres::Written> {
+) -> Result<Option<Written>, StoreError> {
     let mut delay = Duration::from_millis(200);
     let mut last_try = false;
     loop {
@@ -290,28 +293,35 @@ async fn write_with_retry(
                     .rejected_messages
                     .inc_by(batch.rejected.len() as u64);
                 metrics.batches.inc();
-                return Some(written);
+                return Ok(Some(written));
             }
-            Err(e) => {
+            Err(e) if e.heals() => {
                 metrics.database_errors.inc();
                 tracing::warn!(
                     records = batch.len(),
-                    "postgres: batch not written ({e}); offsets stay uncommitted, retrying in {delay:?}"
+                    "batch not written ({e}); offsets stay uncommitted, retrying in {delay:?}"
                 );
+            }
+            Err(e) => {
+                metrics.database_errors.inc();
+                return Err(e);
             }
         }
         if last_try {
-            return None;
+            return Ok(None);
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = stop.cancelled() => last_try = true,
         }
         delay = (delay * 2).min(Duration::from_secs(5));
-        if writer.client().is_closed() {
+        if writer.is_closed() {
             // Retries until PostgreSQL answers; once stopping (`stop` is cancelled, which is
             // what set `last_try`) it makes a single attempt.
-            *writer = connect_writer(&options.postgres_url, stop).await?;
+            match connect_writer(&options.postgres_url, stop).await? {
+                Some(new) => *writer = new,
+                None => return Ok(None),
+            }
         }
     }
 }

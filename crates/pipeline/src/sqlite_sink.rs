@@ -3,9 +3,9 @@
 //! point of view (a full disk, a locked file): the runner keeps the records in bounded memory
 //! and retries with backoff, so a disk that fills for a second and is freed again loses nothing.
 
-use crate::sqlite::SqliteStore;
 use netvantage_core::ResultRecord;
 use netvantage_sinks::{Envelope, Guarantee, Settle, Settlement, Sink, SinkError, SinkReport};
+use netvantage_store::SqliteStore;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -38,7 +38,7 @@ impl SqliteSink {
                 dir.display()
             )));
         }
-        let store = SqliteStore::open(path).map_err(|e| fail(e.to_string()))?;
+        let store = SqliteStore::open_writer(path).map_err(|e| fail(e.to_string()))?;
         Ok(SqliteSink {
             store,
             path: path.to_path_buf(),
@@ -61,12 +61,12 @@ impl Sink for SqliteSink {
         let records: Vec<ResultRecord> =
             batch.iter().filter_map(|e| e.as_check().cloned()).collect();
         match self.store.insert(&records) {
-            Ok(inserted) => {
+            Ok(written) => {
                 for envelope in batch {
                     settle.settle(envelope, Settlement::Delivered);
                 }
                 self.delivered += batch.len() as u64;
-                self.new += inserted as u64;
+                self.new += written.inserted;
                 Ok(())
             }
             Err(e) => Err(SinkError::retryable(format!(

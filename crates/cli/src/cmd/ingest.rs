@@ -6,8 +6,8 @@ use crate::exit;
 use netvantage_pipeline::config::parse_agent_config;
 use netvantage_pipeline::ingest::{self, IngestOptions};
 use netvantage_pipeline::metrics::IngestMetrics;
-use netvantage_pipeline::postgres;
 use netvantage_sinks::kafka::client_config;
+use netvantage_store::{PgStore, migrations::LATEST};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -65,13 +65,9 @@ pub struct IngestArgs {
 
 pub async fn run(args: IngestArgs) -> anyhow::Result<i32> {
     if args.migrate_only {
-        let mut client = postgres::connect(&args.postgres)
-            .await
-            .map_err(|e| anyhow::anyhow!("postgres: {e}"))?;
-        let applied = postgres::migrate(&mut client)
-            .await
-            .map_err(|e| anyhow::anyhow!("postgres: migration failed: {e}"))?;
-        eprintln!("ingest: migrations applied now: {applied:?}");
+        // Connecting as a writer applies what is missing (and logs it).
+        PgStore::connect_writer(&args.postgres).await?;
+        eprintln!("ingest: the database is at schema version {LATEST}");
         return Ok(0);
     }
     let settings = match &args.config {

@@ -1,11 +1,11 @@
 //! `netvantage report`: per target, down from everywhere, down from some vantage points only,
 //! flappy or ok, over the stored results (SQLite by default, or PostgreSQL).
 
-use crate::exit;
 use clap::ValueEnum;
+use netvantage_core::status::exit_code;
+use netvantage_core::vantage::judge;
 use netvantage_core::verdict::{FlapRule, VerdictRules};
-use netvantage_pipeline::report::{FleetVerdict, judge};
-use netvantage_pipeline::{postgres, sqlite::SqliteStore};
+use netvantage_store::{AnyStore, Location, Store, TimeRange};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -59,29 +59,13 @@ pub enum Format {
 
 pub async fn run(args: ReportArgs) -> anyhow::Result<i32> {
     let since = netvantage_core::clock::unix_ms_now() - args.since.as_millis() as i64;
-    let observations = match &args.postgres {
-        Some(url) => {
-            let client = postgres::connect(url)
-                .await
-                .map_err(|e| anyhow::anyhow!("postgres: {e}"))?;
-            postgres::observations(&client, since)
-                .await
-                .map_err(|e| anyhow::anyhow!("postgres: {e}"))?
-        }
-        None => {
-            if !args.sqlite.exists() {
-                return Err(exit::usage(format!(
-                    "{}: no such file (run `netvantage agent` first, or give --sqlite)",
-                    args.sqlite.display()
-                )));
-            }
-            let store = SqliteStore::open(&args.sqlite)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", args.sqlite.display()))?;
-            store
-                .observations(since)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", args.sqlite.display()))?
-        }
+    // Read-only: never migrates, never writes, refuses what isn't a netvantage store.
+    let location = match &args.postgres {
+        Some(url) => Location::Postgres(url.clone()),
+        None => Location::Sqlite(args.sqlite.clone()),
     };
+    let store = AnyStore::open_reader(&location).await?;
+    let observations = store.observations(TimeRange::since(since)).await?;
     let rules = VerdictRules {
         down_after: args.down_after,
         flap: FlapRule::Window(None),
@@ -105,9 +89,5 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<i32> {
     if reports.is_empty() {
         eprintln!("report: no results in the last {:?}", args.since);
     }
-    Ok(reports
-        .iter()
-        .map(|r| r.verdict)
-        .max()
-        .map_or(0, FleetVerdict::exit_code))
+    Ok(exit_code(reports.iter().map(|r| &r.verdict)))
 }

@@ -1,5 +1,6 @@
-//! Verdicts across vantage points (pure). Each (target, vantage) history is judged with the same
-//! rules as `ports` ([`HostVerdict`]: down after 5 failed rounds in a row, flappy when it was
+//! Verdicts across vantage points (pure: observations in, reports out; the stores read the
+//! observations, `report` prints the reports). Each (target, vantage) history is judged with
+//! the same rules as `ports` ([`HostVerdict`]: down after 5 failed rounds in a row, flappy when it was
 //! both up and down in the window); then the vantage points are compared:
 //!
 //! - down from every vantage point: the host (or its service) is down;
@@ -8,8 +9,9 @@
 //! - flappy from any vantage point;
 //! - ok.
 
-use netvantage_core::Reason;
-use netvantage_core::verdict::{HostVerdict, RoundState, Verdict, VerdictRules};
+use crate::Reason;
+use crate::status::{ExitStatus, Judged};
+use crate::verdict::{HostVerdict, RoundState, Verdict, VerdictRules};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -33,13 +35,13 @@ pub enum FleetVerdict {
     DownEverywhere,
 }
 
-impl FleetVerdict {
-    /// Nagios convention: a partial outage is a warning (the host is fine), a full one critical.
-    pub fn exit_code(self) -> i32 {
+/// Nagios convention: a partial outage is a warning (the host is fine), a full one critical.
+impl Judged for FleetVerdict {
+    fn exit_status(&self) -> ExitStatus {
         match self {
-            FleetVerdict::Ok => 0,
-            FleetVerdict::Flappy | FleetVerdict::DownFromSome => 1,
-            FleetVerdict::DownEverywhere => 2,
+            FleetVerdict::Ok => ExitStatus::Ok,
+            FleetVerdict::Flappy | FleetVerdict::DownFromSome => ExitStatus::Warning,
+            FleetVerdict::DownEverywhere => ExitStatus::Critical,
         }
     }
 }
@@ -255,7 +257,7 @@ mod tests {
             "{}",
             reports[0].line()
         );
-        assert_eq!(reports[0].verdict.exit_code(), 1);
+        assert_eq!(reports[0].verdict.exit_status(), ExitStatus::Warning);
     }
 
     #[test]

@@ -1,0 +1,250 @@
+//! netvantage's result store: every [`ResultRecord`] the agents produce, kept in the embedded
+//! SQLite file (the default) or in PostgreSQL (what `ingest` writes), behind one [`Store`] trait.
+//!
+//! - [`columns`]: the one description of a stored record's columns; the DDL, the inserts, the
+//!   `COPY` and the row mappers of both backends are generated from it.
+//! - [`migrations`]: one ordered list of migrations and one bookkeeping table
+//!   (`netvantage_migrations`) for both backends; stores made by earlier releases are adopted.
+//! - [`sqlite`] and [`postgres`]: the two backends. SQLite is blocking and also offers a plain
+//!   synchronous API for the agent's sink thread; PostgreSQL keeps `results` in day partitions
+//!   and writes batches by binary `COPY`, exactly once per record id.
+//! - [`AnyStore`]: the backend chosen at run time (`--postgres URL`, else the SQLite file).
+//!
+//! Extending it: a new record field is one entry in [`columns::COLUMNS`] and one migration;
+//! anything derived from the rows as they are written (issue 13's roll-ups) is another
+//! migration and goes in the insert's transaction, counting only [`Written::fresh`] records so
+//! that a redelivered record is counted once.
+//!
+//! What it must not do: judge (that is `netvantage_core::vantage`, which reads the
+//! [`Observation`]s this crate returns), know about Kafka (ingest hands it records and the
+//! messages it rejected), print, or decide exit codes ([`StoreError::is_usage`] says which
+//! errors are the user's). A reader never writes: it opens read-only, never migrates, and
+//! refuses a file or database that isn't a netvantage store without changing it.
+
+pub mod columns;
+pub mod error;
+pub mod migrations;
+pub mod postgres;
+mod sql;
+pub mod sqlite;
+
+pub use error::{PgError, PgErrorKind, StoreError};
+pub use netvantage_core::vantage::Observation;
+pub use postgres::{PgStore, Rejected};
+pub use sqlite::SqliteStore;
+
+use netvantage_core::ResultRecord;
+use std::future::Future;
+use std::path::PathBuf;
+
+/// What a batch insert did. Records are keyed by their id: one stored before (a redelivery) is
+/// skipped, never stored twice.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Rows that were new.
+    pub inserted: u64,
+    /// Records already stored (or repeated within the batch): skipped.
+    pub duplicates: u64,
+    /// Which records of the batch were new (their indices, ascending): what anything derived
+    /// from the rows (roll-ups) must count, so a redelivered record is counted once.
+    pub fresh: Vec<usize>,
+}
+
+impl Written {
+    fn all_new(n: usize) -> Written {
+        Written {
+            inserted: n as u64,
+            duplicates: 0,
+            fresh: (0..n).collect(),
+        }
+    }
+
+    fn from_fresh(n: usize, fresh: Vec<usize>) -> Written {
+        Written {
+            inserted: fresh.len() as u64,
+            duplicates: (n - fresh.len()) as u64,
+            fresh,
+        }
+    }
+}
+
+/// Check times from `from_unix_ms` (included) to `until_unix_ms` (excluded), in milliseconds
+/// since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRange {
+    pub from_unix_ms: i64,
+    pub until_unix_ms: i64,
+}
+
+impl TimeRange {
+    /// Everything at or after `from_unix_ms`.
+    pub fn since(from_unix_ms: i64) -> TimeRange {
+        TimeRange {
+            from_unix_ms,
+            until_unix_ms: i64::MAX,
+        }
+    }
+}
+
+/// Where a page of results ended: the next page starts after this (time, id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub ts_unix_ms: i64,
+    pub id: uuid::Uuid,
+}
+
+/// Results of one target over a time range, oldest first, a page at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultsQuery {
+    pub target: String,
+    pub range: TimeRange,
+    /// At most this many records (1 to [`ResultsQuery::MAX_LIMIT`]; clamped).
+    pub limit: u32,
+    /// Continue after the previous page's [`ResultsPage::next`].
+    pub after: Option<Cursor>,
+}
+
+impl ResultsQuery {
+    pub const MAX_LIMIT: u32 = 10_000;
+
+    pub fn new(target: impl Into<String>, range: TimeRange, limit: u32) -> ResultsQuery {
+        ResultsQuery {
+            target: target.into(),
+            range,
+            limit,
+            after: None,
+        }
+    }
+
+    fn limit(&self) -> usize {
+        self.limit.clamp(1, Self::MAX_LIMIT) as usize
+    }
+
+    /// Turns the rows read (one more than the limit asks for, to know whether more follow)
+    /// into a page.
+    fn page(&self, mut records: Vec<ResultRecord>) -> ResultsPage {
+        let more = records.len() > self.limit();
+        records.truncate(self.limit());
+        let next = match records.last() {
+            Some(last) if more => Some(Cursor {
+                ts_unix_ms: last.check.ts_unix_ms,
+                id: last.id,
+            }),
+            _ => None,
+        };
+        ResultsPage { records, next }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultsPage {
+    pub records: Vec<ResultRecord>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<Cursor>,
+}
+
+/// A store of result records. Implemented by [`SqliteStore`], [`PgStore`] and [`AnyStore`];
+/// the contract tests in `tests/contract.rs` run every test against each backend.
+pub trait Store: Send + Sync {
+    /// Applies the migrations this store lacks; returns their versions. A reader refuses.
+    fn migrate(&mut self) -> impl Future<Output = Result<Vec<i32>, StoreError>> + Send;
+
+    /// Stores a batch in one transaction; a record whose id is stored already is skipped.
+    fn insert(
+        &mut self,
+        records: &[ResultRecord],
+    ) -> impl Future<Output = Result<Written, StoreError>> + Send;
+
+    /// A page of one target's records in a time range, oldest first (ties by id).
+    fn results(
+        &self,
+        query: &ResultsQuery,
+    ) -> impl Future<Output = Result<ResultsPage, StoreError>> + Send;
+
+    /// Every check in `window`, as much of each as a verdict needs, in no particular order.
+    fn observations(
+        &self,
+        window: TimeRange,
+    ) -> impl Future<Output = Result<Vec<Observation>, StoreError>> + Send;
+}
+
+// Compile-time checks that each backend is a store (as gatus' `var _ Store = (*sql.Store)(nil)`).
+const _: () = {
+    const fn is_store<S: Store>() {}
+    is_store::<SqliteStore>();
+    is_store::<PgStore>();
+    is_store::<AnyStore>();
+};
+
+/// Where results are kept.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Location {
+    /// The embedded store: a SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection string (URL or `key=value` form).
+    Postgres(String),
+}
+
+impl std::fmt::Debug for Location {
+    /// Without the connection string, which may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            Location::Postgres(_) => f.write_str("Postgres(…)"),
+        }
+    }
+}
+
+/// The backend chosen at run time.
+pub enum AnyStore {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+impl AnyStore {
+    /// Opens for reading only: never migrates, never writes, refuses a foreign store.
+    pub async fn open_reader(location: &Location) -> Result<AnyStore, StoreError> {
+        Ok(match location {
+            Location::Sqlite(path) => AnyStore::Sqlite(SqliteStore::open_reader(path)?),
+            Location::Postgres(url) => AnyStore::Postgres(PgStore::connect_reader(url).await?),
+        })
+    }
+
+    /// Opens for writing, applying the migrations the store lacks.
+    pub async fn open_writer(location: &Location) -> Result<AnyStore, StoreError> {
+        Ok(match location {
+            Location::Sqlite(path) => AnyStore::Sqlite(SqliteStore::open_writer(path)?),
+            Location::Postgres(url) => AnyStore::Postgres(PgStore::connect_writer(url).await?),
+        })
+    }
+}
+
+impl Store for AnyStore {
+    async fn migrate(&mut self) -> Result<Vec<i32>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => Store::migrate(s).await,
+            AnyStore::Postgres(s) => Store::migrate(s).await,
+        }
+    }
+
+    async fn insert(&mut self, records: &[ResultRecord]) -> Result<Written, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => Store::insert(s, records).await,
+            AnyStore::Postgres(s) => Store::insert(s, records).await,
+        }
+    }
+
+    async fn results(&self, query: &ResultsQuery) -> Result<ResultsPage, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => Store::results(s, query).await,
+            AnyStore::Postgres(s) => Store::results(s, query).await,
+        }
+    }
+
+    async fn observations(&self, window: TimeRange) -> Result<Vec<Observation>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => Store::observations(s, window).await,
+            AnyStore::Postgres(s) => Store::observations(s, window).await,
+        }
+    }
+}

@@ -1,0 +1,671 @@
+//! The PostgreSQL store: what `ingest` writes and `report --postgres` reads.
+//!
+//! `results` is partitioned by day on `ts` (`results_YYYYMMDD`, created as records for a new
+//! day arrive, under the schema's advisory lock), so retention is `DROP TABLE` of whole days:
+//! no bulk `DELETE`, no vacuum debt. Its key is `(id, ts)`; a record's `ts` never changes, so
+//! the key is as unique as the id.
+//!
+//! A batch is written exactly once per record id, as fast as a plain `COPY`: one binary `COPY`
+//! straight into `results`, inside a savepoint. A batch holding a record stored before (a
+//! redelivery after a crash between the database commit and the Kafka offset commit, or two
+//! consumers racing through a rebalance) fails that `COPY` on the key; then the savepoint is
+//! rolled back and the batch goes through a staging table (`COPY` into a temporary table, then
+//! `INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING id`), which skips what is stored and
+//! says which records were new. Redeliveries are rare, so batches almost always take the first
+//! path; `bench/pipeline` measures both.
+//!
+//! A reader ([`PgStore::connect_reader`]) runs its session read-only and never migrates.
+
+use crate::columns::{COLUMNS, Column, Dialect, SqlType, Value, columns_at, list, record_from};
+use crate::error::PgError;
+use crate::migrations::{self, LATEST};
+use crate::{Observation, ResultsPage, ResultsQuery, Store, StoreError, TimeRange, Written, sql};
+use bytes::{BufMut, BytesMut};
+use netvantage_core::ResultRecord;
+use std::collections::HashSet;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
+use tokio_postgres::{Client, NoTls, Transaction};
+
+/// Any two processes running migrations or creating partitions take this lock first.
+const SCHEMA_LOCK: i64 = 0x6e76_7363_6865_6d61; // "nvschema"
+
+const DAY_MS: i64 = 86_400_000;
+
+/// How long a connection attempt may take when the connection string doesn't say
+/// (`connect_timeout`).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A message that could not be read as a record: kept, with why, instead of dropped.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub payload: Option<Vec<u8>>,
+    pub error: String,
+}
+
+pub struct PgStore {
+    client: Client,
+    location: String,
+    writer: bool,
+    /// The schema version of the database: which columns it has.
+    version: i32,
+    /// Day partitions known to exist (created or seen by this process).
+    known_days: HashSet<i64>,
+}
+
+fn pg(doing: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
+    move |e| StoreError::Postgres(PgError::new(doing)(e))
+}
+
+/// Connects; the connection's driver runs on a task of its own.
+async fn connect(url: &str) -> Result<(Client, String), StoreError> {
+    let mut config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
+        StoreError::BadConnectionString(crate::error::describe(&e))
+    })?;
+    // A server that never answers (a black-holed address) is a failure to retry, not a hang.
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    let location = match config.get_dbname() {
+        Some(name) => format!("postgres database {name:?}"),
+        None => "postgres".to_string(),
+    };
+    let (client, connection) = config.connect(NoTls).await.map_err(pg("connecting"))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!("{}", PgError::new("connection closed")(e));
+        }
+    });
+    Ok((client, location))
+}
+
+impl PgStore {
+    /// Connects and applies the migrations the database lacks. Authentication failures, a
+    /// missing database and missing privileges are errors for which
+    /// [`StoreError::is_usage`] is true; a caller retries only what [`StoreError::heals`].
+    pub async fn connect_writer(url: &str) -> Result<PgStore, StoreError> {
+        let (client, location) = connect(url).await?;
+        let mut store = PgStore {
+            client,
+            location,
+            writer: true,
+            version: 0,
+            known_days: HashSet::new(),
+        };
+        let applied = store.migrate().await?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "postgres: applied migrations");
+        }
+        Ok(store)
+    }
+
+    /// Connects for reading only: the session is read-only and nothing is migrated. A
+    /// database without netvantage's schema is refused.
+    pub async fn connect_reader(url: &str) -> Result<PgStore, StoreError> {
+        let (client, location) = connect(url).await?;
+        client
+            .batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            .await
+            .map_err(pg("making the session read-only"))?;
+        let applied = match client.query(sql::MIGRATIONS_APPLIED, &[]).await {
+            Ok(rows) => rows.iter().map(|r| r.get::<_, i32>(0)).collect::<Vec<_>>(),
+            Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => Vec::new(),
+            Err(e) => return Err(pg("reading the schema version")(e)),
+        };
+        let Some(version) = applied.iter().copied().max() else {
+            return Err(StoreError::NotAStore {
+                location,
+                why: "no netvantage schema in it: run `netvantage ingest` (or `ingest --migrate-only`) first".into(),
+            });
+        };
+        Ok(PgStore {
+            client,
+            location,
+            writer: false,
+            version: version.min(LATEST),
+            known_days: HashSet::new(),
+        })
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The connection is gone: make a new store to go on.
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    fn writable(&self) -> Result<(), StoreError> {
+        if self.writer {
+            Ok(())
+        } else {
+            Err(StoreError::ReadOnly {
+                location: self.location.clone(),
+            })
+        }
+    }
+
+    /// Applies the migrations not applied yet, each in its own transaction under the schema
+    /// lock, so several processes starting together apply each exactly once. Returns the
+    /// versions applied now.
+    pub async fn migrate(&mut self) -> Result<Vec<i32>, StoreError> {
+        self.writable()?;
+        let tx = self.client.transaction().await.map_err(pg("migrating"))?;
+        lock_schema(&tx).await?;
+        tx.batch_execute(migrations::bookkeeping(Dialect::Postgres))
+            .await
+            .map_err(pg("creating netvantage_migrations"))?;
+        let applied: Vec<i32> = tx
+            .query(sql::MIGRATIONS_APPLIED, &[])
+            .await
+            .map_err(pg("reading the schema version"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        tx.commit().await.map_err(pg("migrating"))?;
+        let pending = migrations::pending(&applied).map_err(|found| StoreError::TooNew {
+            location: self.location.clone(),
+            found,
+            known: LATEST,
+        })?;
+        let record = sql::record_migration(Dialect::Postgres);
+        let mut applied_now = Vec::new();
+        for migration in pending {
+            let tx = self.client.transaction().await.map_err(pg("migrating"))?;
+            lock_schema(&tx).await?;
+            // Another process may have applied it while this one waited for the lock.
+            let done = tx
+                .query_opt(
+                    "SELECT 1 FROM netvantage_migrations WHERE version = $1",
+                    &[&migration.version],
+                )
+                .await
+                .map_err(pg("reading the schema version"))?
+                .is_some();
+            if !done {
+                tx.batch_execute(&migration.sql(Dialect::Postgres))
+                    .await
+                    .map_err(pg("applying a migration"))?;
+                tx.execute(&record, &[&migration.version, &migration.description])
+                    .await
+                    .map_err(pg("recording a migration"))?;
+                applied_now.push(migration.version);
+            }
+            tx.commit().await.map_err(pg("applying a migration"))?;
+        }
+        self.version = LATEST;
+        Ok(applied_now)
+    }
+
+    /// Creates the day partitions these records need (once per day per process; `write` does
+    /// it before each batch).
+    pub async fn ensure_partitions(&mut self, records: &[ResultRecord]) -> Result<(), StoreError> {
+        let mut days: Vec<(i64, uuid::Uuid)> = Vec::new();
+        for r in records {
+            let day = r.check.ts_unix_ms.div_euclid(DAY_MS);
+            if !self.known_days.contains(&day) && !days.iter().any(|(d, _)| *d == day) {
+                days.push((day, r.id));
+            }
+        }
+        for (day, id) in days {
+            let (Some(from), Some(name)) = (day_start(day), partition_name(day)) else {
+                return Err(StoreError::Unstorable {
+                    id,
+                    why: format!("its time is out of range (day {day} since 1970)"),
+                });
+            };
+            let to = from.next_day().unwrap_or(from);
+            let tx = self
+                .client
+                .transaction()
+                .await
+                .map_err(pg("creating a partition"))?;
+            lock_schema(&tx).await?;
+            tx.batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {name} PARTITION OF results
+                 FOR VALUES FROM ('{from} 00:00:00+00') TO ('{to} 00:00:00+00')"
+            ))
+            .await
+            .map_err(pg("creating a partition"))?;
+            tx.commit().await.map_err(pg("creating a partition"))?;
+            self.known_days.insert(day);
+        }
+        Ok(())
+    }
+
+    /// Writes records and rejected messages in one transaction; a record stored before is
+    /// skipped.
+    pub async fn write(
+        &mut self,
+        records: &[ResultRecord],
+        rejected: &[Rejected],
+    ) -> Result<Written, StoreError> {
+        self.writable()?;
+        self.ensure_partitions(records).await?;
+        let mut tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(pg("writing a batch"))?;
+        let written = if records.is_empty() {
+            Written::default()
+        } else if copy_all_new(&mut tx, records).await? {
+            Written::all_new(records.len())
+        } else {
+            copy_skipping_stored(&tx, records).await?
+        };
+        for r in rejected {
+            tx.execute(
+                "INSERT INTO rejected_messages (topic, kafka_partition, kafka_offset, payload, error)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[&r.topic, &r.partition, &r.offset, &r.payload, &r.error],
+            )
+            .await
+            .map_err(pg("keeping a rejected message"))?;
+        }
+        tx.commit().await.map_err(pg("committing a batch"))?;
+        Ok(written)
+    }
+
+    /// Drops the day partitions that ended at or before `cutoff_unix_ms` (retention). Returns
+    /// their names.
+    pub async fn drop_partitions_before(
+        &mut self,
+        cutoff_unix_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        self.writable()?;
+        let rows = self
+            .client
+            .query(
+                "SELECT c.relname FROM pg_inherits i
+                 JOIN pg_class c ON c.oid = i.inhrelid
+                 JOIN pg_class p ON p.oid = i.inhparent
+                 WHERE p.relname = 'results' AND c.relname ~ '^results_[0-9]{8}$'",
+                &[],
+            )
+            .await
+            .map_err(pg("listing partitions"))?;
+        let mut dropped = Vec::new();
+        for row in rows {
+            let name: String = row.get(0);
+            let Some(day) = partition_day(&name) else {
+                continue;
+            };
+            if (day + 1) * DAY_MS <= cutoff_unix_ms {
+                self.client
+                    .batch_execute(&format!("DROP TABLE IF EXISTS {name}"))
+                    .await
+                    .map_err(pg("dropping a partition"))?;
+                self.known_days.remove(&day);
+                dropped.push(name);
+            }
+        }
+        dropped.sort();
+        Ok(dropped)
+    }
+
+    pub async fn results(&self, query: &ResultsQuery) -> Result<ResultsPage, StoreError> {
+        let text = sql::results(Dialect::Postgres, self.version, query.after.is_some());
+        let (from, until) = (
+            PgTime(query.range.from_unix_ms),
+            PgTime(query.range.until_unix_ms),
+        );
+        let limit = query.limit() as i64 + 1;
+        let after = query.after.map(|a| (PgTime(a.ts_unix_ms), a.id));
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&query.target, &from, &until];
+        if let Some((ts, id)) = &after {
+            params.push(ts);
+            params.push(id);
+        }
+        params.push(&limit);
+        let rows = self
+            .client
+            .query(&text, &params)
+            .await
+            .map_err(pg("reading results"))?;
+        let columns: Vec<&'static Column> = columns_at(self.version).collect();
+        let mut records = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let values = columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| Ok((*c, value_of(row, i, c.ty).map_err(|e| e.to_string())?)));
+            let record = values
+                .collect::<Result<Vec<_>, String>>()
+                .and_then(record_from)
+                .map_err(|why| StoreError::BadRow {
+                    location: self.location.clone(),
+                    row: row
+                        .try_get::<_, uuid::Uuid>(0)
+                        .map_or_else(|_| "?".into(), |id| id.to_string()),
+                    why,
+                })?;
+            records.push(record);
+        }
+        Ok(query.page(records))
+    }
+
+    pub async fn observations(&self, window: TimeRange) -> Result<Vec<Observation>, StoreError> {
+        let (from, until) = (PgTime(window.from_unix_ms), PgTime(window.until_unix_ms));
+        let rows = self
+            .client
+            .query(&sql::observations(Dialect::Postgres), &[&from, &until])
+            .await
+            .map_err(pg("reading observations"))?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let ts: PgTime = row.get(2);
+                sql::observation(row.get(0), row.get(1), ts.0, row.get(3), row.get(4))
+            })
+            .collect())
+    }
+}
+
+impl Store for PgStore {
+    async fn migrate(&mut self) -> Result<Vec<i32>, StoreError> {
+        PgStore::migrate(self).await
+    }
+
+    async fn insert(&mut self, records: &[ResultRecord]) -> Result<Written, StoreError> {
+        self.write(records, &[]).await
+    }
+
+    async fn results(&self, query: &ResultsQuery) -> Result<ResultsPage, StoreError> {
+        PgStore::results(self, query).await
+    }
+
+    async fn observations(&self, window: TimeRange) -> Result<Vec<Observation>, StoreError> {
+        PgStore::observations(self, window).await
+    }
+}
+
+async fn lock_schema(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+        .await
+        .map_err(pg("taking the schema lock"))?;
+    Ok(())
+}
+
+/// The common case: one `COPY` into `results`, in a savepoint. `false` when a record was
+/// stored before (the key refused it): the savepoint is rolled back, nothing of the batch is
+/// written, and the caller takes the path that skips stored records.
+async fn copy_all_new(
+    tx: &mut Transaction<'_>,
+    records: &[ResultRecord],
+) -> Result<bool, StoreError> {
+    let savepoint = tx
+        .savepoint("netvantage_copy")
+        .await
+        .map_err(pg("writing a batch"))?;
+    match copy_rows(&savepoint, "results", records).await {
+        Ok(_) => {
+            savepoint.commit().await.map_err(pg("writing a batch"))?;
+            Ok(true)
+        }
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            savepoint.rollback().await.map_err(pg("writing a batch"))?;
+            Ok(false)
+        }
+        Err(e) => Err(pg("copying a batch into results")(e)),
+    }
+}
+
+/// A batch holding stored records: `COPY` into a staging table dropped at commit, then insert
+/// what isn't stored, returning which records were new.
+async fn copy_skipping_stored(
+    tx: &Transaction<'_>,
+    records: &[ResultRecord],
+) -> Result<Written, StoreError> {
+    let definitions: Vec<String> = COLUMNS
+        .iter()
+        .map(|c| format!("{} {}", c.name, c.ty.sql(Dialect::Postgres)))
+        .collect();
+    tx.batch_execute(&format!(
+        "CREATE TEMPORARY TABLE netvantage_staging ({}) ON COMMIT DROP",
+        definitions.join(", ")
+    ))
+    .await
+    .map_err(pg("creating the staging table"))?;
+    copy_rows(tx, "netvantage_staging", records)
+        .await
+        .map_err(pg("copying a batch into the staging table"))?;
+    let columns = list(Dialect::Postgres, LATEST);
+    let rows = tx
+        .query(
+            &format!(
+                "INSERT INTO results ({columns}) SELECT {columns} FROM netvantage_staging
+                 ON CONFLICT DO NOTHING RETURNING id"
+            ),
+            &[],
+        )
+        .await
+        .map_err(pg("inserting a batch from the staging table"))?;
+    let mut new: HashSet<uuid::Uuid> = rows.iter().map(|r| r.get(0)).collect();
+    // A record repeated within the batch counts as new once, at its first place.
+    let fresh = records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| new.remove(&r.id))
+        .map(|(i, _)| i)
+        .collect();
+    Ok(Written::from_fresh(records.len(), fresh))
+}
+
+/// Binary `COPY` of every column of `records` into `table`.
+async fn copy_rows(
+    tx: &Transaction<'_>,
+    table: &str,
+    records: &[ResultRecord],
+) -> Result<u64, tokio_postgres::Error> {
+    let types: Vec<Type> = COLUMNS.iter().map(|c| c.ty.postgres_type()).collect();
+    let sink = tx
+        .copy_in(&format!(
+            "COPY {table} ({}) FROM STDIN (FORMAT binary)",
+            list(Dialect::Postgres, LATEST)
+        ))
+        .await?;
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    let mut writer = std::pin::pin!(writer);
+    for record in records {
+        writer
+            .as_mut()
+            .write_raw(RowValues { record, next: 0 })
+            .await?;
+    }
+    writer.as_mut().finish().await
+}
+
+/// A record's values in [`COLUMNS`] order, for `COPY`. (An iterator type of its own rather
+/// than `map` with a closure: the future holding it must be `Send`, which the compiler can't
+/// prove for the closure's higher-ranked lifetime.)
+struct RowValues<'r> {
+    record: &'r ResultRecord,
+    next: usize,
+}
+
+impl<'r> Iterator for RowValues<'r> {
+    type Item = Value<'r>;
+
+    fn next(&mut self) -> Option<Value<'r>> {
+        let column = COLUMNS.get(self.next)?;
+        self.next += 1;
+        Some((column.get)(self.record))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = COLUMNS.len() - self.next;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for RowValues<'_> {}
+
+/// The date of `day` (days since the Unix epoch), `None` outside the years 1 to 9999.
+fn day_start(day: i64) -> Option<time::Date> {
+    let seconds = day.checked_mul(86_400)?;
+    let date = time::OffsetDateTime::from_unix_timestamp(seconds)
+        .ok()?
+        .date();
+    (date.year() >= 1).then_some(date)
+}
+
+/// `results_20261123` for the day holding `day` (days since the Unix epoch).
+pub fn partition_name(day: i64) -> Option<String> {
+    let date = day_start(day)?;
+    Some(format!(
+        "results_{:04}{:02}{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    ))
+}
+
+/// The inverse of [`partition_name`].
+fn partition_day(name: &str) -> Option<i64> {
+    let digits = name.strip_prefix("results_")?;
+    let number = |range: std::ops::Range<usize>| digits.get(range)?.parse::<i32>().ok();
+    let (year, month, day) = (number(0..4)?, number(4..6)?, number(6..8)?);
+    let month = time::Month::try_from(u8::try_from(month).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(year, month, u8::try_from(day).ok()?).ok()?;
+    let midnight = date.midnight().assume_utc().unix_timestamp();
+    Some(midnight.div_euclid(86_400))
+}
+
+/// 2000-01-01, PostgreSQL's epoch, in milliseconds since the Unix epoch.
+const PG_EPOCH_UNIX_MS: i64 = 946_684_800_000;
+
+/// A `timestamptz` as milliseconds since the Unix epoch (PostgreSQL keeps microseconds since
+/// 2000; netvantage's times are whole milliseconds, so nothing is lost either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PgTime(i64);
+
+impl PgTime {
+    fn micros(self) -> Option<i64> {
+        self.0.checked_sub(PG_EPOCH_UNIX_MS)?.checked_mul(1000)
+    }
+}
+
+impl ToSql for PgTime {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        // A query bound past what PostgreSQL can hold is ±infinity (i64::MAX and i64::MIN
+        // microseconds), which it can; a record's time is checked before (`Value::to_sql`).
+        let micros = self
+            .micros()
+            .unwrap_or(if self.0 > 0 { i64::MAX } else { i64::MIN });
+        out.put_i64(micros);
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::TIMESTAMPTZ
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+impl<'a> FromSql<'a> for PgTime {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let micros = i64::from_be_bytes(raw.try_into()?);
+        Ok(PgTime(micros.div_euclid(1000) + PG_EPOCH_UNIX_MS))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::TIMESTAMPTZ
+    }
+}
+
+impl ToSql for Value<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Uuid(u) => u.to_sql_checked(ty, out),
+            Value::Timestamp(ms) => {
+                if PgTime(*ms).micros().is_none() {
+                    return Err(format!("time {ms} ms since 1970 is out of range").into());
+                }
+                PgTime(*ms).to_sql_checked(ty, out)
+            }
+            Value::Text(text) => text.as_ref().to_sql_checked(ty, out),
+            Value::Integer(i) => i.to_sql_checked(ty, out),
+            Value::Float(x) => x.to_sql_checked(ty, out),
+            Value::Bool(b) => b.to_sql_checked(ty, out),
+        }
+    }
+
+    /// Each value checks the column's type itself ([`ToSql::to_sql_checked`] above).
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// Column `i` of `row` as its type says it is.
+fn value_of(
+    row: &tokio_postgres::Row,
+    i: usize,
+    ty: SqlType,
+) -> Result<Value<'_>, tokio_postgres::Error> {
+    let value = match ty {
+        SqlType::Uuid => row.try_get::<_, Option<uuid::Uuid>>(i)?.map(Value::Uuid),
+        SqlType::Timestamp => row
+            .try_get::<_, Option<PgTime>>(i)?
+            .map(|t| Value::Timestamp(t.0)),
+        SqlType::Text => row
+            .try_get::<_, Option<&str>>(i)?
+            .map(|t| Value::Text(t.into())),
+        SqlType::Integer => row.try_get::<_, Option<i32>>(i)?.map(Value::Integer),
+        SqlType::Float => row.try_get::<_, Option<f64>>(i)?.map(Value::Float),
+        SqlType::Bool => row.try_get::<_, Option<bool>>(i)?.map(Value::Bool),
+    };
+    Ok(value.unwrap_or(Value::Null))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_are_named_by_utc_day() {
+        assert_eq!(partition_name(0).as_deref(), Some("results_19700101"));
+        // 2026-11-23T23:59:59.999Z and the next millisecond.
+        let last_ms = 1_795_478_399_999i64;
+        let day = last_ms.div_euclid(DAY_MS);
+        assert_eq!(partition_name(day).as_deref(), Some("results_20261123"));
+        assert_eq!(
+            partition_name((last_ms + 1).div_euclid(DAY_MS)).as_deref(),
+            Some("results_20261124")
+        );
+        assert_eq!(partition_day("results_20261123"), Some(day));
+        assert_eq!(partition_day("results_2026112x"), None);
+        assert_eq!(partition_name(i64::MAX / DAY_MS), None, "past year 9999");
+    }
+
+    #[test]
+    fn postgres_times_are_microseconds_since_2000() {
+        assert_eq!(PgTime(PG_EPOCH_UNIX_MS).micros(), Some(0));
+        assert_eq!(PgTime(PG_EPOCH_UNIX_MS + 1).micros(), Some(1000));
+        assert_eq!(PgTime(i64::MAX).micros(), None);
+        let mut out = BytesMut::new();
+        PgTime(i64::MAX)
+            .to_sql(&Type::TIMESTAMPTZ, &mut out)
+            .unwrap();
+        assert_eq!(&out[..], &i64::MAX.to_be_bytes(), "+infinity");
+        let back = PgTime::from_sql(&Type::TIMESTAMPTZ, &(-1000i64).to_be_bytes()).unwrap();
+        assert_eq!(back, PgTime(PG_EPOCH_UNIX_MS - 1));
+    }
+}

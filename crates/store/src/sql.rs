@@ -1,0 +1,75 @@
+//! The queries both backends run, written once and spelled per dialect (column names and
+//! placeholders): one query layer over two schemas generated from [`crate::columns`].
+
+use crate::columns::{Dialect, column, list};
+
+fn placeholder(dialect: Dialect, n: usize) -> String {
+    match dialect {
+        Dialect::Sqlite => format!("?{n}"),
+        Dialect::Postgres => format!("${n}"),
+    }
+}
+
+fn ts(dialect: Dialect) -> std::borrow::Cow<'static, str> {
+    column("ts").name_in(dialect)
+}
+
+/// Results of one target in a time range, oldest first, ties by id, `LIMIT` rows.
+/// Parameters: target, from, until, [after ts, after id,] limit.
+pub(crate) fn results(dialect: Dialect, version: i32, with_cursor: bool) -> String {
+    let ts = ts(dialect);
+    let p = |n| placeholder(dialect, n);
+    let (cursor, limit) = if with_cursor {
+        (format!(" AND ({ts}, id) > ({}, {})", p(4), p(5)), p(6))
+    } else {
+        (String::new(), p(4))
+    };
+    format!(
+        "SELECT {} FROM results WHERE target = {} AND {ts} >= {} AND {ts} < {}{cursor}
+         ORDER BY {ts}, id LIMIT {limit}",
+        list(dialect, version),
+        p(1),
+        p(2),
+        p(3),
+    )
+}
+
+/// What a verdict needs of every check in a time range. Parameters: from, until.
+pub(crate) fn observations(dialect: Dialect) -> String {
+    let ts = ts(dialect);
+    format!(
+        "SELECT target, vantage, {ts}, outcome, reason FROM results WHERE {ts} >= {} AND {ts} < {}",
+        placeholder(dialect, 1),
+        placeholder(dialect, 2)
+    )
+}
+
+/// An observation from the five values [`observations`] selects. An outcome other than
+/// `down` is up (degraded answered); a reason this build doesn't know reads as `other`.
+pub(crate) fn observation(
+    target: String,
+    vantage: String,
+    ts_unix_ms: i64,
+    outcome: &str,
+    reason: Option<&str>,
+) -> crate::Observation {
+    use netvantage_core::{Outcome, Reason};
+    crate::Observation {
+        target,
+        vantage,
+        ts_unix_ms,
+        up: outcome != Outcome::Down.as_str(),
+        reason: reason.map(|r| r.parse().unwrap_or(Reason::Other)),
+    }
+}
+
+pub(crate) const MIGRATIONS_APPLIED: &str =
+    "SELECT version FROM netvantage_migrations ORDER BY version";
+
+pub(crate) fn record_migration(dialect: Dialect) -> String {
+    format!(
+        "INSERT INTO netvantage_migrations (version, description) VALUES ({}, {})",
+        placeholder(dialect, 1),
+        placeholder(dialect, 2)
+    )
+}

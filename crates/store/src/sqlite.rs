@@ -1,0 +1,512 @@
+//! The embedded store: one SQLite file, the agent's default sink and what `report` reads when
+//! no `--postgres` is given.
+//!
+//! A writer ([`SqliteStore::open_writer`]) creates the file owner-only (0600; SQLite gives the
+//! `-wal` and `-shm` files the same mode), refuses a file that isn't a netvantage store before
+//! changing anything in it, then switches to WAL (so readers read while the agent writes) and
+//! migrates. It never creates a directory: a path in a missing one is the user's mistake.
+//!
+//! A reader ([`SqliteStore::open_reader`]) opens read-only and never migrates, so a file owned
+//! by another user (0644) or on a read-only mount can be read. A WAL file needs its `-shm`
+//! index; when the writer is gone (no `-wal`) and the directory doesn't let this user create
+//! one, the file is read as `immutable`: a snapshot, which is what it is while nobody writes.
+//! A `-wal` left by a writer that was killed holds committed rows only a writer can apply; then
+//! the reader says so ([`StoreError::UnreadableLog`]) instead of reading without them.
+//!
+//! SQLite is blocking. The synchronous methods (`insert`, `results`, `observations`) are for a
+//! thread of its own, like the agent's sink; the [`Store`] methods call them in place.
+
+use crate::columns::{Column, Dialect, SqlType, Value, columns_at, list, record_from};
+use crate::migrations::{self, LATEST, MIGRATIONS};
+use crate::{Observation, ResultsPage, ResultsQuery, Store, StoreError, TimeRange, Written, sql};
+use netvantage_core::ResultRecord;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior, params_from_iter};
+use std::borrow::Cow;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+/// `PRAGMA application_id` of a netvantage store ("NVST"), so a file says what it is.
+pub const APPLICATION_ID: i32 = 0x4e56_5354;
+
+/// How long a writer waits for another connection's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct SqliteStore {
+    /// Behind a mutex so the store is `Sync` (a [`Store`] can be shared by tasks); each call
+    /// holds it for one statement or transaction.
+    conn: Mutex<Connection>,
+    path: PathBuf,
+    writer: bool,
+    /// The schema version of the file: which columns it has.
+    version: i32,
+}
+
+/// What a file holds, found before anything in it is changed.
+enum Found {
+    /// A new (or zero-length) file: nothing in it yet.
+    Empty,
+    /// A netvantage store that applied these migrations.
+    Applied(Vec<i32>),
+    /// A store made before `netvantage_migrations`: `PRAGMA user_version = 1`.
+    LegacyVersion1,
+}
+
+impl SqliteStore {
+    /// Opens (creating it, 0600, when missing) the file for writing and applies the migrations
+    /// it lacks. For the agent's sink thread: [`SqliteStore::insert`] is synchronous.
+    pub fn open_writer(path: &Path) -> Result<SqliteStore, StoreError> {
+        let directory = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        if !directory.is_dir() {
+            return Err(StoreError::MissingDirectory {
+                path: directory.to_path_buf(),
+            });
+        }
+        create_owner_only(path)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(StoreError::sqlite(path))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(StoreError::sqlite(path))?;
+        // Refuse a foreign file before the first change (WAL is one).
+        inspect(&conn, path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(StoreError::sqlite(path))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(StoreError::sqlite(path))?;
+        let mut store = SqliteStore {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+            writer: true,
+            version: 0,
+        };
+        let applied = store.migrate()?;
+        if !applied.is_empty() {
+            tracing::info!(path = %path.display(), ?applied, "sqlite: applied migrations");
+        }
+        Ok(store)
+    }
+
+    /// Opens an existing store for reading only: no migration, no WAL switch, no write. A file
+    /// that isn't a netvantage store is refused.
+    pub fn open_reader(path: &Path) -> Result<SqliteStore, StoreError> {
+        match path.try_exists() {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(StoreError::NotFound {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn =
+            Connection::open_with_flags(path, flags).map_err(StoreError::sqlite(path))?;
+        let found = match inspect(&conn, path) {
+            Err(StoreError::Sqlite { source, .. }) if needs_shm_it_cannot_create(&source) => {
+                // Without a writer's log the file is all there is, and reading it as it stands
+                // is exact. A log left behind (a writer that was killed) holds committed rows
+                // only a writer can fold back in: say so rather than read without them.
+                if has_wal(path) {
+                    return Err(StoreError::UnreadableLog {
+                        path: path.to_path_buf(),
+                    });
+                }
+                tracing::debug!(path = %path.display(), "sqlite: no -shm and none can be made; reading as immutable");
+                conn = Connection::open_with_flags(
+                    immutable_uri(path),
+                    flags | OpenFlags::SQLITE_OPEN_URI,
+                )
+                .map_err(StoreError::sqlite(path))?;
+                inspect(&conn, path)?
+            }
+            other => other?,
+        };
+        let version = match found {
+            Found::Empty => {
+                return Err(StoreError::NotAStore {
+                    location: path.display().to_string(),
+                    why: "it is empty: no agent has written to it".into(),
+                });
+            }
+            Found::LegacyVersion1 => 1,
+            Found::Applied(applied) => applied.iter().copied().max().unwrap_or(0),
+        };
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+            writer: false,
+            version: version.min(LATEST),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves no half-done transaction: rusqlite rolls it
+        // back on drop, so the connection is as good as before.
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn writable(&self) -> Result<(), StoreError> {
+        if self.writer {
+            Ok(())
+        } else {
+            Err(StoreError::ReadOnly {
+                location: self.location(),
+            })
+        }
+    }
+
+    /// Applies the migrations the file lacks, all in one transaction under the database's
+    /// write lock (so writers starting together apply each once). Adopts a file made before
+    /// `netvantage_migrations` (`user_version = 1`) by recording its version 1.
+    pub fn migrate(&mut self) -> Result<Vec<i32>, StoreError> {
+        self.writable()?;
+        let path = self.path.clone();
+        let sqlite = StoreError::sqlite;
+        let conn = self.conn.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite(&path))?;
+        let found = inspect(&tx, &path)?;
+        tx.execute_batch(migrations::bookkeeping(Dialect::Sqlite))
+            .map_err(sqlite(&path))?;
+        let record = sql::record_migration(Dialect::Sqlite);
+        let adopted = matches!(found, Found::LegacyVersion1);
+        let applied = match found {
+            Found::Empty => Vec::new(),
+            Found::Applied(applied) => applied,
+            Found::LegacyVersion1 => {
+                tx.execute(&record, (1, MIGRATIONS[0].description))
+                    .map_err(sqlite(&path))?;
+                vec![1]
+            }
+        };
+        let pending = migrations::pending(&applied).map_err(|found| StoreError::TooNew {
+            location: path.display().to_string(),
+            found,
+            known: LATEST,
+        })?;
+        let mut applied_now = Vec::new();
+        for migration in pending {
+            tx.execute_batch(&migration.sql(Dialect::Sqlite))
+                .map_err(sqlite(&path))?;
+            tx.execute(&record, (migration.version, migration.description))
+                .map_err(sqlite(&path))?;
+            applied_now.push(migration.version);
+        }
+        if adopted || !applied_now.is_empty() {
+            // Earlier releases read `user_version`; the id tells anyone what the file is.
+            tx.pragma_update(None, "user_version", LATEST)
+                .map_err(sqlite(&path))?;
+            tx.pragma_update(None, "application_id", APPLICATION_ID)
+                .map_err(sqlite(&path))?;
+            tx.commit().map_err(sqlite(&path))?;
+        }
+        self.version = LATEST;
+        Ok(applied_now)
+    }
+
+    /// Inserts records in one transaction; a record already stored (same id) is skipped.
+    pub fn insert(&mut self, records: &[ResultRecord]) -> Result<Written, StoreError> {
+        self.writable()?;
+        let sqlite = StoreError::sqlite(&self.path);
+        let conn = self.conn.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let result = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut fresh = Vec::new();
+            {
+                let mut statement = tx.prepare_cached(&insert_statement(self.version))?;
+                for (i, record) in records.iter().enumerate() {
+                    let values = columns_at(self.version).map(|c| (c.get)(record));
+                    if statement.execute(params_from_iter(values))? == 1 {
+                        fresh.push(i);
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(Written::from_fresh(records.len(), fresh))
+        })();
+        result.map_err(sqlite)
+    }
+
+    /// A page of one target's records in a time range, oldest first.
+    pub fn results(&self, query: &ResultsQuery) -> Result<ResultsPage, StoreError> {
+        let conn = self.lock();
+        let text = sql::results(Dialect::Sqlite, self.version, query.after.is_some());
+        let limit = query.limit() as i64 + 1;
+        let (from, until) = (query.range.from_unix_ms, query.range.until_unix_ms);
+        let mut params: Vec<Box<dyn rusqlite::ToSql>> = vec![
+            Box::new(query.target.clone()),
+            Box::new(from),
+            Box::new(until),
+        ];
+        if let Some(after) = query.after {
+            params.push(Box::new(after.ts_unix_ms));
+            params.push(Box::new(after.id.to_string()));
+        }
+        params.push(Box::new(limit));
+        let columns: Vec<&'static Column> = columns_at(self.version).collect();
+        let mut records = Vec::new();
+        let sqlite = |e| StoreError::Sqlite {
+            path: self.path.clone(),
+            source: e,
+        };
+        let mut statement = conn.prepare_cached(&text).map_err(sqlite)?;
+        let mut rows = statement
+            .query(params_from_iter(params.iter()))
+            .map_err(sqlite)?;
+        while let Some(row) = rows.next().map_err(sqlite)? {
+            let values = columns.iter().enumerate().map(|(i, c)| {
+                let value = row.get_ref(i).map_err(|e| e.to_string())?;
+                Ok((*c, value_of(c.ty, value)?))
+            });
+            let record = values
+                .collect::<Result<Vec<_>, String>>()
+                .and_then(record_from)
+                .map_err(|why| StoreError::BadRow {
+                    location: self.location(),
+                    row: row_id(row),
+                    why,
+                })?;
+            records.push(record);
+        }
+        Ok(query.page(records))
+    }
+
+    /// Every check in `window`, for `report`.
+    pub fn observations(&self, window: TimeRange) -> Result<Vec<Observation>, StoreError> {
+        let conn = self.lock();
+        let sqlite = |e| StoreError::Sqlite {
+            path: self.path.clone(),
+            source: e,
+        };
+        let mut statement = conn
+            .prepare_cached(&sql::observations(Dialect::Sqlite))
+            .map_err(sqlite)?;
+        let rows = statement
+            .query_map((window.from_unix_ms, window.until_unix_ms), |row| {
+                let outcome: String = row.get(3)?;
+                let reason: Option<String> = row.get(4)?;
+                Ok(sql::observation(
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    &outcome,
+                    reason.as_deref(),
+                ))
+            })
+            .map_err(sqlite)?;
+        rows.collect::<Result<_, _>>().map_err(sqlite)
+    }
+}
+
+impl Store for SqliteStore {
+    async fn migrate(&mut self) -> Result<Vec<i32>, StoreError> {
+        SqliteStore::migrate(self)
+    }
+
+    async fn insert(&mut self, records: &[ResultRecord]) -> Result<Written, StoreError> {
+        SqliteStore::insert(self, records)
+    }
+
+    async fn results(&self, query: &ResultsQuery) -> Result<ResultsPage, StoreError> {
+        SqliteStore::results(self, query)
+    }
+
+    async fn observations(&self, window: TimeRange) -> Result<Vec<Observation>, StoreError> {
+        SqliteStore::observations(self, window)
+    }
+}
+
+fn insert_statement(version: i32) -> String {
+    let placeholders: Vec<String> = (1..=columns_at(version).count())
+        .map(|n| format!("?{n}"))
+        .collect();
+    // Only the key conflict is skipped (`OR IGNORE` would hide a NOT NULL violation too).
+    format!(
+        "INSERT INTO results ({}) VALUES ({}) ON CONFLICT (id) DO NOTHING",
+        list(Dialect::Sqlite, version),
+        placeholders.join(", ")
+    )
+}
+
+/// Creates the file owner-only when it doesn't exist. An existing file keeps its mode: its
+/// owner chose it (e.g. 0644 so `report` can run as another user).
+fn create_owner_only(path: &Path) -> Result<(), StoreError> {
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match created {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// What the file holds. Reading `sqlite_schema` is also where a file that isn't SQLite at all
+/// shows itself.
+fn inspect(conn: &Connection, path: &Path) -> Result<Found, StoreError> {
+    let foreign = |why: String| StoreError::NotAStore {
+        location: path.display().to_string(),
+        why,
+    };
+    let tables: Vec<String> = match read_tables(conn) {
+        Ok(tables) => tables,
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) => {
+            return Err(foreign("not a SQLite database".into()));
+        }
+        Err(e) => return Err(StoreError::sqlite(path)(e)),
+    };
+    let pragma = |name: &str| -> Result<i32, StoreError> {
+        conn.pragma_query_value(None, name, |r| r.get(0))
+            .map_err(StoreError::sqlite(path))
+    };
+    let (user_version, application_id) = (pragma("user_version")?, pragma("application_id")?);
+    let has = |name: &str| tables.iter().any(|t| t == name);
+    if has("netvantage_migrations") && has("results") {
+        let mut statement = conn
+            .prepare(sql::MIGRATIONS_APPLIED)
+            .map_err(StoreError::sqlite(path))?;
+        let applied = statement
+            .query_map([], |r| r.get(0))
+            .and_then(|rows| rows.collect::<Result<Vec<i32>, _>>())
+            .map_err(StoreError::sqlite(path))?;
+        return Ok(Found::Applied(applied));
+    }
+    if application_id != 0 && application_id != APPLICATION_ID {
+        return Err(foreign(format!(
+            "its application_id is {application_id:#x}, another program's"
+        )));
+    }
+    if tables.is_empty() && user_version == 0 {
+        return Ok(Found::Empty);
+    }
+    if user_version == 1 && has("results") {
+        let mut statement = conn
+            .prepare("SELECT name FROM pragma_table_info('results')")
+            .map_err(StoreError::sqlite(path))?;
+        let names = statement
+            .query_map([], |r| r.get::<_, String>(0))
+            .and_then(|rows| rows.collect::<Result<Vec<String>, _>>())
+            .map_err(StoreError::sqlite(path))?;
+        let missing: Vec<_> = columns_at(1)
+            .map(|c| c.name_in(Dialect::Sqlite))
+            .filter(|name| !names.iter().any(|n| n == name))
+            .collect();
+        if missing.is_empty() {
+            return Ok(Found::LegacyVersion1);
+        }
+        return Err(foreign(format!(
+            "its results table lacks {}",
+            missing.join(", ")
+        )));
+    }
+    let tables = if tables.is_empty() {
+        "no tables".to_string()
+    } else {
+        format!("tables {}", tables.join(", "))
+    };
+    Err(foreign(format!(
+        "{tables}, user_version {user_version}, and none of netvantage's"
+    )))
+}
+
+fn read_tables(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut statement = conn.prepare(
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'
+         ORDER BY name",
+    )?;
+    let rows = statement.query_map([], |r| r.get(0))?;
+    rows.collect()
+}
+
+/// A WAL file read by a user who can't create its `-shm` (and no writer left one).
+fn needs_shm_it_cannot_create(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen)
+    )
+}
+
+/// The file has a write-ahead log with something in it.
+fn has_wal(path: &Path) -> bool {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(wal).is_ok_and(|m| m.len() > 0)
+}
+
+/// `file:/path?mode=ro&immutable=1`, the path percent-encoded as SQLite's URIs want.
+fn immutable_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &byte in path.as_os_str().as_bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-_.~".contains(&byte) {
+            uri.push(byte as char);
+        } else {
+            uri.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    uri.push_str("?mode=ro&immutable=1");
+    uri
+}
+
+impl rusqlite::ToSql for Value<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        use rusqlite::types::Value as Owned;
+        Ok(match self {
+            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Uuid(u) => ToSqlOutput::Owned(Owned::Text(u.to_string())),
+            Value::Timestamp(ms) => ToSqlOutput::Owned(Owned::Integer(*ms)),
+            Value::Text(text) => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
+            Value::Integer(i) => ToSqlOutput::Owned(Owned::Integer(i64::from(*i))),
+            Value::Float(x) => ToSqlOutput::Owned(Owned::Real(*x)),
+            Value::Bool(b) => ToSqlOutput::Owned(Owned::Integer(i64::from(*b))),
+        })
+    }
+}
+
+/// A stored value as the column's type says it is.
+fn value_of(ty: SqlType, value: ValueRef<'_>) -> Result<Value<'_>, String> {
+    let text = |bytes| std::str::from_utf8(bytes).map_err(|e| e.to_string());
+    Ok(match (ty, value) {
+        (_, ValueRef::Null) => Value::Null,
+        (SqlType::Uuid, ValueRef::Text(t)) => {
+            Value::Uuid(uuid::Uuid::try_parse_ascii(t).map_err(|e| e.to_string())?)
+        }
+        (SqlType::Timestamp, ValueRef::Integer(ms)) => Value::Timestamp(ms),
+        (SqlType::Text, ValueRef::Text(t)) => Value::Text(Cow::Borrowed(text(t)?)),
+        (SqlType::Integer, ValueRef::Integer(i)) => {
+            Value::Integer(i32::try_from(i).map_err(|_| format!("{i} is out of range"))?)
+        }
+        (SqlType::Float, ValueRef::Real(x)) => Value::Float(x),
+        (SqlType::Float, ValueRef::Integer(i)) => Value::Float(i as f64),
+        (SqlType::Bool, ValueRef::Integer(i)) => Value::Bool(i != 0),
+        (ty, other) => return Err(format!("expected {ty:?}, found {:?}", other.data_type())),
+    })
+}
+
+fn row_id(row: &rusqlite::Row<'_>) -> String {
+    row.get::<_, String>(0).unwrap_or_else(|_| "?".into())
+}

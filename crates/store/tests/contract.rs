@@ -1,0 +1,448 @@
+//! The store contract: every test here runs against each backend (as gatus' `store_test.go`
+//! runs each test against each store). `contract!` instantiates each one as
+//! `sqlite::NAME` and `postgres::NAME`; a PostgreSQL run gets a database of its own.
+
+mod support;
+
+use netvantage_core::{Outcome, Reason};
+use netvantage_store::migrations::{LATEST, MIGRATIONS};
+use netvantage_store::{AnyStore, ResultsQuery, Store, StoreError, TimeRange, Written};
+use support::{Backend, Fixture, all_results, https, tcp};
+
+macro_rules! contract {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::Fixture::new(super::Backend::Sqlite).await).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::Fixture::new(super::Backend::Postgres).await).await
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    inserts_are_idempotent_and_read_back_as_observations,
+    a_redelivered_batch_is_skipped_and_only_new_records_count,
+    records_read_back_exactly_as_written,
+    a_time_range_includes_its_start_and_excludes_its_end,
+    pages_walk_a_range_in_time_then_id_order_without_gaps_or_repeats,
+    results_are_the_asked_target_only,
+    observations_are_every_check_in_the_window,
+    a_store_made_by_an_earlier_release_is_adopted_and_migrated_forward,
+    a_reader_reads_an_earlier_release_s_store_without_migrating_it,
+    writers_starting_together_apply_each_migration_once,
+    a_migrated_store_has_nothing_left_to_migrate,
+    a_reader_refuses_to_write_or_migrate,
+    a_reader_refuses_a_store_nothing_was_written_to,
+    a_store_from_a_newer_release_is_readable_but_not_writable,
+    writers_racing_on_one_batch_store_it_once,
+);
+
+const EVERYTHING: TimeRange = TimeRange {
+    from_unix_ms: i64::MIN,
+    until_unix_ms: i64::MAX,
+};
+
+/// 2026-11-23T23:59:59.999Z: the last millisecond of a day (a partition boundary follows).
+const LAST_MS_OF_A_DAY: i64 = 1_795_478_399_999;
+
+fn ids(records: &[netvantage_core::ResultRecord]) -> Vec<uuid::Uuid> {
+    records.iter().map(|r| r.id).collect()
+}
+
+async fn inserts_are_idempotent_and_read_back_as_observations(f: Fixture) {
+    let mut store = f.writer().await;
+    let batch = vec![
+        tcp("db:5432", 1_000, None),
+        tcp("db:5432", 2_000, Some(Reason::Refused)),
+    ];
+    assert_eq!(store.insert(&batch).await.unwrap().inserted, 2);
+    assert_eq!(
+        store.insert(&batch).await.unwrap().inserted,
+        0,
+        "same ids again"
+    );
+    drop(store);
+    let store = f.reader().await;
+    assert_eq!(
+        all_results(&store, "db:5432", EVERYTHING, 10).await.len(),
+        2
+    );
+    let mut seen = store.observations(TimeRange::since(1_500)).await.unwrap();
+    assert_eq!(seen.len(), 1);
+    let o = seen.pop().unwrap();
+    assert_eq!(
+        (o.target.as_str(), o.up, o.reason),
+        ("db:5432", false, Some(Reason::Refused))
+    );
+}
+
+async fn a_redelivered_batch_is_skipped_and_only_new_records_count(f: Fixture) {
+    let mut store = f.writer().await;
+    let first: Vec<_> = (0..3).map(|i| tcp("a:1", 1_000 + i, None)).collect();
+    assert_eq!(
+        store.insert(&first).await.unwrap(),
+        Written {
+            inserted: 3,
+            duplicates: 0,
+            fresh: vec![0, 1, 2]
+        }
+    );
+    assert_eq!(
+        store.insert(&first).await.unwrap(),
+        Written {
+            inserted: 0,
+            duplicates: 3,
+            fresh: vec![]
+        },
+        "the same batch redelivered"
+    );
+    // A redelivered batch merged with new records: only the new ones are stored and counted.
+    let (new_a, new_b) = (tcp("a:1", 2_000, None), tcp("a:1", 2_001, None));
+    let mixed = vec![
+        first[0].clone(),
+        new_a.clone(),
+        first[2].clone(),
+        new_b.clone(),
+    ];
+    assert_eq!(
+        store.insert(&mixed).await.unwrap(),
+        Written {
+            inserted: 2,
+            duplicates: 2,
+            fresh: vec![1, 3]
+        }
+    );
+    // A record repeated within one batch is stored once, counted new at its first place.
+    let repeated = tcp("a:1", 3_000, None);
+    let twice = vec![repeated.clone(), repeated.clone()];
+    assert_eq!(
+        store.insert(&twice).await.unwrap(),
+        Written {
+            inserted: 1,
+            duplicates: 1,
+            fresh: vec![0]
+        }
+    );
+    assert_eq!(store.insert(&[]).await.unwrap(), Written::default());
+    let stored = all_results(&store, "a:1", EVERYTHING, 100).await;
+    let mut expected = ids(&first);
+    expected.extend([new_a.id, new_b.id, repeated.id]);
+    assert_eq!(ids(&stored), expected);
+}
+
+async fn records_read_back_exactly_as_written(f: Fixture) {
+    let mut store = f.writer().await;
+    let records = vec![
+        tcp("db:5432", 1_000, None),
+        tcp("db:5432", 2_000, Some(Reason::Timeout)),
+        https("https://example.test/health", 3_000, Outcome::Up),
+        https("https://example.test/health", 4_000, Outcome::Degraded),
+        https("https://example.test/health", 5_000, Outcome::Down),
+    ];
+    store.insert(&records).await.unwrap();
+    for reopened in [store, f.reader().await] {
+        let mut back = all_results(&reopened, "db:5432", EVERYTHING, 10).await;
+        back.extend(all_results(&reopened, "https://example.test/health", EVERYTHING, 10).await);
+        assert_eq!(back, records);
+    }
+}
+
+async fn a_time_range_includes_its_start_and_excludes_its_end(f: Fixture) {
+    let mut store = f.writer().await;
+    let at = [
+        -5_000,
+        1_000,
+        2_000,
+        3_000,
+        LAST_MS_OF_A_DAY,
+        LAST_MS_OF_A_DAY + 1,
+    ];
+    let records: Vec<_> = at.iter().map(|ts| tcp("a:1", *ts, None)).collect();
+    store.insert(&records).await.unwrap();
+    let times = |from_unix_ms, until_unix_ms| {
+        let store = &store;
+        async move {
+            let range = TimeRange {
+                from_unix_ms,
+                until_unix_ms,
+            };
+            let got = all_results(store, "a:1", range, 100).await;
+            got.iter().map(|r| r.check.ts_unix_ms).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(times(1_000, 3_000).await, vec![1_000, 2_000]);
+    assert_eq!(times(1_001, 3_001).await, vec![2_000, 3_000]);
+    assert_eq!(times(2_000, 2_000).await, Vec::<i64>::new(), "empty range");
+    assert_eq!(times(2_000, 2_001).await, vec![2_000]);
+    assert_eq!(times(-5_000, 0).await, vec![-5_000], "before 1970");
+    assert_eq!(
+        times(LAST_MS_OF_A_DAY, LAST_MS_OF_A_DAY + 2).await,
+        vec![LAST_MS_OF_A_DAY, LAST_MS_OF_A_DAY + 1],
+        "across midnight (a partition boundary in PostgreSQL)"
+    );
+    assert_eq!(times(i64::MIN, i64::MAX).await, at.to_vec(), "unbounded");
+    assert_eq!(
+        times(LAST_MS_OF_A_DAY + 1, i64::MAX).await,
+        vec![LAST_MS_OF_A_DAY + 1]
+    );
+}
+
+async fn pages_walk_a_range_in_time_then_id_order_without_gaps_or_repeats(f: Fixture) {
+    let mut store = f.writer().await;
+    // 21 records over 7 timestamps: three share each time (three addresses of one name).
+    let records: Vec<_> = (0..21)
+        .map(|i| tcp("rr:80", 10_000 * (i / 3), None))
+        .collect();
+    store.insert(&records).await.unwrap();
+    let mut expected = records.clone();
+    expected.sort_by_key(|r| (r.check.ts_unix_ms, r.id));
+    for page in [1, 4, 7, 20, 21, 22, 10_000_000] {
+        let got = all_results(&store, "rr:80", EVERYTHING, page).await;
+        assert_eq!(ids(&got), ids(&expected), "pages of {page}");
+    }
+    // An exact multiple: the last full page says there is nothing after it.
+    let mut query = ResultsQuery::new("rr:80", EVERYTHING, 7);
+    for _ in 0..2 {
+        let page = store.results(&query).await.unwrap();
+        assert_eq!(page.records.len(), 7);
+        query.after = Some(page.next.expect("more follow"));
+    }
+    let last = store.results(&query).await.unwrap();
+    assert_eq!((last.records.len(), last.next), (7, None));
+}
+
+async fn results_are_the_asked_target_only(f: Fixture) {
+    let mut store = f.writer().await;
+    let records = vec![
+        tcp("a:1", 1_000, None),
+        tcp("b:1", 1_000, None),
+        tcp("a:10", 1_000, None),
+    ];
+    store.insert(&records).await.unwrap();
+    let got = all_results(&store, "a:1", EVERYTHING, 10).await;
+    assert_eq!(ids(&got), vec![records[0].id]);
+    assert!(all_results(&store, "c:1", EVERYTHING, 10).await.is_empty());
+}
+
+async fn observations_are_every_check_in_the_window(f: Fixture) {
+    let mut store = f.writer().await;
+    let records = vec![
+        tcp("a:1", 999, Some(Reason::Refused)),
+        tcp("a:1", 1_000, Some(Reason::Refused)),
+        tcp("b:1", 1_500, None),
+        https("https://x.test/", 1_600, Outcome::Degraded),
+        https("https://x.test/", 1_700, Outcome::Down),
+        tcp("a:1", 2_000, None),
+    ];
+    store.insert(&records).await.unwrap();
+    let window = TimeRange {
+        from_unix_ms: 1_000,
+        until_unix_ms: 2_000,
+    };
+    let mut seen: Vec<_> = store
+        .observations(window)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.ts_unix_ms, o.target, o.vantage, o.up, o.reason))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            (
+                1_000,
+                "a:1".into(),
+                "lab".into(),
+                false,
+                Some(Reason::Refused)
+            ),
+            (1_500, "b:1".into(), "lab".into(), true, None),
+            // Degraded answered: up for a verdict.
+            (1_600, "https://x.test/".into(), "fra1".into(), true, None),
+            (
+                1_700,
+                "https://x.test/".into(),
+                "fra1".into(),
+                false,
+                Some(Reason::Status)
+            ),
+        ]
+    );
+    assert_eq!(store.observations(EVERYTHING).await.unwrap().len(), 6);
+}
+
+async fn a_store_made_by_an_earlier_release_is_adopted_and_migrated_forward(f: Fixture) {
+    let old = tcp("db:5432", LAST_MS_OF_A_DAY, None);
+    f.lay_out_legacy_version_1(&old).await;
+    let mut store = f.writer().await;
+    let recorded = f.migrations_recorded().await;
+    let expected: Vec<String> = MIGRATIONS
+        .iter()
+        .map(|m| format!("{} {}", m.version, m.description))
+        .collect();
+    assert_eq!(recorded, expected, "version 1 adopted, the rest applied");
+    // The earlier release's row reads back with its fields, and the new columns' defaults.
+    let back = all_results(&store, "db:5432", EVERYTHING, 10).await;
+    assert_eq!(back.len(), 1);
+    let (id, check) = (back[0].id, &back[0].check);
+    assert_eq!(
+        (id, check.ts_unix_ms, check.schema),
+        (old.id, old.check.ts_unix_ms, 1)
+    );
+    assert_eq!((back[0].agent.as_str(), check.latency_ms), ("a", 1.5));
+    assert_eq!((check.address, &check.http), (None, &None));
+    // New records go in beside it; the old one redelivered is skipped.
+    let new = https("https://x.test/", LAST_MS_OF_A_DAY + 1, Outcome::Up);
+    let written = store.insert(&[old.clone(), new.clone()]).await.unwrap();
+    assert_eq!((written.inserted, written.fresh), (1, vec![1]));
+    let back = all_results(&store, "https://x.test/", EVERYTHING, 10).await;
+    assert_eq!(back, vec![new]);
+}
+
+async fn a_reader_reads_an_earlier_release_s_store_without_migrating_it(f: Fixture) {
+    let old = tcp("db:5432", 5_000, None);
+    f.lay_out_legacy_version_1(&old).await;
+    let before = f.column("SELECT count(*) FROM results").await;
+    let reader = f.reader().await;
+    let back = all_results(&reader, "db:5432", EVERYTHING, 10).await;
+    assert_eq!(ids(&back), vec![old.id]);
+    assert_eq!(reader.observations(EVERYTHING).await.unwrap().len(), 1);
+    drop(reader);
+    assert_eq!(f.column("SELECT count(*) FROM results").await, before);
+    match f.backend {
+        Backend::Sqlite => {
+            let tables = f
+                .column("SELECT name FROM sqlite_schema WHERE name = 'netvantage_migrations'")
+                .await;
+            assert!(tables.is_empty(), "a reader created {tables:?}");
+            assert_eq!(f.column("PRAGMA user_version").await, vec!["1"]);
+        }
+        Backend::Postgres => {
+            let recorded = f.migrations_recorded().await;
+            assert_eq!(recorded.len(), 1, "a reader migrated: {recorded:?}");
+        }
+    }
+}
+
+async fn writers_starting_together_apply_each_migration_once(f: Fixture) {
+    let location = f.location.clone();
+    let writers: Vec<_> = (0..6)
+        .map(|_| {
+            let location = location.clone();
+            tokio::spawn(async move { AnyStore::open_writer(&location).await })
+        })
+        .collect();
+    for writer in writers {
+        if let Err(e) = writer.await.unwrap() {
+            panic!("a writer failed: {e}");
+        }
+    }
+    let versions = f
+        .column("SELECT version FROM netvantage_migrations ORDER BY version")
+        .await;
+    let expected: Vec<String> = (1..=LATEST).map(|v| v.to_string()).collect();
+    assert_eq!(versions, expected);
+}
+
+async fn a_migrated_store_has_nothing_left_to_migrate(f: Fixture) {
+    let mut store = f.writer().await;
+    assert_eq!(store.migrate().await.unwrap(), Vec::<i32>::new());
+    drop(store);
+    let mut again = f.writer().await;
+    assert_eq!(again.migrate().await.unwrap(), Vec::<i32>::new());
+    assert_eq!(f.migrations_recorded().await.len(), MIGRATIONS.len());
+}
+
+async fn a_reader_refuses_to_write_or_migrate(f: Fixture) {
+    let mut store = f.writer().await;
+    store.insert(&[tcp("a:1", 1, None)]).await.unwrap();
+    let mut reader = f.reader().await;
+    let refused = reader.insert(&[tcp("a:1", 2, None)]).await.unwrap_err();
+    assert!(matches!(refused, StoreError::ReadOnly { .. }), "{refused}");
+    let refused = reader.migrate().await.unwrap_err();
+    assert!(matches!(refused, StoreError::ReadOnly { .. }), "{refused}");
+    assert_eq!(all_results(&store, "a:1", EVERYTHING, 10).await.len(), 1);
+}
+
+async fn a_reader_refuses_a_store_nothing_was_written_to(f: Fixture) {
+    if f.backend == Backend::Sqlite {
+        std::fs::write(f.sqlite_path(), b"").unwrap();
+    }
+    let refused = AnyStore::open_reader(&f.location)
+        .await
+        .err()
+        .expect("refused");
+    assert!(matches!(refused, StoreError::NotAStore { .. }), "{refused}");
+    assert!(refused.is_usage() && !refused.heals());
+    match f.backend {
+        Backend::Sqlite => {
+            assert_eq!(std::fs::metadata(f.sqlite_path()).unwrap().len(), 0);
+        }
+        Backend::Postgres => {
+            let tables = f
+                .column("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+                .await;
+            assert!(tables.is_empty(), "a reader created {tables:?}");
+        }
+    }
+}
+
+async fn a_store_from_a_newer_release_is_readable_but_not_writable(f: Fixture) {
+    let mut store = f.writer().await;
+    store.insert(&[tcp("a:1", 1, None)]).await.unwrap();
+    drop(store);
+    f.execute(&format!(
+        "INSERT INTO netvantage_migrations (version, description) VALUES ({}, 'from the future')",
+        LATEST + 1
+    ))
+    .await;
+    let refused = AnyStore::open_writer(&f.location)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(refused, StoreError::TooNew { found, .. } if found == LATEST + 1),
+        "{refused}"
+    );
+    assert!(refused.is_usage());
+    let reader = f.reader().await;
+    assert_eq!(all_results(&reader, "a:1", EVERYTHING, 10).await.len(), 1);
+}
+
+async fn writers_racing_on_one_batch_store_it_once(f: Fixture) {
+    drop(f.writer().await);
+    let batch: Vec<_> = (0..500).map(|i| tcp("race:1", 1_000 + i, None)).collect();
+    let racers: Vec<_> = (0..2)
+        .map(|_| {
+            let (location, batch) = (f.location.clone(), batch.clone());
+            tokio::spawn(async move {
+                let mut store = AnyStore::open_writer(&location).await?;
+                store.insert(&batch).await
+            })
+        })
+        .collect();
+    let mut inserted = 0;
+    for racer in racers {
+        let written = racer.await.unwrap().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(written.inserted + written.duplicates, 500);
+        inserted += written.inserted;
+    }
+    assert_eq!(inserted, 500);
+    let store = f.reader().await;
+    assert_eq!(
+        all_results(&store, "race:1", EVERYTHING, 1_000).await.len(),
+        500
+    );
+}
