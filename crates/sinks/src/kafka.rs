@@ -191,6 +191,10 @@ impl KafkaSink {
                 "message.timeout.ms",
                 MESSAGE_TIMEOUT.as_millis().to_string(),
             ),
+            // A monitoring agent should find a restarted broker within a second, not after
+            // librdkafka's default ten-second reconnect backoff.
+            ("reconnect.backoff.ms", "100".to_string()),
+            ("reconnect.backoff.max.ms", "1000".to_string()),
         ];
         let producer = client_config(settings, &defaults)?
             .create_with_context(DeliveryContext::default())

@@ -65,7 +65,8 @@ impl<S: Sink + Backlog> Spooled<S> {
         if self.replaying.is_none() && !self.start_replay() {
             return 0;
         }
-        let room = (self.max_backlog / 2).saturating_sub(self.inner.backlog());
+        // A quarter of the memory queue stays free for fresh records.
+        let room = (self.max_backlog * 3 / 4).saturating_sub(self.inner.backlog());
         let Some((left, ack)) = self.replaying.as_mut() else {
             return 0;
         };
@@ -243,8 +244,16 @@ impl<S: Sink + Backlog + 'static> Sink for Spooled<S> {
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline && !self.spool.is_empty() {
             let handed = self.replay_once();
-            let _ = self.inner.flush(Duration::from_millis(100));
-            if handed == 0 && !self.spool.replaying() {
+            let flushed = self.inner.flush(Duration::from_millis(100)).is_ok();
+            if flushed {
+                // The destination takes records: the pause after a failed segment is moot
+                // now, and this is the last chance to empty the spool before exit.
+                *self
+                    .replay
+                    .retry_after
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = None;
+            } else if handed == 0 && !self.spool.replaying() {
                 break;
             }
         }
