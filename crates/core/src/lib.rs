@@ -9,6 +9,7 @@ pub mod check;
 pub mod clock;
 pub mod diagnosis;
 pub mod duration;
+pub mod findings;
 pub mod flap;
 pub mod fleet;
 pub mod latency;
