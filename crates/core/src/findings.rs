@@ -389,64 +389,96 @@ impl Default for Tally {
 }
 
 impl Tally {
+    fn schedule(&self) -> Schedule {
+        Schedule {
+            first_ms: self.first_ms,
+            last_ms: self.round_ms,
+            checks: self.rounds,
+        }
+    }
+
     /// The check interval, from the first and last rounds.
     fn step_ms(&self) -> i64 {
-        if self.rounds < 2 {
-            0
-        } else {
-            (self.round_ms - self.first_ms) / i64::from(self.rounds - 1)
-        }
+        self.schedule().step_ms()
     }
 
-    /// Whether a check was due within `[from, to]`: rounds are regular (round r at
-    /// `first + r × step`), so this is arithmetic, not a list of times.
-    fn checked_between(&self, from_ms: i64, to_ms: i64) -> bool {
-        if self.rounds == 0 || from_ms > to_ms {
-            return false;
-        }
-        let step = self.step_ms();
-        if step <= 0 {
-            return self.first_ms >= from_ms && self.first_ms <= to_ms;
-        }
-        let k = if from_ms <= self.first_ms {
-            0
-        } else {
-            (from_ms - self.first_ms + step - 1) / step
-        };
-        k < i64::from(self.rounds) && self.first_ms + k * step <= to_ms
-    }
-
-    /// Checks due within `[from, to]`.
     fn checks_between(&self, from_ms: i64, to_ms: i64) -> u64 {
-        if !self.checked_between(from_ms, to_ms) {
-            return 0;
-        }
-        let step = self.step_ms();
-        if step <= 0 {
-            return 1;
-        }
-        let first_k = ((from_ms - self.first_ms).max(0) + step - 1) / step;
-        let last_k = ((to_ms - self.first_ms) / step).min(i64::from(self.rounds) - 1);
-        (last_k - first_k + 1).max(0) as u64
+        self.schedule().checks_between(from_ms, to_ms)
     }
 }
 
+/// One outage of a series: consecutive failed rounds (32 bytes).
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Episode {
     start_ms: i64,
     end_ms: i64,
-    prev_ok_ms: Option<i64>,
-    next_ok_ms: Option<i64>,
+    /// The round before, which answered ([`NO_TIME`]: the outage was under way at the start).
+    prev_ok_ms: i64,
     failed_rounds: u32,
     reason: u8,
 }
 
+impl Episode {
+    fn prev_ok(&self) -> Option<i64> {
+        (self.prev_ok_ms != NO_TIME).then_some(self.prev_ok_ms)
+    }
+}
+
+/// One address of a name. It has its own schedule: the name's answers decide which rounds
+/// check it.
 #[derive(Debug, Clone)]
 struct AddressStat {
     ip: IpAddr,
     checks: u32,
     failures: u32,
     last_reason: u8,
+    first_ms: i64,
+    last_ms: i64,
+}
+
+impl AddressStat {
+    fn schedule(&self) -> Schedule {
+        Schedule {
+            first_ms: self.first_ms,
+            last_ms: self.last_ms,
+            checks: self.checks,
+        }
+    }
+}
+
+/// Regular checks: `checks` of them from `first_ms` to `last_ms`. Which checks fell in a window
+/// is arithmetic, not a list of times.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    first_ms: i64,
+    last_ms: i64,
+    checks: u32,
+}
+
+impl Schedule {
+    fn step_ms(&self) -> i64 {
+        if self.checks < 2 {
+            0
+        } else {
+            (self.last_ms - self.first_ms) / i64::from(self.checks - 1)
+        }
+    }
+
+    /// Checks due within `[from, to]`.
+    fn checks_between(&self, from_ms: i64, to_ms: i64) -> u64 {
+        if self.checks == 0 || from_ms > to_ms {
+            return 0;
+        }
+        let step = self.step_ms();
+        if step <= 0 {
+            return u64::from(self.first_ms >= from_ms && self.first_ms <= to_ms);
+        }
+        let first_k = ((from_ms - self.first_ms).max(0) + step - 1) / step;
+        let last_k = (to_ms - self.first_ms)
+            .div_euclid(step)
+            .min(i64::from(self.checks) - 1);
+        (last_k - first_k + 1).max(0) as u64
+    }
 }
 
 /// DNS failures by kind, from the resolver's error text.
@@ -495,7 +527,7 @@ impl DnsError {
     }
 }
 
-/// Per series that failed at least once, and per name.
+/// Per series that failed at least once, and per name (~130 bytes plus its outages).
 #[derive(Debug, Clone)]
 struct Detail {
     series: u32,
@@ -503,6 +535,18 @@ struct Detail {
     failures: u32,
     failed_rounds: u32,
     reasons: [u32; Reason::ALL.len()],
+    prev_round_ms: i64,
+    in_episode: bool,
+    whole_run_explained: bool,
+    episodes: Vec<Episode>,
+    /// Windows a group finding explains.
+    explained: Vec<(i64, i64)>,
+    name: Option<Box<NameDetail>>,
+}
+
+/// What only names need: DNS errors, the answer set, per-address counts.
+#[derive(Debug, Clone, Default)]
+struct NameDetail {
     dns_errors: [u32; DnsError::ALL.len()],
     dns_failed_rounds: u32,
     resolved_rounds: u32,
@@ -510,45 +554,38 @@ struct Detail {
     answer_fp: u64,
     round_fp: u64,
     round_resolved: bool,
-    prev_round_ms: i64,
-    in_episode: bool,
-    episodes: VecDeque<Episode>,
     addresses: Vec<AddressStat>,
-    /// Windows a group finding explains.
-    explained: Vec<(i64, i64)>,
-    whole_run_explained: bool,
 }
 
 impl Detail {
-    fn new(series: u32) -> Detail {
+    fn new(series: u32, is_name: bool) -> Detail {
         Detail {
             series,
             checks: 0,
             failures: 0,
             failed_rounds: 0,
             reasons: [0; Reason::ALL.len()],
-            dns_errors: [0; DnsError::ALL.len()],
-            dns_failed_rounds: 0,
-            resolved_rounds: 0,
-            answer_changes: 0,
-            answer_fp: 0,
-            round_fp: 0,
-            round_resolved: false,
             prev_round_ms: NO_TIME,
             in_episode: false,
-            episodes: VecDeque::new(),
-            addresses: Vec::new(),
-            explained: Vec::new(),
             whole_run_explained: false,
+            episodes: Vec::new(),
+            explained: Vec::new(),
+            name: is_name.then(Box::default),
         }
     }
 
-    fn is_explained(&self, episode: &Episode) -> bool {
+    fn addresses(&self) -> &[AddressStat] {
+        self.name.as_deref().map_or(&[], |n| &n.addresses)
+    }
+
+    /// Whether a group finding accounts for this outage: it lies within one of the group's
+    /// windows, give or take one check interval (a host already failing before a subnet went
+    /// dark, or still failing after, keeps its own finding).
+    fn is_explained(&self, episode: &Episode, step_ms: i64) -> bool {
         self.whole_run_explained
-            || self
-                .explained
-                .iter()
-                .any(|&(from, to)| episode.start_ms <= to && episode.end_ms >= from)
+            || self.explained.iter().any(|&(from, to)| {
+                episode.start_ms >= from - step_ms && episode.end_ms <= to + step_ms
+            })
     }
 }
 
@@ -688,6 +725,7 @@ pub struct FindingsEngine {
     prober: Vec<ProberTally>,
     vantages: u16,
     checks: u64,
+    latest_ms: i64,
 }
 
 impl Default for FindingsEngine {
@@ -708,6 +746,7 @@ impl FindingsEngine {
             prober: Vec::new(),
             vantages: 0,
             checks: 0,
+            latest_ms: NO_TIME,
         }
     }
 
@@ -725,18 +764,12 @@ impl FindingsEngine {
             t.vantage = e.vantage;
             self.vantages = self.vantages.max(e.vantage + 1);
             if e.is_name {
-                self.details.push(Detail::new(e.series));
+                push_growing_slowly(&mut self.details, Detail::new(e.series, true));
                 self.tallies[s].detail = self.details.len() as u32;
             }
         }
-        if !e.up && is_prober_error(e.reason, e.error) {
-            self.observe_prober_side(e);
-            return;
-        }
-        self.checks += 1;
-        let failure = (!e.up).then(|| reason_index(e.reason));
-        self.buckets.add(e.ts_unix_ms, failure);
-
+        // Rounds are told apart by their time, prober-side checks included: a round whose
+        // checks all failed on the prober still keeps the schedule regular.
         let t = &mut self.tallies[s];
         if t.flags & OPEN != 0 && t.round_ms != e.ts_unix_ms {
             self.close_round(s);
@@ -752,6 +785,15 @@ impl FindingsEngine {
             t.round_failed = 0;
             t.round_reason = NO_REASON;
         }
+        if !e.up && is_prober_error(e.reason, e.error) {
+            self.observe_prober_side(e);
+            return;
+        }
+        self.checks += 1;
+        self.latest_ms = self.latest_ms.max(e.ts_unix_ms);
+        let failure = (!e.up).then(|| reason_index(e.reason));
+        self.buckets.add(e.ts_unix_ms, failure);
+        let t = &mut self.tallies[s];
         t.round_checks = t.round_checks.saturating_add(1);
         if let Some(reason) = failure {
             t.round_failed = t.round_failed.saturating_add(1);
@@ -773,32 +815,43 @@ impl FindingsEngine {
         if let Some(reason) = failure {
             d.failures += 1;
             d.reasons[reason as usize] += 1;
-            if reason == Reason::Dns as u8 {
-                d.dns_errors[DnsError::of(e.error) as usize] += 1;
-            }
+        }
+        let Some(n) = d.name.as_deref_mut() else {
+            return;
+        };
+        if failure == Some(Reason::Dns as u8) {
+            n.dns_errors[DnsError::of(e.error) as usize] += 1;
         }
         let Some(ip) = e.address else {
             return;
         };
-        d.round_resolved = true;
-        d.round_fp ^= fingerprint(ip);
-        let slot = match d.addresses.iter().position(|a| a.ip == ip) {
+        n.round_resolved = true;
+        n.round_fp ^= fingerprint(ip);
+        let slot = match n.addresses.iter().position(|a| a.ip == ip) {
             Some(i) => i,
-            None if d.addresses.len() < MAX_NAME_ADDRESSES => {
-                d.addresses.push(AddressStat {
+            None if n.addresses.len() < MAX_NAME_ADDRESSES => {
+                n.addresses.push(AddressStat {
                     ip,
                     checks: 0,
                     failures: 0,
                     last_reason: NO_REASON,
+                    first_ms: e.ts_unix_ms,
+                    last_ms: e.ts_unix_ms,
                 });
-                let slot = d.addresses.len() - 1;
+                let slot = n.addresses.len() - 1;
                 self.push_address(ip, e.series);
                 slot
             }
             None => return,
         };
-        let stat = &mut self.details[detail_index].addresses[slot];
-        stat.checks += 1;
+        let Some(n) = self.details[detail_index].name.as_deref_mut() else {
+            return;
+        };
+        let stat = &mut n.addresses[slot];
+        if stat.last_ms != e.ts_unix_ms || stat.checks == 0 {
+            stat.checks += 1;
+        }
+        stat.last_ms = e.ts_unix_ms;
         if let Some(reason) = failure {
             stat.failures += 1;
             stat.last_reason = reason;
@@ -807,8 +860,8 @@ impl FindingsEngine {
 
     fn push_address(&mut self, ip: IpAddr, series: u32) {
         match ip {
-            IpAddr::V4(v4) => self.v4.push((u32::from(v4), series)),
-            IpAddr::V6(v6) => self.v6.push((u128::from(v6), series)),
+            IpAddr::V4(v4) => push_growing_slowly(&mut self.v4, (u32::from(v4), series)),
+            IpAddr::V6(v6) => push_growing_slowly(&mut self.v6, (u128::from(v6), series)),
         }
     }
 
@@ -834,15 +887,15 @@ impl FindingsEngine {
     fn close_round(&mut self, s: usize) {
         let t = &mut self.tallies[s];
         t.flags &= !OPEN;
+        let rounds_before = t.rounds;
+        t.rounds += 1;
         if t.round_checks == 0 {
             return;
         }
-        let rounds_before = t.rounds;
-        t.rounds += 1;
         let down = t.round_failed == t.round_checks;
         let is_name = t.flags & NAME != 0;
         if t.detail == 0 && t.round_failed > 0 {
-            self.details.push(Detail::new(s as u32));
+            push_growing_slowly(&mut self.details, Detail::new(s as u32, false));
             t.detail = self.details.len() as u32;
         }
         if t.detail == 0 {
@@ -857,55 +910,54 @@ impl FindingsEngine {
             if failed > 0 {
                 d.reasons[reason as usize] += u32::from(failed);
             }
-        } else {
-            if d.round_resolved {
-                if d.resolved_rounds > 0 && d.round_fp != d.answer_fp {
-                    d.answer_changes += 1;
+        } else if let Some(n) = d.name.as_deref_mut() {
+            if n.round_resolved {
+                if n.resolved_rounds > 0 && n.round_fp != n.answer_fp {
+                    n.answer_changes += 1;
                 }
-                d.answer_fp = d.round_fp;
-                d.resolved_rounds += 1;
+                n.answer_fp = n.round_fp;
+                n.resolved_rounds += 1;
             } else if failed > 0 {
-                d.dns_failed_rounds += 1;
+                n.dns_failed_rounds += 1;
             }
-            d.round_fp = 0;
-            d.round_resolved = false;
+            n.round_fp = 0;
+            n.round_resolved = false;
         }
         // The round before this one: known for series with a detail, estimated from the
         // regular rounds for the first failure of an address.
         let previous = if d.prev_round_ms != NO_TIME {
-            Some(d.prev_round_ms)
+            d.prev_round_ms
         } else if rounds_before > 0 {
-            Some(round_ms - (round_ms - first_ms) / i64::from(rounds_before))
+            round_ms - (round_ms - first_ms) / i64::from(rounds_before)
         } else {
-            None
+            NO_TIME
         };
         if down {
             d.failed_rounds += 1;
-            match (d.in_episode, d.episodes.back_mut()) {
+            match (d.in_episode, d.episodes.last_mut()) {
                 (true, Some(episode)) => {
                     episode.end_ms = round_ms;
                     episode.failed_rounds += 1;
                 }
                 _ => {
                     if d.episodes.len() == MAX_EPISODES {
-                        d.episodes.pop_front();
+                        d.episodes.remove(0);
                     }
-                    d.episodes.push_back(Episode {
-                        start_ms: round_ms,
-                        end_ms: round_ms,
-                        prev_ok_ms: previous,
-                        next_ok_ms: None,
-                        failed_rounds: 1,
-                        reason,
-                    });
+                    crate::push_compact(
+                        &mut d.episodes,
+                        Episode {
+                            start_ms: round_ms,
+                            end_ms: round_ms,
+                            prev_ok_ms: previous,
+                            failed_rounds: 1,
+                            reason,
+                        },
+                    );
                     d.in_episode = true;
                 }
             }
-        } else if d.in_episode {
+        } else {
             d.in_episode = false;
-            if let Some(episode) = d.episodes.back_mut() {
-                episode.next_ok_ms = Some(round_ms);
-            }
         }
         d.prev_round_ms = round_ms;
     }
@@ -999,11 +1051,18 @@ impl FindingsEngine {
                 if episode.reason == Reason::Dns as u8 {
                     continue;
                 }
+                // Addresses that went dark together began failing within one check interval of
+                // each other (each at its own next check); a single sweep is one window.
+                let onset_until = if step > 0 {
+                    episode.start_ms + step
+                } else {
+                    self.latest_ms
+                };
                 failures.push(prefix::Failure {
                     entry: entry as u32,
                     start_ms: episode.start_ms,
                     end_ms: episode.end_ms,
-                    until_ms: episode.next_ok_ms.unwrap_or(episode.end_ms + step),
+                    until_ms: onset_until,
                     failed_checks: episode.failed_rounds,
                     class: outage_class(episode.reason),
                 });
@@ -1013,25 +1072,24 @@ impl FindingsEngine {
     }
 
     fn subnet_findings(&mut self) -> Vec<Finding> {
-        let mut found: Vec<(prefix::Outage, String, Vec<u32>, u64)> = Vec::new();
+        let mut found: Vec<(prefix::Outage, String, Vec<u32>)> = Vec::new();
         {
             let failures = self.address_failures(&self.v4);
             let table = Table {
                 entries: &self.v4,
                 tallies: &self.tallies,
+                details: &self.details,
                 bits: 32,
             };
             for outage in prefix::find_outages(&table, &failures, &prefix::Rules::for_bits(32)) {
-                let network = outage.network as u32;
-                let scope = format!("{}/{}", Ipv4Addr::from(network), outage.prefix_len);
-                let range = range_of(&self.v4, network, outage.prefix_len, 32);
+                let network = Ipv4Addr::from(outage.network as u32);
+                let scope = format!("{network}/{}", outage.prefix_len);
                 let series = outage
                     .members
                     .iter()
                     .map(|&m| self.v4[m as usize].1)
                     .collect();
-                let checks = self.checks_in(&self.v4[range], outage.from_ms, outage.to_ms);
-                found.push((outage, scope, series, checks));
+                found.push((outage, scope, series));
             }
         }
         {
@@ -1039,34 +1097,23 @@ impl FindingsEngine {
             let table = Table {
                 entries: &self.v6,
                 tallies: &self.tallies,
+                details: &self.details,
                 bits: 128,
             };
             for outage in prefix::find_outages(&table, &failures, &prefix::Rules::for_bits(128)) {
                 let scope = format!("{}/{}", Ipv6Addr::from(outage.network), outage.prefix_len);
-                let range = range_of(&self.v6, outage.network, outage.prefix_len, 128);
                 let series = outage
                     .members
                     .iter()
                     .map(|&m| self.v6[m as usize].1)
                     .collect();
-                let checks = self.checks_in(&self.v6[range], outage.from_ms, outage.to_ms);
-                found.push((outage, scope, series, checks));
+                found.push((outage, scope, series));
             }
         }
         found
             .into_iter()
-            .map(|(outage, scope, series, checks)| {
-                self.outage_finding(&outage, scope, &series, checks)
-            })
+            .map(|(outage, scope, series)| self.outage_finding(&outage, scope, &series))
             .collect()
-    }
-
-    /// Checks due in `[from, to]` for the entries of a table slice.
-    fn checks_in<A>(&self, entries: &[(A, u32)], from: i64, to: i64) -> u64 {
-        entries
-            .iter()
-            .map(|(_, s)| self.tallies[*s as usize].checks_between(from, to))
-            .sum()
     }
 
     fn outage_finding(
@@ -1074,7 +1121,6 @@ impl FindingsEngine {
         outage: &prefix::Outage,
         scope: String,
         member_series: &[u32],
-        checks: u64,
     ) -> Finding {
         let (from, to) = (outage.from_ms, outage.to_ms);
         let mut reasons = [0u32; Reason::ALL.len()];
@@ -1132,7 +1178,7 @@ impl FindingsEngine {
             affected: failing,
             total: u64::from(outage.checked),
             failed_checks: outage.failed_checks,
-            checks: checks.max(outage.failed_checks),
+            checks: outage.checks,
             explains: hosts.len() as u64,
             period: None,
             addresses: Vec::new(),
@@ -1229,10 +1275,11 @@ impl FindingsEngine {
         // Outages starting in the window, by series; each series' address groups.
         let mut starting: Vec<(u32, i64, i64)> = Vec::new();
         for d in &self.details {
+            let step = self.tallies[d.series as usize].step_ms();
             for episode in &d.episodes {
                 if episode.start_ms >= w_from
                     && episode.start_ms <= w_to
-                    && !d.is_explained(episode)
+                    && !d.is_explained(episode, step)
                 {
                     starting.push((d.series, episode.start_ms, episode.end_ms));
                 }
@@ -1250,7 +1297,7 @@ impl FindingsEngine {
             let mut any = false;
             let addresses: Vec<IpAddr> = if t.flags & NAME != 0 {
                 self.details[t.detail as usize - 1]
-                    .addresses
+                    .addresses()
                     .iter()
                     .map(|a| a.ip)
                     .collect()
@@ -1300,14 +1347,15 @@ impl FindingsEngine {
             .collect();
         hosts.sort_unstable();
         hosts.dedup();
-        for &s in &series {
+        // The burst accounts for each of these outages, however long it went on.
+        for &(s, start, end) in &starting {
             let detail = self.tallies[s as usize].detail as usize - 1;
-            self.details[detail].explained.push((from, to));
+            self.details[detail].explained.push((start, end));
         }
         let total = self
             .tallies
             .iter()
-            .filter(|t| t.checked_between(from, to.max(from)))
+            .filter(|t| t.checks_between(from, to.max(from)) > 0)
             .count() as u64;
         let scope = match (v4_span, v6_span) {
             (Some((lo, hi)), None) => {
@@ -1493,7 +1541,7 @@ impl FindingsEngine {
             let alone: Vec<&Episode> = d
                 .episodes
                 .iter()
-                .filter(|e| e.reason != Reason::Dns as u8 && !d.is_explained(e))
+                .filter(|e| e.reason != Reason::Dns as u8 && !d.is_explained(e, t.step_ms()))
                 .collect();
             if alone.is_empty() {
                 continue;
@@ -1524,7 +1572,7 @@ impl FindingsEngine {
             .iter()
             .map(|e| period::Occurrence {
                 start_ms: e.start_ms,
-                prev_ok_ms: e.prev_ok_ms,
+                prev_ok_ms: e.prev_ok(),
                 failed_rounds: e.failed_rounds,
             })
             .collect();
@@ -1629,12 +1677,13 @@ impl FindingsEngine {
     }
 
     fn dns_finding(&self, names: &dyn Names, d: &Detail) -> Option<Finding> {
+        let n = d.name.as_deref()?;
         let t = &self.tallies[d.series as usize];
         let (host, _) = names.host(t.host);
         let dns_episodes: Vec<&Episode> = d
             .episodes
             .iter()
-            .filter(|e| e.reason == Reason::Dns as u8 && !d.is_explained(e))
+            .filter(|e| e.reason == Reason::Dns as u8 && !d.is_explained(e, t.step_ms()))
             .collect();
         let tcp_failures = d.failures - d.reasons[Reason::Dns as usize];
         let answered = if tcp_failures == 0 {
@@ -1642,17 +1691,17 @@ impl FindingsEngine {
         } else {
             "(some addresses failed too)"
         };
-        let addresses: Vec<IpAddr> = d.addresses.iter().map(|a| a.ip).collect();
+        let addresses: Vec<IpAddr> = n.addresses.iter().map(|a| a.ip).collect();
         if !dns_episodes.is_empty() {
-            let failed = d.dns_failed_rounds;
+            let failed = n.dns_failed_rounds;
             let from = dns_episodes.first()?.start_ms;
             let to = dns_episodes.last()?.end_ms;
             let errors: Vec<String> = DnsError::ALL
                 .iter()
-                .filter(|&&e| d.dns_errors[e as usize] > 0)
-                .map(|&e| format!("{} {}", d.dns_errors[e as usize], e.as_str()))
+                .filter(|&&e| n.dns_errors[e as usize] > 0)
+                .map(|&e| format!("{} {}", n.dns_errors[e as usize], e.as_str()))
                 .collect();
-            let sentence = if d.resolved_rounds == 0 {
+            let sentence = if n.resolved_rounds == 0 {
                 format!(
                     "{host}: did not resolve in any of its {} rounds ({}) {}: the name is missing from DNS or its resolver fails — the port was never tried.",
                     t.rounds,
@@ -1665,7 +1714,7 @@ impl FindingsEngine {
                     t.rounds,
                     errors.join(", "),
                     window_text(from, to),
-                    d.resolved_rounds
+                    n.resolved_rounds
                 )
             };
             return Some(Finding {
@@ -1686,22 +1735,22 @@ impl FindingsEngine {
                 answering_vantages: Vec::new(),
             });
         }
-        if d.answer_changes >= 2 {
+        if n.answer_changes >= 2 {
             let shown: Vec<String> = addresses.iter().map(IpAddr::to_string).collect();
             return Some(Finding {
                 kind: FindingKind::Dns,
                 sentence: format!(
                     "{host}: its answers changed in {} of {} rounds ({}) {answered}: the name flaps, not the port.",
-                    d.answer_changes,
-                    d.resolved_rounds,
+                    n.answer_changes,
+                    n.resolved_rounds,
                     shown.join(", ")
                 ),
                 scope: host,
                 reason: None,
                 from_unix_ms: t.first_ms,
                 to_unix_ms: t.round_ms,
-                affected: u64::from(d.answer_changes),
-                total: u64::from(d.resolved_rounds),
+                affected: u64::from(n.answer_changes),
+                total: u64::from(n.resolved_rounds),
                 failed_checks: u64::from(d.failures),
                 checks: u64::from(d.checks),
                 explains: 1,
@@ -1715,15 +1764,16 @@ impl FindingsEngine {
     }
 
     fn round_robin_finding(&self, names: &dyn Names, d: &Detail) -> Option<Finding> {
-        if d.addresses.len() < 2 {
+        let n = d.name.as_deref()?;
+        if n.addresses.len() < 2 {
             return None;
         }
-        let dead: Vec<&AddressStat> = d
+        let dead: Vec<&AddressStat> = n
             .addresses
             .iter()
             .filter(|a| a.failures > 0 && a.failures * 10 >= a.checks * 9)
             .collect();
-        let answering = d
+        let answering = n
             .addresses
             .iter()
             .filter(|a| a.failures * 10 <= a.checks)
@@ -1755,10 +1805,10 @@ impl FindingsEngine {
             sentence: format!(
                 "{host}: {} of {} addresses {is} {verb}: {} ({failed} failed checks) while the others answer, so about {} in {} connections fail: take {} out of the name or fix {}.",
                 dead.len(),
-                d.addresses.len(),
+                n.addresses.len(),
                 shown.join(", "),
                 dead.len(),
-                d.addresses.len(),
+                n.addresses.len(),
                 if dead.len() == 1 { "it" } else { "them" },
                 if dead.len() == 1 { "it" } else { "them" },
             ),
@@ -1767,7 +1817,7 @@ impl FindingsEngine {
             from_unix_ms: t.first_ms,
             to_unix_ms: t.round_ms,
             affected: dead.len() as u64,
-            total: d.addresses.len() as u64,
+            total: n.addresses.len() as u64,
             failed_checks: u64::from(failed),
             checks: u64::from(d.checks),
             explains: 1,
@@ -1808,24 +1858,28 @@ pub fn host_port_text(host: &str, port: u16) -> String {
     }
 }
 
-/// Entries of a sorted table inside a prefix.
-fn range_of<A: Copy + Ord + Into<u128>>(
-    table: &[(A, u32)],
-    network: impl Into<u128>,
-    len: u32,
-    bits: u32,
-) -> std::ops::Range<usize> {
-    let network: u128 = network.into();
-    let broadcast = network | (!prefix::mask(bits, len) & prefix::mask(bits, bits));
-    let first = table.partition_point(|e| e.0.into() < network);
-    let last = table.partition_point(|e| e.0.into() <= broadcast);
-    first..last
+/// The address as the tables keep it (IPv4 as its 32 bits).
+fn ip_bits(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+/// Pushes onto a large table growing it by an eighth, not by doubling: the address tables of a
+/// 1,000,000-host run would otherwise briefly hold two copies.
+fn push_growing_slowly<T>(table: &mut Vec<T>, item: T) {
+    if table.len() == table.capacity() {
+        table.reserve_exact((table.len() / 8).max(1024));
+    }
+    table.push(item);
 }
 
 /// An address table over the engine's accumulators.
 struct Table<'a, A> {
     entries: &'a [(A, u32)],
     tallies: &'a [Tally],
+    details: &'a [Detail],
     bits: u32,
 }
 
@@ -1839,8 +1893,24 @@ impl<A: Copy + Into<u128>> prefix::AddressTable for Table<'_, A> {
     fn address(&self, entry: usize) -> u128 {
         self.entries[entry].0.into()
     }
-    fn checked_between(&self, entry: usize, from_ms: i64, to_ms: i64) -> bool {
-        self.tallies[self.entries[entry].1 as usize].checked_between(from_ms, to_ms)
+    fn checks_between(&self, entry: usize, from_ms: i64, to_ms: i64) -> u64 {
+        let (address, series) = self.entries[entry];
+        let t = &self.tallies[series as usize];
+        let name = t
+            .detail
+            .checked_sub(1)
+            .and_then(|d| self.details[d as usize].name.as_deref());
+        let schedule = match name {
+            Some(n) => {
+                let address: u128 = address.into();
+                n.addresses
+                    .iter()
+                    .find(|a| ip_bits(a.ip) == address)
+                    .map_or(t.schedule(), AddressStat::schedule)
+            }
+            None => t.schedule(),
+        };
+        schedule.checks_between(from_ms, to_ms)
     }
 }
 

@@ -1,22 +1,27 @@
 //! Prefix search: which addresses failed *together*, and what is the smallest prefix that holds
 //! them?
 //!
-//! Input: every checked address (sorted, with a way to tell whether it had a check due in a time
-//! window) and the failures (one per outage of one address, with its time span and a reason
-//! class). Output: outages, each a prefix, a window and the figures behind it.
+//! Input: every checked address (sorted, with its check schedule, so the search can tell which
+//! checks were due in a time window) and the failures (one per outage of one address, with its
+//! time span and a reason class). Output: outages, each a prefix, a window and the figures
+//! behind it.
 //!
 //! The search, for the failures of one reason class:
-//! 1. cluster the failures in time: a failure joins a cluster when it starts before the
-//!    cluster's last failure was over (its next check);
-//! 2. for each cluster, take the smallest prefix covering its addresses (their longest common
-//!    prefix). It is an outage when at least [`Rules::density`] of the prefix's addresses that
-//!    had a check due in the window failed in it, when at least one address *outside* the prefix
-//!    was checked in the window and answered (otherwise everything failed: that is not a
-//!    subnet), and when chance cannot explain it (below);
+//! 1. cluster the failures by when they *began*: a failure joins a cluster when it starts
+//!    before the `until_ms` of one already in it (the caller gives one check interval after the
+//!    start: addresses that went dark together are each seen failing at their next check);
+//! 2. the cluster's window runs from its first start to its last end, leaving out starts and
+//!    ends far from the bulk (so one host that was failing already, or goes on failing, does
+//!    not stretch it); its prefix is the smallest one covering its addresses (their longest common
+//!    prefix). It is an outage when, inside the prefix and the window, at least
+//!    [`Rules::density`] of the checks that were due failed and at least that share of the
+//!    addresses checked failed, when at least one address *outside* the prefix was checked in
+//!    the window and answered (otherwise everything failed: that is not a subnet), and when
+//!    chance cannot explain it (below);
 //! 3. otherwise split the cluster at the first bit where its addresses differ and search both
 //!    halves again, each re-clustered in time.
 //!
-//! So a /25 outage reads as the /25 and two /24s that failed at different times as two /24s.
+//! So a /25 outage reads as the /25, and two /24s that failed at different times as two /24s.
 //! A cluster is never smaller than [`Rules::min_failing`] addresses, and never one that
 //! independent failures would produce by chance: with a share `p` of the other addresses
 //! failing at some point, `n` addresses failing together in a table of `N` is expected about
@@ -36,12 +41,12 @@ pub trait AddressTable {
         self.len() == 0
     }
     fn address(&self, entry: usize) -> u128;
-    /// Whether the entry had a check due within `[from_ms, to_ms]`.
-    fn checked_between(&self, entry: usize, from_ms: i64, to_ms: i64) -> bool;
+    /// How many of the entry's checks were due within `[from_ms, to_ms]`.
+    fn checks_between(&self, entry: usize, from_ms: i64, to_ms: i64) -> u64;
 }
 
-/// One outage of one entry: its failed checks ran from `start_ms` to `end_ms`, and it was over
-/// by `until_ms` (its next check).
+/// One outage of one entry: its `failed_checks` failed checks ran from `start_ms` to `end_ms`;
+/// failures that start by `until_ms` may belong to the same event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Failure {
     pub entry: u32,
@@ -57,7 +62,7 @@ pub struct Failure {
 pub struct Rules {
     /// Shortest prefix that can be a subnet (8 for IPv4, 32 for IPv6).
     pub min_len: u32,
-    /// Share of the prefix's checked addresses that must have failed (0.9).
+    /// Share of the prefix's due checks (and of its checked addresses) that must have failed.
     pub density: f64,
     pub min_failing: usize,
     /// Largest expected number of chance clusters accepted (see the module docs).
@@ -82,11 +87,13 @@ pub struct Outage {
     pub class: u8,
     pub from_ms: i64,
     pub to_ms: i64,
-    /// The failing entries, ascending.
+    /// The prefix's entries that failed in the window (this class), ascending.
     pub members: Vec<u32>,
     /// Entries of the prefix with a check due in the window (the failing ones included).
     pub checked: u32,
+    /// Checks of the prefix in the window: failed, and due.
     pub failed_checks: u64,
+    pub checks: u64,
     /// Entries outside the prefix that failed in the window (any class).
     pub outside_failed: u32,
 }
@@ -97,21 +104,24 @@ pub fn find_outages<T: AddressTable>(
     failures: &[Failure],
     rules: &Rules,
 ) -> Vec<Outage> {
+    let mut by_entry: Vec<u32> = (0..failures.len() as u32).collect();
+    by_entry.sort_unstable_by_key(|&f| failures[f as usize].entry);
     let mut search = Search {
         table,
         failures,
         rules,
         failing_by_class: failing_entries_by_class(failures),
+        by_entry,
         out: Vec::new(),
     };
     let mut classes: Vec<u8> = failures.iter().map(|f| f.class).collect();
     classes.sort_unstable();
     classes.dedup();
     for class in classes {
-        let units: Vec<usize> = (0..failures.len())
+        let mut units: Vec<usize> = (0..failures.len())
             .filter(|&i| failures[i].class == class)
             .collect();
-        search.search(units);
+        search.search(&mut units);
     }
     search.out.sort_by_key(|o| (o.from_ms, o.network));
     search.out
@@ -151,11 +161,21 @@ pub fn common_prefix_len(bits: u32, a: u128, b: u128) -> u32 {
     }
 }
 
+/// What a prefix saw in a window: failing and checked entries, failed and due checks.
+struct Density {
+    members: Vec<u32>,
+    checked: u32,
+    failed_checks: u64,
+    checks: u64,
+}
+
 struct Search<'a, T> {
     table: &'a T,
     failures: &'a [Failure],
     rules: &'a Rules,
     failing_by_class: Vec<usize>,
+    /// Failure indices sorted by entry.
+    by_entry: Vec<u32>,
     out: Vec<Outage>,
 }
 
@@ -176,7 +196,9 @@ impl<T: AddressTable> Search<'_, T> {
         share == 0.0 || total * share.powi(n as i32) <= self.rules.chance
     }
 
-    fn search(&mut self, mut units: Vec<usize>) {
+    /// Searches the failures `units` (indices), reordering them in place: the recursion works
+    /// on sub-slices of one buffer, so its memory is the buffer, whatever the depth.
+    fn search(&mut self, units: &mut [usize]) {
         units.sort_unstable_by_key(|&u| self.failures[u].start_ms);
         let mut start = 0;
         while start < units.len() {
@@ -186,32 +208,31 @@ impl<T: AddressTable> Search<'_, T> {
                 until = until.max(self.failures[units[end]].until_ms);
                 end += 1;
             }
-            self.cluster(units[start..end].to_vec());
+            self.cluster(&mut units[start..end]);
             start = end;
         }
     }
 
-    fn cluster(&mut self, units: Vec<usize>) {
+    fn cluster(&mut self, units: &mut [usize]) {
         let class = self.failures[units[0]].class;
-        let mut members: Vec<u32> = units.iter().map(|&u| self.failures[u].entry).collect();
-        members.sort_unstable();
-        members.dedup();
-        if !self.significant(class, members.len()) {
-            // A part of it has fewer members, so it cannot be significant either.
+        let (distinct, low, high) = {
+            let mut entries: Vec<u32> = units.iter().map(|&u| self.failures[u].entry).collect();
+            entries.sort_unstable();
+            entries.dedup();
+            let low = self.table.address(entries[0] as usize);
+            let high = self.table.address(entries[entries.len() - 1] as usize);
+            (entries.len(), low, high)
+        };
+        if !self.significant(class, distinct) {
+            // A part of it has fewer addresses, so it cannot be significant either.
             return;
         }
         let bits = self.table.bits();
-        let low = self.table.address(members[0] as usize);
-        let high = self
-            .table
-            .address(*members.last().unwrap_or(&members[0]) as usize);
         let len = common_prefix_len(bits, low, high);
         if len >= self.rules.min_len {
-            let from = units.iter().map(|&u| self.failures[u].start_ms).min();
-            let to = units.iter().map(|&u| self.failures[u].end_ms).max();
-            let (from, to) = (from.unwrap_or_default(), to.unwrap_or_default());
+            let (from, to) = self.window(units);
             let network = low & mask(bits, len);
-            if let Some(checked) = self.dense(network, len, &members, from, to) {
+            if let Some(density) = self.dense(network, len, class, from, to) {
                 if let Some(outside_failed) = self.neighbours_answered(network, len, from, to) {
                     self.out.push(Outage {
                         network,
@@ -219,12 +240,10 @@ impl<T: AddressTable> Search<'_, T> {
                         class,
                         from_ms: from,
                         to_ms: to,
-                        checked,
-                        failed_checks: units
-                            .iter()
-                            .map(|&u| u64::from(self.failures[u].failed_checks))
-                            .sum(),
-                        members,
+                        members: density.members,
+                        checked: density.checked,
+                        failed_checks: density.failed_checks,
+                        checks: density.checks,
                         outside_failed,
                     });
                 }
@@ -237,17 +256,55 @@ impl<T: AddressTable> Search<'_, T> {
             return;
         }
         let shift = bits - 1 - len;
-        let (ones, zeros): (Vec<usize>, Vec<usize>) = units
-            .into_iter()
-            .partition(|&u| (self.address(u) >> shift) & 1 == 1);
-        self.search(zeros);
-        self.search(ones);
+        let bit = |u: usize| (self.address(u) >> shift) & 1 == 1;
+        // In-place partition: zeros first.
+        let mut zeros = 0;
+        for i in 0..units.len() {
+            if !bit(units[i]) {
+                units.swap(zeros, i);
+                zeros += 1;
+            }
+        }
+        let (low_half, high_half) = units.split_at_mut(zeros);
+        self.search(low_half);
+        self.search(high_half);
+    }
+
+    /// The window the cluster shares: from its first start to its last end, except that starts
+    /// and ends far out from the bulk (more than a quarter of the 10th-90th percentile spread
+    /// beyond it) are left out: a host that was failing already, one that goes on failing.
+    fn window(&self, units: &[usize]) -> (i64, i64) {
+        let mut starts: Vec<i64> = units.iter().map(|&u| self.failures[u].start_ms).collect();
+        let mut ends: Vec<i64> = units.iter().map(|&u| self.failures[u].end_ms).collect();
+        starts.sort_unstable();
+        ends.sort_unstable();
+        /// The first and last values within the bulk's margins.
+        fn bulk(v: &[i64]) -> (i64, i64) {
+            let at = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+            let (low, high) = (at(0.1), at(0.9));
+            let margin = (high - low) / 4;
+            let first = v
+                .iter()
+                .copied()
+                .find(|&x| x >= low - margin)
+                .unwrap_or(low);
+            let last = v
+                .iter()
+                .rev()
+                .copied()
+                .find(|&x| x <= high + margin)
+                .unwrap_or(high);
+            (first, last)
+        }
+        let (from, last_start) = bulk(&starts);
+        let (_, to) = bulk(&ends);
+        (from, to.max(last_start).max(from))
     }
 
     /// Entries `[first, last)` inside the prefix.
     fn range(&self, network: u128, len: u32) -> (usize, usize) {
-        let broadcast =
-            network | !mask(self.table.bits(), len) & mask(self.table.bits(), self.table.bits());
+        let bits = self.table.bits();
+        let broadcast = network | (!mask(bits, len) & mask(bits, bits));
         let first = self.partition(|a| a < network);
         let last = self.partition(|a| a <= broadcast);
         (first, last)
@@ -266,27 +323,66 @@ impl<T: AddressTable> Search<'_, T> {
         lo
     }
 
-    /// The number of the prefix's entries checked in the window when the members are at least
-    /// the required share of them; `None` as soon as they cannot be.
-    fn dense(&self, network: u128, len: u32, members: &[u32], from: i64, to: i64) -> Option<u32> {
+    /// Failures (indices) of entries `[first, last)`.
+    fn failures_of(&self, first: usize, last: usize) -> &[u32] {
+        let lo = self
+            .by_entry
+            .partition_point(|&f| (self.failures[f as usize].entry as usize) < first);
+        let hi = self
+            .by_entry
+            .partition_point(|&f| (self.failures[f as usize].entry as usize) < last);
+        &self.by_entry[lo..hi]
+    }
+
+    /// The prefix's figures in the window when at least the required share of its due checks
+    /// and of its checked addresses failed; `None` as soon as they cannot have.
+    fn dense(&self, network: u128, len: u32, class: u8, from: i64, to: i64) -> Option<Density> {
         let (first, last) = self.range(network, len);
-        let n = members.len() as f64;
-        let allowed = (n / self.rules.density - n + 1e-9).floor() as usize;
-        let mut others = 0usize;
-        let mut next_member = members.iter().peekable();
-        for entry in first..last {
-            if next_member.peek().is_some_and(|&&m| m as usize == entry) {
-                next_member.next();
+        // Failed checks in the window, per failing entry (this class).
+        let mut failed: Vec<(u32, u64)> = Vec::new();
+        for &f in self.failures_of(first, last) {
+            let f = &self.failures[f as usize];
+            if f.class != class || f.start_ms > to || f.end_ms < from {
                 continue;
             }
-            if self.table.checked_between(entry, from, to) {
-                others += 1;
-                if others > allowed {
+            let inside = if f.start_ms >= from && f.end_ms <= to {
+                u64::from(f.failed_checks)
+            } else {
+                let (a, b) = (f.start_ms.max(from), f.end_ms.min(to));
+                self.table.checks_between(f.entry as usize, a, b).max(1)
+            };
+            match failed.last_mut() {
+                Some((entry, n)) if *entry == f.entry => *n += inside,
+                _ => failed.push((f.entry, inside)),
+            }
+        }
+        let failed_total: u64 = failed.iter().map(|f| f.1).sum();
+        let most_due = (failed_total as f64 / self.rules.density).floor() as u64;
+        let most_checked = (failed.len() as f64 / self.rules.density).floor() as usize;
+        let (mut due_total, mut checked) = (0u64, 0usize);
+        let mut next = failed.iter().peekable();
+        for entry in first..last {
+            let mut due = self.table.checks_between(entry, from, to);
+            if let Some(&(_, n)) = next.next_if(|f| f.0 as usize == entry) {
+                due = due.max(n);
+            }
+            if due > 0 {
+                due_total += due;
+                checked += 1;
+                if due_total > most_due || checked > most_checked {
                     return None;
                 }
             }
         }
-        Some((members.len() + others) as u32)
+        if failed.is_empty() {
+            return None;
+        }
+        Some(Density {
+            members: failed.iter().map(|f| f.0).collect(),
+            checked: checked as u32,
+            failed_checks: failed_total,
+            checks: due_total,
+        })
     }
 
     /// When some entry outside the prefix was checked in the window and did not fail in it:
@@ -302,7 +398,7 @@ impl<T: AddressTable> Search<'_, T> {
             .filter(|&e| (e as usize) < first || (e as usize) >= last)
             .collect();
         let answered = |entry: usize| {
-            !failing.contains(&(entry as u32)) && self.table.checked_between(entry, from, to)
+            !failing.contains(&(entry as u32)) && self.table.checks_between(entry, from, to) > 0
         };
         let (mut below, mut above) = (first, last);
         while below > 0 || above < self.table.len() {
@@ -346,9 +442,10 @@ mod tests {
         fn address(&self, entry: usize) -> u128 {
             self.addresses[entry]
         }
-        fn checked_between(&self, _entry: usize, from_ms: i64, to_ms: i64) -> bool {
-            let k = (from_ms.max(0) + self.step_ms - 1) / self.step_ms;
-            k * self.step_ms <= to_ms.min(self.end_ms)
+        fn checks_between(&self, _entry: usize, from_ms: i64, to_ms: i64) -> u64 {
+            let first = (from_ms.max(0) + self.step_ms - 1) / self.step_ms;
+            let last = to_ms.min(self.end_ms).div_euclid(self.step_ms);
+            (last - first + 1).max(0) as u64
         }
     }
 

@@ -629,3 +629,17 @@ proptest! {
         prop_assert!(findings.iter().all(|f| f.kind != FindingKind::SubnetOutage && f.kind != FindingKind::FleetBurst), "{:?}", kinds(&findings));
     }
 }
+
+#[test]
+fn details_stay_small() {
+    assert!(
+        std::mem::size_of::<Detail>() <= 136,
+        "{}",
+        std::mem::size_of::<Detail>()
+    );
+    assert!(
+        std::mem::size_of::<Episode>() <= 32,
+        "{}",
+        std::mem::size_of::<Episode>()
+    );
+}
