@@ -261,8 +261,11 @@ pub fn render_text(findings: &[Finding], max_paragraphs: usize) -> String {
         return out;
     }
     let _ = writeln!(out, "== Findings: {} ==", findings.len());
-    for finding in findings.iter().take(max_paragraphs) {
-        let _ = writeln!(out, "{}\n", finding.paragraph());
+    for (i, finding) in findings.iter().take(max_paragraphs).enumerate() {
+        if i > 0 {
+            let _ = writeln!(out);
+        }
+        let _ = writeln!(out, "{}", finding.paragraph());
     }
     if findings.len() > max_paragraphs {
         let mut rest: Vec<(FindingKind, usize)> = Vec::new();
@@ -278,7 +281,7 @@ pub fn render_text(findings: &[Finding], max_paragraphs: usize) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "... and {} more findings ({}); --format json lists them all\n",
+            "\n... and {} more findings ({}); --format json lists them all",
             findings.len() - max_paragraphs,
             counts.join(", ")
         );
@@ -331,6 +334,11 @@ pub fn window_text(from_ms: i64, to_ms: i64) -> String {
     } else {
         format!("{from_time}–{to_time} UTC")
     }
+}
+
+/// "1 address", "3 addresses".
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn seconds_text(ms: i64) -> String {
@@ -1149,8 +1157,8 @@ impl FindingsEngine {
             "and nothing else failed".to_string()
         } else {
             format!(
-                "while its neighbours answered ({} addresses elsewhere failed too)",
-                outage.outside_failed
+                "while its neighbours answered ({} elsewhere failed too)",
+                plural(u64::from(outage.outside_failed), "address", "addresses")
             )
         };
         let meaning = match reason {
@@ -1262,8 +1270,8 @@ impl FindingsEngine {
             .collect()
     }
 
-    /// A burst in `[w_from, w_to]` when the outages starting in it (and not explained by a
-    /// subnet outage) span enough subnets.
+    /// A burst in `[w_from, w_to]` (its hot buckets) when the outages starting in it (and not
+    /// explained by a subnet outage) span enough subnets.
     fn burst(
         &mut self,
         w_from: i64,
@@ -1277,10 +1285,10 @@ impl FindingsEngine {
         for d in &self.details {
             let step = self.tallies[d.series as usize].step_ms();
             for episode in &d.episodes {
-                if episode.start_ms >= w_from
-                    && episode.start_ms <= w_to
-                    && !d.is_explained(episode, step)
-                {
+                // Began in the window, or at the check just before it (a burst rarely starts
+                // on a bucket boundary) and still failing in it.
+                let began = episode.start_ms >= w_from - step && episode.start_ms <= w_to;
+                if began && episode.end_ms >= w_from && !d.is_explained(episode, step) {
                     starting.push((d.series, episode.start_ms, episode.end_ms));
                 }
             }

@@ -8,8 +8,12 @@
 //! - `--blackhole` addresses have their SYNs dropped, so a connect times out.
 //! - `--unreachable` addresses get an ICMP host-unreachable.
 //! - `--flap` addresses alternate: up for `--flap-period`, refused for the next, and so on.
+//! - `--outage NET=KIND@START+DOWN[/EVERY]` takes `NET` (an address or CIDR) down as `KIND`
+//!   (`refused`, `blackhole` or `unreachable`) `START` ms after `ready`, for `DOWN` ms, and again
+//!   every `EVERY` ms when given: a subnet going dark for a window, a host in a restart loop.
 //! - `--dns ADDR:PORT` serves `--zone NAME=IP[,IP...]` records (A and AAAA); any other name is
-//!   NXDOMAIN.
+//!   NXDOMAIN. `--zone-alternate NAME=IPS|IPS` answers the two sets in turn, and
+//!   `--zone-flaky NAME=IPS` answers NXDOMAIN to every other A query.
 //!
 //! Prints `ready` on stdout once everything is in place, then runs until killed.
 
@@ -58,6 +62,15 @@ struct Args {
     /// DNS records: NAME=IP[,IP...] (repeatable).
     #[arg(long)]
     zone: Vec<String>,
+    /// A name whose A answers alternate between two sets: NAME=IP[,IP...]|IP[,IP...].
+    #[arg(long)]
+    zone_alternate: Vec<String>,
+    /// A name answered NXDOMAIN on every other A query: NAME=IP[,IP...].
+    #[arg(long)]
+    zone_flaky: Vec<String>,
+    /// Timed outages: NET=KIND@START+DOWN[/EVERY], times in ms after `ready` (repeatable).
+    #[arg(long, value_parser = parse_outage)]
+    outage: Vec<Outage>,
     /// TTL of served records, seconds.
     #[arg(long, default_value_t = 1)]
     ttl: u32,
@@ -79,6 +92,7 @@ async fn main() -> Result<()> {
         let _ = std::fs::write(path, value);
     }
     run_nft(&ruleset(args.port, &refused, &blackhole, &args.unreachable))?;
+    let outages = args.outage.clone();
 
     let listeners = listen(args.port)?;
     for listener in listeners {
@@ -91,7 +105,16 @@ async fn main() -> Result<()> {
         });
     }
     if let Some(dns_addr) = args.dns {
-        let zone = parse_zone(&args.zone)?;
+        let mut zone = Zone::default();
+        for (name, ips) in parse_zone(&args.zone)? {
+            zone.names.insert(name, Answers::Fixed(ips));
+        }
+        for (name, sets) in parse_zone_sets(&args.zone_alternate)? {
+            zone.names.insert(name, Answers::Alternate(sets));
+        }
+        for (name, ips) in parse_zone(&args.zone_flaky)? {
+            zone.names.insert(name, Answers::Flaky(ips));
+        }
         let socket = tokio::net::UdpSocket::bind(dns_addr)
             .await
             .with_context(|| format!("bind DNS {dns_addr}"))?;
@@ -100,6 +123,13 @@ async fn main() -> Result<()> {
     }
     println!("ready");
     std::io::stdout().flush()?;
+    if !outages.is_empty() {
+        tokio::spawn(async move {
+            if let Err(err) = run_outages(&outages).await {
+                eprintln!("nv-testfleet: outages stopped: {err:#}");
+            }
+        });
+    }
 
     if args.flap.is_empty() {
         std::future::pending::<()>().await;
@@ -158,8 +188,20 @@ fn ruleset(port: u16, refused: &[IpNet], blackhole: &[IpNet], unreachable: &[IpN
   set blackhole6 {{ type ipv6_addr; flags interval; {b6} }}
   set unreachable4 {{ type ipv4_addr; flags interval; {u4} }}
   set unreachable6 {{ type ipv6_addr; flags interval; {u6} }}
+  set outage_refused4 {{ type ipv4_addr; flags interval; }}
+  set outage_refused6 {{ type ipv6_addr; flags interval; }}
+  set outage_blackhole4 {{ type ipv4_addr; flags interval; }}
+  set outage_blackhole6 {{ type ipv6_addr; flags interval; }}
+  set outage_unreachable4 {{ type ipv4_addr; flags interval; }}
+  set outage_unreachable6 {{ type ipv6_addr; flags interval; }}
   chain input {{
     type filter hook input priority 0; policy accept;
+    tcp dport {port} ip daddr @outage_blackhole4 drop
+    tcp dport {port} ip6 daddr @outage_blackhole6 drop
+    tcp dport {port} ip daddr @outage_unreachable4 reject with icmpx type host-unreachable
+    tcp dport {port} ip6 daddr @outage_unreachable6 reject with icmpx type host-unreachable
+    tcp dport {port} ip daddr @outage_refused4 reject with tcp reset
+    tcp dport {port} ip6 daddr @outage_refused6 reject with tcp reset
     tcp dport {port} ip daddr @blackhole4 drop
     tcp dport {port} ip6 daddr @blackhole6 drop
     tcp dport {port} ip daddr @unreachable4 reject with icmpx type host-unreachable
@@ -234,7 +276,42 @@ fn parse_zone(entries: &[String]) -> Result<HashMap<String, Vec<IpAddr>>> {
     Ok(zone)
 }
 
-async fn serve_dns(socket: tokio::net::UdpSocket, zone: HashMap<String, Vec<IpAddr>>, ttl: u32) {
+/// The names the DNS server answers, and how.
+#[derive(Default)]
+struct Zone {
+    names: HashMap<String, Answers>,
+    /// A queries seen per name (for the alternating and flaky answers).
+    queries: HashMap<String, u64>,
+}
+
+enum Answers {
+    Fixed(Vec<IpAddr>),
+    /// The two sets in turn, one per A query.
+    Alternate([Vec<IpAddr>; 2]),
+    /// NXDOMAIN on every other A query (the second, fourth, ...).
+    Flaky(Vec<IpAddr>),
+}
+
+impl Zone {
+    /// The addresses for one query, or `None` for NXDOMAIN.
+    fn answer(&mut self, name: &str, query_type: RecordType) -> Option<Vec<IpAddr>> {
+        let answers = self.names.get(name)?;
+        let count = if query_type == RecordType::A {
+            let n = self.queries.entry(name.to_string()).or_default();
+            *n += 1;
+            *n
+        } else {
+            self.queries.get(name).copied().unwrap_or(1)
+        };
+        match answers {
+            Answers::Fixed(ips) => Some(ips.clone()),
+            Answers::Alternate(sets) => Some(sets[(count as usize + 1) % 2].clone()),
+            Answers::Flaky(ips) => (count % 2 == 1).then(|| ips.clone()),
+        }
+    }
+}
+
+async fn serve_dns(socket: tokio::net::UdpSocket, mut zone: Zone, ttl: u32) {
     let mut buf = vec![0u8; 4096];
     loop {
         let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
@@ -254,13 +331,13 @@ async fn serve_dns(socket: tokio::net::UdpSocket, zone: HashMap<String, Vec<IpAd
                 .to_string()
                 .trim_end_matches('.')
                 .to_ascii_lowercase();
-            match zone.get(&name) {
+            match zone.answer(&name, question.query_type()) {
                 None => response.metadata.response_code = ResponseCode::NXDomain,
                 Some(ips) => {
                     for ip in ips {
                         let rdata = match (ip, question.query_type()) {
-                            (IpAddr::V4(v4), RecordType::A) => RData::A(A(*v4)),
-                            (IpAddr::V6(v6), RecordType::AAAA) => RData::AAAA(AAAA(*v6)),
+                            (IpAddr::V4(v4), RecordType::A) => RData::A(A(v4)),
+                            (IpAddr::V6(v6), RecordType::AAAA) => RData::AAAA(AAAA(v6)),
                             _ => continue,
                         };
                         response.add_answer(Record::from_rdata(
@@ -276,4 +353,127 @@ async fn serve_dns(socket: tokio::net::UdpSocket, zone: HashMap<String, Vec<IpAd
             let _ = socket.send_to(&bytes, peer).await;
         }
     }
+}
+
+/// `NAME=IP,IP|IP,IP` entries.
+fn parse_zone_sets(entries: &[String]) -> Result<HashMap<String, [Vec<IpAddr>; 2]>> {
+    let mut zone = HashMap::new();
+    for entry in entries {
+        let (name, sets) = entry
+            .split_once('=')
+            .with_context(|| format!("bad --zone-alternate {entry:?}"))?;
+        let (a, b) = sets
+            .split_once('|')
+            .with_context(|| format!("--zone-alternate {entry:?} needs two sets: IPS|IPS"))?;
+        let parse = |list: &str| -> Result<Vec<IpAddr>> {
+            list.split(',')
+                .map(|ip| {
+                    ip.trim()
+                        .parse()
+                        .with_context(|| format!("bad address in {entry:?}"))
+                })
+                .collect()
+        };
+        zone.insert(
+            name.trim_end_matches('.').to_ascii_lowercase(),
+            [parse(a)?, parse(b)?],
+        );
+    }
+    Ok(zone)
+}
+
+/// One `--outage`: `net` is down as `kind` from `start` for `down`, again every `every`.
+#[derive(Debug, Clone)]
+struct Outage {
+    net: IpNet,
+    kind: OutageKind,
+    start: Duration,
+    down: Duration,
+    every: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutageKind {
+    Refused,
+    Blackhole,
+    Unreachable,
+}
+
+impl OutageKind {
+    /// The nftables set (one per kind and family, apart from the fixed ones so that
+    /// overlapping addresses never clash).
+    fn set(self, v4: bool) -> &'static str {
+        match (self, v4) {
+            (OutageKind::Refused, true) => "outage_refused4",
+            (OutageKind::Refused, false) => "outage_refused6",
+            (OutageKind::Blackhole, true) => "outage_blackhole4",
+            (OutageKind::Blackhole, false) => "outage_blackhole6",
+            (OutageKind::Unreachable, true) => "outage_unreachable4",
+            (OutageKind::Unreachable, false) => "outage_unreachable6",
+        }
+    }
+}
+
+/// `NET=KIND@START+DOWN[/EVERY]`, times in milliseconds.
+fn parse_outage(text: &str) -> Result<Outage, String> {
+    let bad = || format!("bad --outage {text:?}: expected NET=KIND@START+DOWN[/EVERY] (ms)");
+    let (net, rest) = text.split_once('=').ok_or_else(bad)?;
+    let (kind, times) = rest.split_once('@').ok_or_else(bad)?;
+    let kind = match kind {
+        "refused" => OutageKind::Refused,
+        "blackhole" => OutageKind::Blackhole,
+        "unreachable" => OutageKind::Unreachable,
+        _ => return Err(bad()),
+    };
+    let (start, rest) = times.split_once('+').ok_or_else(bad)?;
+    let (down, every) = match rest.split_once('/') {
+        Some((down, every)) => (down, Some(every)),
+        None => (rest, None),
+    };
+    let ms = |t: &str| {
+        t.parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|_| bad())
+    };
+    let every = every.map(ms).transpose()?;
+    let down = ms(down)?;
+    if every.is_some_and(|e| e <= down) {
+        return Err(format!("--outage {text:?}: EVERY must be longer than DOWN"));
+    }
+    Ok(Outage {
+        net: parse_net(net)?,
+        kind,
+        start: ms(start)?,
+        down,
+        every,
+    })
+}
+
+/// Applies the outages' starts and ends in time order, measured from now (`ready`). Repeating
+/// outages go on until the fleet is killed.
+async fn run_outages(outages: &[Outage]) -> Result<()> {
+    let began = tokio::time::Instant::now();
+    // (time, outage, going down) events; the next of each outage is computed as it passes.
+    let mut next: Vec<(Duration, usize, bool)> = (0..outages.len())
+        .map(|i| (outages[i].start, i, true))
+        .collect();
+    while let Some(&(at, i, down)) = next.iter().min_by_key(|e| e.0) {
+        tokio::time::sleep_until(began + at).await;
+        let outage = &outages[i];
+        let verb = if down { "add" } else { "delete" };
+        let set = outage.kind.set(matches!(outage.net, IpNet::V4(_)));
+        run_nft(&format!(
+            "{verb} element inet nvfleet {set} {{ {} }}\n",
+            outage.net
+        ))?;
+        let position = next.iter().position(|e| e.1 == i && e.0 == at).unwrap_or(0);
+        match (down, outage.every) {
+            (true, _) => next[position] = (at + outage.down, i, false),
+            (false, Some(every)) => next[position] = (at - outage.down + every, i, true),
+            (false, None) => {
+                next.remove(position);
+            }
+        }
+    }
+    Ok(())
 }

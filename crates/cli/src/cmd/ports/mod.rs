@@ -12,6 +12,7 @@ use clap::{Args, ValueEnum};
 use netvantage_config::plan::{self, RuleError, TcpTiming, defaults};
 use netvantage_core::CheckResult;
 use netvantage_core::diagnosis::Diagnosis;
+use netvantage_core::findings::{Evidence, FindingsEngine};
 use netvantage_core::flap::NagiosThresholds;
 use netvantage_core::fleet::HostState;
 use netvantage_core::target::{self, Target};
@@ -110,7 +111,9 @@ pub struct PortsArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 
-    /// Add a diagnosis: failures by reason, by subnet (/24, /64) and by minute.
+    /// Add a diagnosis: the findings (the cause: a subnet outage, a fleet-wide burst, a periodic
+    /// outage, DNS, a dead round-robin address, a service down or a host unreachable), then
+    /// failures by reason, by subnet (/24, /64) and by minute.
     #[arg(long)]
     explain: bool,
 
@@ -348,6 +351,7 @@ struct Collector<'a> {
     hosts: Vec<HostState>,
     rules: VerdictRules,
     diagnosis: Option<Diagnosis>,
+    findings: Option<FindingsEngine>,
     watch: bool,
     json: bool,
     progress: Option<indicatif::ProgressBar>,
@@ -384,6 +388,9 @@ impl<'a> Collector<'a> {
             hosts: vec![HostState::default(); targets.len()],
             rules,
             diagnosis: args.explain.then(Diagnosis::default),
+            findings: args
+                .explain
+                .then(|| FindingsEngine::with_series(targets.len())),
             watch: args.watch,
             json: args.format == Format::Json,
             progress,
@@ -426,6 +433,12 @@ impl<'a> Collector<'a> {
     fn record(&mut self, slot: Slot, results: &[CheckResult], shutdown: &Shutdown) {
         if let Some(diagnosis) = &mut self.diagnosis {
             results.iter().for_each(|r| diagnosis.observe(r));
+        }
+        if let Some(findings) = &mut self.findings {
+            let is_name = matches!(self.targets[slot.target].host, target::Host::Name(_));
+            for result in results {
+                findings.observe(&Evidence::of_result(slot.target as u32, is_name, result));
+            }
         }
         let host = &mut self.hosts[slot.target];
         let transition = host.observe_round(slot.started, results, &self.rules);
@@ -504,6 +517,15 @@ impl<'a> Collector<'a> {
                 writeln!(out)?;
             } else {
                 writeln!(out, "{}", report::verdict_line(target, host))?;
+            }
+        }
+        if let Some(engine) = self.findings {
+            let findings = engine.finish(&report::PortsNames(self.targets));
+            if self.json {
+                report::write_finding_events(&mut std::io::stderr().lock(), &findings)?;
+            } else {
+                writeln!(out)?;
+                write!(out, "{}", report::findings_text(&findings))?;
             }
         }
         if let Some(diagnosis) = &self.diagnosis {

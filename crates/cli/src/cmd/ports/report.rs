@@ -2,21 +2,53 @@
 //! transition lines. Formatting only; the decisions were made in `netvantage-core`.
 
 use netvantage_core::Reason;
+use netvantage_core::findings::{self, Finding, Names};
 use netvantage_core::fleet::{AddressStats, HostState, Transition};
-use netvantage_core::target::Target;
+use netvantage_core::target::{Host, Target};
 use netvantage_core::verdict::{FlapRule, Verdict};
 use serde::Serialize;
 use serde::ser::SerializeMap as _;
 use std::net::SocketAddr;
 
 /// `2021-04-28T15:28:05Z` from Unix milliseconds.
-pub fn rfc3339(ts_unix_ms: i64) -> String {
-    let format =
-        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    time::OffsetDateTime::from_unix_timestamp(ts_unix_ms.div_euclid(1000))
-        .ok()
-        .and_then(|t| t.format(&format).ok())
-        .unwrap_or_else(|| ts_unix_ms.to_string())
+pub use netvantage_core::findings::rfc3339;
+
+/// Findings paragraphs shown in text mode; `--format json` lists every one.
+const MAX_FINDING_PARAGRAPHS: usize = 20;
+
+/// The targets of a run, as the findings engine names them (one vantage point: this machine).
+pub struct PortsNames<'a>(pub &'a [Target]);
+
+impl Names for PortsNames<'_> {
+    fn host(&self, host: u32) -> (String, u16) {
+        let target = &self.0[host as usize];
+        let name = match &target.host {
+            Host::Ip(ip) => ip.to_string(),
+            Host::Name(name) => name.clone(),
+        };
+        (name, target.port)
+    }
+
+    fn vantage(&self, _vantage: u16) -> String {
+        String::new()
+    }
+}
+
+/// `--explain`'s findings section for text output (before the diagnosis tables).
+pub fn findings_text(findings: &[Finding]) -> String {
+    findings::render_text(findings, MAX_FINDING_PARAGRAPHS)
+}
+
+/// One `{"event":"finding",...}` line per finding, for stderr with `--format json`.
+pub fn write_finding_events(
+    out: &mut impl std::io::Write,
+    findings: &[Finding],
+) -> std::io::Result<()> {
+    for finding in findings {
+        serde_json::to_writer(&mut *out, &finding.event())?;
+        writeln!(out)?;
+    }
+    out.flush()
 }
 
 /// `sync-124.nylas.net is flappy` — the line users grep for. A host the run was stopped before
