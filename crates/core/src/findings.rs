@@ -1282,12 +1282,13 @@ impl FindingsEngine {
     ) -> Option<Finding> {
         // Outages starting in the window, by series; each series' address groups.
         let mut starting: Vec<(u32, i64, i64)> = Vec::new();
+        let width = self.buckets.width_ms;
         for d in &self.details {
             let step = self.tallies[d.series as usize].step_ms();
             for episode in &d.episodes {
-                // Began in the window, or at the check just before it (a burst rarely starts
-                // on a bucket boundary) and still failing in it.
-                let began = episode.start_ms >= w_from - step && episode.start_ms <= w_to;
+                // Began in the window, or in the bucket just before it (a burst rarely starts
+                // on a bucket boundary, so its first bucket may be under half failing).
+                let began = episode.start_ms >= w_from - width && episode.start_ms <= w_to;
                 if began && episode.end_ms >= w_from && !d.is_explained(episode, step) {
                     starting.push((d.series, episode.start_ms, episode.end_ms));
                 }
