@@ -101,7 +101,8 @@ pub trait Names {
 }
 
 /// Whether a failure happened on the prober's side: the TCP probe reports local shortages it
-/// could not retry away as `other` with a `local error:` text.
+/// could not retry away as `other` with a `local error:` text, and the scheduler a check it
+/// could not start before its round ended as `other`, "not started before ...".
 pub fn is_prober_error(reason: Option<Reason>, error: Option<&str>) -> bool {
     if reason != Some(Reason::Other) {
         return false;
@@ -110,6 +111,7 @@ pub fn is_prober_error(reason: Option<Reason>, error: Option<&str>) -> bool {
         return false;
     };
     error.starts_with("local error:")
+        || error.starts_with("not started before")
         || [
             "Too many open files",
             "Cannot assign requested address",

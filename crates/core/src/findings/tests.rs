@@ -579,6 +579,10 @@ fn prober_errors_are_recognised_by_their_text() {
         Some(Reason::Refused),
         Some("local error: x")
     ));
+    assert!(is_prober_error(
+        Some(Reason::Other),
+        Some("not started before the cycle ended (too many checks for --concurrency)")
+    ));
     assert!(!is_prober_error(
         Some(Reason::Other),
         Some("Protocol error")

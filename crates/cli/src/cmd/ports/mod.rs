@@ -476,7 +476,7 @@ impl<'a> Collector<'a> {
         }
     }
 
-    fn finish(self, shutdown: &Shutdown) -> anyhow::Result<i32> {
+    fn finish(mut self, shutdown: &Shutdown) -> anyhow::Result<i32> {
         if let Some(StopReason::Failed(why)) = shutdown.reason() {
             return Err(anyhow::anyhow!(why));
         }
@@ -504,7 +504,7 @@ impl<'a> Collector<'a> {
         Ok(code)
     }
 
-    fn write_report(&self) -> anyhow::Result<()> {
+    fn write_report(&mut self) -> anyhow::Result<()> {
         let stdout = std::io::stdout();
         // 100k hosts are about 40 MB of JSON: large writes, not 8 KiB ones.
         let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
@@ -519,7 +519,7 @@ impl<'a> Collector<'a> {
                 writeln!(out, "{}", report::verdict_line(target, host))?;
             }
         }
-        if let Some(engine) = self.findings {
+        if let Some(engine) = self.findings.take() {
             let findings = engine.finish(&report::PortsNames(self.targets));
             if self.json {
                 report::write_finding_events(&mut std::io::stderr().lock(), &findings)?;
