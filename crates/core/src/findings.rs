@@ -191,6 +191,28 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// A finding of `kind` about one host, with nothing else filled in yet (the constructors
+    /// below fill the rest with struct-update syntax).
+    fn blank(kind: FindingKind) -> Finding {
+        Finding {
+            kind,
+            scope: String::new(),
+            reason: None,
+            from_unix_ms: 0,
+            to_unix_ms: 0,
+            affected: 0,
+            total: 0,
+            failed_checks: 0,
+            checks: 0,
+            explains: 1,
+            period: None,
+            addresses: Vec::new(),
+            failing_vantages: Vec::new(),
+            answering_vantages: Vec::new(),
+            sentence: String::new(),
+        }
+    }
+
     /// The JSON event (`"event":"finding"`), as `ports --format json` writes it on stderr.
     pub fn event(&self) -> FindingEvent<'_> {
         FindingEvent {
@@ -1020,7 +1042,6 @@ impl FindingsEngine {
             };
             let example = p.example.as_deref().unwrap_or("local error");
             out.push(Finding {
-                kind: FindingKind::ProberLimited,
                 sentence: format!(
                     "{scope}: {} checks of {} hosts failed on the prober itself, not on the targets \
                      ({example}) {}: raise the open-file limit (ulimit -n), lower --concurrency or \
@@ -1038,10 +1059,7 @@ impl FindingsEngine {
                 failed_checks: p.checks,
                 checks: p.checks + self.checks,
                 explains: 0,
-                period: None,
-                addresses: Vec::new(),
-                failing_vantages: Vec::new(),
-                answering_vantages: Vec::new(),
+                ..Finding::blank(FindingKind::ProberLimited)
             });
         }
         out
@@ -1082,47 +1100,38 @@ impl FindingsEngine {
     }
 
     fn subnet_findings(&mut self) -> Vec<Finding> {
-        let mut found: Vec<(prefix::Outage, String, Vec<u32>)> = Vec::new();
-        {
-            let failures = self.address_failures(&self.v4);
-            let table = Table {
-                entries: &self.v4,
-                tallies: &self.tallies,
-                details: &self.details,
-                bits: 32,
-            };
-            for outage in prefix::find_outages(&table, &failures, &prefix::Rules::for_bits(32)) {
-                let network = Ipv4Addr::from(outage.network as u32);
-                let scope = format!("{network}/{}", outage.prefix_len);
-                let series = outage
-                    .members
-                    .iter()
-                    .map(|&m| self.v4[m as usize].1)
-                    .collect();
-                found.push((outage, scope, series));
-            }
-        }
-        {
-            let failures = self.address_failures(&self.v6);
-            let table = Table {
-                entries: &self.v6,
-                tallies: &self.tallies,
-                details: &self.details,
-                bits: 128,
-            };
-            for outage in prefix::find_outages(&table, &failures, &prefix::Rules::for_bits(128)) {
-                let scope = format!("{}/{}", Ipv6Addr::from(outage.network), outage.prefix_len);
-                let series = outage
-                    .members
-                    .iter()
-                    .map(|&m| self.v6[m as usize].1)
-                    .collect();
-                found.push((outage, scope, series));
-            }
-        }
+        let mut found = self.family_outages(&self.v4, 32);
+        found.append(&mut self.family_outages(&self.v6, 128));
         found
             .into_iter()
             .map(|(outage, scope, series)| self.outage_finding(&outage, scope, &series))
+            .collect()
+    }
+
+    /// The outages of one address family: each with its CIDR and its failing series.
+    fn family_outages<A: Copy + Ord + Into<u128>>(
+        &self,
+        entries: &[(A, u32)],
+        bits: u32,
+    ) -> Vec<(prefix::Outage, String, Vec<u32>)> {
+        let failures = self.address_failures(entries);
+        let table = Table {
+            entries,
+            tallies: &self.tallies,
+            details: &self.details,
+            bits,
+        };
+        prefix::find_outages(&table, &failures, &prefix::Rules::for_bits(bits))
+            .into_iter()
+            .map(|outage| {
+                let scope = cidr_text(bits, outage.network, outage.prefix_len);
+                let series = outage
+                    .members
+                    .iter()
+                    .map(|&m| entries[m as usize].1)
+                    .collect();
+                (outage, scope, series)
+            })
             .collect()
     }
 
@@ -1173,7 +1182,6 @@ impl FindingsEngine {
             _ => "a change that hit that subnet as a whole, not the hosts one by one",
         };
         Finding {
-            kind: FindingKind::SubnetOutage,
             sentence: format!(
                 "{scope}: {share} {} {} {others}: {meaning}. Explains {} of the verdict lines ({} failed checks).",
                 reason_verb(reason),
@@ -1190,10 +1198,7 @@ impl FindingsEngine {
             failed_checks: outage.failed_checks,
             checks: outage.checks,
             explains: hosts.len() as u64,
-            period: None,
-            addresses: Vec::new(),
-            failing_vantages: Vec::new(),
-            answering_vantages: Vec::new(),
+            ..Finding::blank(FindingKind::SubnetOutage)
         }
     }
 
@@ -1368,21 +1373,17 @@ impl FindingsEngine {
             .iter()
             .filter(|t| t.checks_between(from, to.max(from)) > 0)
             .count() as u64;
+        let covering = |bits: u32, low: u128, high: u128| {
+            let len = prefix::common_prefix_len(bits, low, high);
+            cidr_text(bits, low & prefix::mask(bits, len), len)
+        };
         let scope = match (v4_span, v6_span) {
-            (Some((lo, hi)), None) => {
-                let len = prefix::common_prefix_len(32, u128::from(lo), u128::from(hi));
-                let net = (u128::from(lo) & prefix::mask(32, len)) as u32;
-                format!("{}/{len}", Ipv4Addr::from(net))
-            }
-            (None, Some((lo, hi))) => {
-                let len = prefix::common_prefix_len(128, lo, hi);
-                format!("{}/{len}", Ipv6Addr::from(lo & prefix::mask(128, len)))
-            }
+            (Some((lo, hi)), None) => covering(32, u128::from(lo), u128::from(hi)),
+            (None, Some((lo, hi))) => covering(128, lo, hi),
             _ => "*".to_string(),
         };
         let reason = top_of(reasons);
         Some(Finding {
-            kind: FindingKind::FleetBurst,
             sentence: format!(
                 "{scope}: {} of {} hosts, across {} subnets, started failing together {} ({}; {} of {} checks in those seconds failed): a shared dependency or the prober's own network, not the hosts. Explains {} of the verdict lines.",
                 series.len(),
@@ -1403,10 +1404,7 @@ impl FindingsEngine {
             failed_checks: failures,
             checks,
             explains: hosts.len() as u64,
-            period: None,
-            addresses: Vec::new(),
-            failing_vantages: Vec::new(),
-            answering_vantages: Vec::new(),
+            ..Finding::blank(FindingKind::FleetBurst)
         })
     }
 
@@ -1497,7 +1495,6 @@ impl FindingsEngine {
             let scope = self.host_port(names, failing[0]);
             let reason = top_of(&reasons);
             out.push(Finding {
-                kind: FindingKind::PathProblem,
                 sentence: format!(
                     "{scope}: down from {} ({failed_checks} of {checks} checks failed, {}, {}) while {} reached it in all {answered_checks} checks: a path problem (routing, a firewall, a data center's uplink), not the host.",
                     failing_vantages.join(", "),
@@ -1513,11 +1510,9 @@ impl FindingsEngine {
                 total: group.len() as u64,
                 failed_checks,
                 checks: checks + answered_checks,
-                explains: 1,
-                period: None,
-                addresses: Vec::new(),
                 failing_vantages,
                 answering_vantages,
+                ..Finding::blank(FindingKind::PathProblem)
             });
         }
         out
@@ -1598,7 +1593,6 @@ impl FindingsEngine {
         let to = episodes.last()?.end_ms;
         let failed: u32 = episodes.iter().map(|e| e.failed_rounds).sum();
         Some(Finding {
-            kind: FindingKind::Periodic,
             sentence: format!(
                 "{scope}: fails every {} ± {} ({} times, {}, {} failed checks each, {}): a cron job, a restart loop or a health-check timeout.",
                 seconds_text(found.period_ms),
@@ -1616,15 +1610,12 @@ impl FindingsEngine {
             total: u64::from(t.rounds),
             failed_checks: u64::from(failed),
             checks: u64::from(t.rounds),
-            explains: 1,
             period: Some(PeriodFigures {
                 period_ms: found.period_ms,
                 tolerance_ms: found.tolerance_ms,
                 occurrences: found.occurrences,
             }),
-            addresses: Vec::new(),
-            failing_vantages: Vec::new(),
-            answering_vantages: Vec::new(),
+            ..Finding::blank(FindingKind::Periodic)
         })
     }
 
@@ -1664,7 +1655,6 @@ impl FindingsEngine {
             n => format!(" in {n} outages"),
         };
         Some(Finding {
-            kind,
             sentence: format!(
                 "{scope}: {} in {failed} of {} rounds{how} {}: {meaning}.",
                 reason_verb(Some(reason)),
@@ -1679,11 +1669,7 @@ impl FindingsEngine {
             total: u64::from(t.rounds),
             failed_checks: u64::from(d.failures),
             checks: u64::from(d.checks),
-            explains: 1,
-            period: None,
-            addresses: Vec::new(),
-            failing_vantages: Vec::new(),
-            answering_vantages: Vec::new(),
+            ..Finding::blank(kind)
         })
     }
 
@@ -1729,7 +1715,6 @@ impl FindingsEngine {
                 )
             };
             return Some(Finding {
-                kind: FindingKind::Dns,
                 sentence,
                 scope: host,
                 reason: Some(Reason::Dns),
@@ -1739,17 +1724,13 @@ impl FindingsEngine {
                 total: u64::from(t.rounds),
                 failed_checks: u64::from(d.reasons[Reason::Dns as usize]),
                 checks: u64::from(d.checks),
-                explains: 1,
-                period: None,
                 addresses,
-                failing_vantages: Vec::new(),
-                answering_vantages: Vec::new(),
+                ..Finding::blank(FindingKind::Dns)
             });
         }
         if n.answer_changes >= 2 {
             let shown: Vec<String> = addresses.iter().map(IpAddr::to_string).collect();
             return Some(Finding {
-                kind: FindingKind::Dns,
                 sentence: format!(
                     "{host}: its answers changed in {} of {} rounds ({}) {answered}: the name flaps, not the port.",
                     n.answer_changes,
@@ -1764,11 +1745,8 @@ impl FindingsEngine {
                 total: u64::from(n.resolved_rounds),
                 failed_checks: u64::from(d.failures),
                 checks: u64::from(d.checks),
-                explains: 1,
-                period: None,
                 addresses,
-                failing_vantages: Vec::new(),
-                answering_vantages: Vec::new(),
+                ..Finding::blank(FindingKind::Dns)
             });
         }
         None
@@ -1812,7 +1790,6 @@ impl FindingsEngine {
         let failed: u32 = dead.iter().map(|a| a.failures).sum();
         let is = if dead.len() == 1 { "is" } else { "are" };
         Some(Finding {
-            kind: FindingKind::RoundRobin,
             sentence: format!(
                 "{host}: {} of {} addresses {is} {verb}: {} ({failed} failed checks) while the others answer, so about {} in {} connections fail: take {} out of the name or fix {}.",
                 dead.len(),
@@ -1831,11 +1808,8 @@ impl FindingsEngine {
             total: n.addresses.len() as u64,
             failed_checks: u64::from(failed),
             checks: u64::from(d.checks),
-            explains: 1,
-            period: None,
             addresses,
-            failing_vantages: Vec::new(),
-            answering_vantages: Vec::new(),
+            ..Finding::blank(FindingKind::RoundRobin)
         })
     }
 }
@@ -1866,6 +1840,15 @@ pub fn host_port_text(host: &str, port: u16) -> String {
         format!("[{host}]:{port}")
     } else {
         format!("{host}:{port}")
+    }
+}
+
+/// `10.1.2.0/24`, `2001:db8::/32`.
+fn cidr_text(bits: u32, network: u128, len: u32) -> String {
+    if bits == 32 {
+        format!("{}/{len}", Ipv4Addr::from(network as u32))
+    } else {
+        format!("{}/{len}", Ipv6Addr::from(network))
     }
 }
 

@@ -400,17 +400,15 @@ enum OutageKind {
 }
 
 impl OutageKind {
-    /// The nftables set (one per kind and family, apart from the fixed ones so that
-    /// overlapping addresses never clash).
-    fn set(self, v4: bool) -> &'static str {
-        match (self, v4) {
-            (OutageKind::Refused, true) => "outage_refused4",
-            (OutageKind::Refused, false) => "outage_refused6",
-            (OutageKind::Blackhole, true) => "outage_blackhole4",
-            (OutageKind::Blackhole, false) => "outage_blackhole6",
-            (OutageKind::Unreachable, true) => "outage_unreachable4",
-            (OutageKind::Unreachable, false) => "outage_unreachable6",
-        }
+    /// The nftables set: one per kind and family, apart from the fixed ones so that
+    /// overlapping addresses never clash.
+    fn set(self, v4: bool) -> String {
+        let kind = match self {
+            OutageKind::Refused => "refused",
+            OutageKind::Blackhole => "blackhole",
+            OutageKind::Unreachable => "unreachable",
+        };
+        format!("outage_{kind}{}", if v4 { 4 } else { 6 })
     }
 }
 
