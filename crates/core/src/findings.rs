@@ -642,6 +642,14 @@ fn outage_class(reason: u8) -> u8 {
     }
 }
 
+/// The reason an outage class is named by (see [`outage_class`]).
+fn reason_of_class(class: u8) -> Reason {
+    Reason::ALL
+        .get(class as usize)
+        .copied()
+        .unwrap_or(Reason::Other)
+}
+
 fn fingerprint(ip: IpAddr) -> u64 {
     let bits: u128 = match ip {
         IpAddr::V4(v4) => u128::from(u32::from(v4)) | (1 << 127),
@@ -1102,10 +1110,90 @@ impl FindingsEngine {
     fn subnet_findings(&mut self) -> Vec<Finding> {
         let mut found = self.family_outages(&self.v4, 32);
         found.append(&mut self.family_outages(&self.v6, 128));
-        found
-            .into_iter()
-            .map(|(outage, scope, series)| self.outage_finding(&outage, scope, &series))
-            .collect()
+        // One prefix dark again and again: one periodic finding for the group.
+        let mut scopes: Vec<&str> = found.iter().map(|f| f.1.as_str()).collect();
+        scopes.sort_unstable();
+        let repeated: Vec<String> = scopes
+            .chunk_by(|a, b| a == b)
+            .filter(|group| group.len() >= period::MIN_OCCURRENCES)
+            .map(|group| group[0].to_string())
+            .collect();
+        let mut out = Vec::new();
+        for scope in repeated {
+            let group: Vec<usize> = (0..found.len()).filter(|&i| found[i].1 == scope).collect();
+            let outages: Vec<&prefix::Outage> = group.iter().map(|&i| &found[i].0).collect();
+            if let Some(finding) = self.periodic_group(&scope, &outages, &found[group[0]].2) {
+                out.push(finding);
+                for &i in group.iter().rev() {
+                    let (outage, scope, series) = found.remove(i);
+                    // Still accounts for its hosts' failures.
+                    let _ = self.outage_finding(&outage, scope, &series);
+                }
+            }
+        }
+        out.extend(
+            found
+                .into_iter()
+                .map(|(outage, scope, series)| self.outage_finding(&outage, scope, &series)),
+        );
+        out
+    }
+
+    /// A prefix's outages recurring with a stable period, as one `periodic` finding.
+    fn periodic_group(
+        &self,
+        scope: &str,
+        outages: &[&prefix::Outage],
+        series: &[u32],
+    ) -> Option<Finding> {
+        let t = self.tallies[*series.first()? as usize];
+        let step = t.step_ms();
+        let occurrences: Vec<period::Occurrence> = outages
+            .iter()
+            .map(|o| period::Occurrence {
+                start_ms: o.from_ms,
+                prev_ok_ms: Some(o.from_ms - step),
+                failed_rounds: (o.failed_checks / o.members.len().max(1) as u64).max(1) as u32,
+            })
+            .collect();
+        let found = period::detect(&occurrences, step, t.rounds, 1e-3)?;
+        let first = outages.first()?;
+        let last = outages.last()?;
+        let reason = reason_of_class(first.class);
+        let failing = outages.iter().map(|o| o.members.len()).max().unwrap_or(0);
+        let checked = outages.iter().map(|o| o.checked).max().unwrap_or(0);
+        let mut hosts: Vec<u32> = series
+            .iter()
+            .map(|&s| self.tallies[s as usize].host)
+            .collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        Some(Finding {
+            sentence: format!(
+                "{scope}: its addresses ({failing} of {checked}) {} together every {} ± {} ({} times, {}): a scheduled job on the path (a firewall reload, a backup filling a link) or a restart loop of the whole group, not the hosts one by one. Explains {} of the verdict lines.",
+                reason_verb(Some(reason)),
+                seconds_text(found.period_ms),
+                seconds_text(found.tolerance_ms),
+                found.occurrences,
+                window_text(first.from_ms, last.to_ms),
+                hosts.len(),
+            ),
+            scope: scope.to_string(),
+            reason: Some(reason),
+            from_unix_ms: first.from_ms,
+            to_unix_ms: last.to_ms,
+            affected: found.occurrences as u64,
+            total: u64::from(t.rounds),
+            failed_checks: outages.iter().map(|o| o.failed_checks).sum(),
+            checks: outages.iter().map(|o| o.checks).sum(),
+            explains: hosts.len() as u64,
+            period: Some(PeriodFigures {
+                period_ms: found.period_ms,
+                tolerance_ms: found.tolerance_ms,
+                occurrences: found.occurrences,
+            }),
+            ..Finding::blank(FindingKind::Periodic)
+        })
     }
 
     /// The outages of one address family: each with its CIDR and its failing series.

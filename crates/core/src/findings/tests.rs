@@ -309,6 +309,35 @@ fn a_host_down_for_10_s_every_60_s_is_periodic_with_its_period() {
 }
 
 #[test]
+fn a_subnet_dark_every_60_s_is_one_periodic_finding_for_the_subnet() {
+    // 10.1.2.0/24 drops everything for 6 s of every 60 s; checked every 2 s for 10 minutes.
+    let mut hosts = v4_range("10.1.1", 1, 254);
+    hosts.extend(v4_range("10.1.2", 1, 254));
+    let sim = Sim::addresses(hosts, 2_000, 300);
+    let findings = sim.run(|_, ip, t| {
+        let into = (t - T0 - 10_000).rem_euclid(60_000);
+        if in_net(ip, "10.1.2.0/24") && t > T0 + 10_000 && into < 6_000 {
+            Seen::Failed(Reason::Timeout)
+        } else {
+            Seen::Up
+        }
+    });
+    assert_eq!(kinds(&findings), [(FindingKind::Periodic, "10.1.2.0/24")]);
+    let f = &findings[0];
+    let period = f.period.expect("a period");
+    assert!((period.period_ms - 60_000).abs() <= 2_000, "{period:?}");
+    assert_eq!(period.occurrences, 10, "{period:?}");
+    assert_eq!(f.explains, 254);
+    assert!(
+        f.sentence.starts_with(
+            "10.1.2.0/24: its addresses (254 of 254) timed out together every 60 s ± "
+        ),
+        "{}",
+        f.sentence
+    );
+}
+
+#[test]
 fn a_name_that_is_nxdomain_every_other_round_is_dns_not_the_port() {
     let mut sim = Sim::addresses(v4_range("10.1.1", 1, 5), 10_000, 12);
     sim.hosts.push(SimHost {
