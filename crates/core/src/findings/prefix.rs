@@ -663,6 +663,37 @@ mod tests {
             prop_assert_eq!((outages[0].from_ms, outages[0].to_ms), (from, to));
         }
 
+        /// A failing prefix among scattered failures of 2 % of the fleet, at random times, is
+        /// still found as exactly that prefix and window, and nothing else is.
+        #[test]
+        fn a_failing_prefix_is_found_exactly_among_scattered_failures(
+            len in 22u32..=27,
+            offset in 0u32..16_384,
+            at in 1i64..10,
+            noise in proptest::collection::vec((0u32..16_384, 0i64..12), 0..330),
+        ) {
+            let fleet = v4_fleet("10.64.0.0", 16_384);
+            let size = 1u32 << (32 - len);
+            let first = (v4("10.64.0.0") as u32 + offset) & !(size - 1);
+            let (from, to) = (at * 10_000, (at + 1) * 10_000);
+            let mut failures = failing(&fleet, u128::from(first), u128::from(size), from, to, 1);
+            let inside = |entry: u32| {
+                let a = fleet.addresses[entry as usize] as u32;
+                a >= first && a < first + size
+            };
+            failures.extend(noise.iter().filter(|n| !inside(n.0)).map(|&(entry, round)| Failure {
+                entry,
+                start_ms: round * 10_000,
+                end_ms: round * 10_000,
+                until_ms: (round + 1) * 10_000,
+                failed_checks: 1,
+                class: 1,
+            }));
+            let outages = find_outages(&fleet, &failures, &Rules::for_bits(32));
+            let found: Vec<(u128, u32, i64, i64)> = outages.iter().map(|o| (o.network, o.prefix_len, o.from_ms, o.to_ms)).collect();
+            prop_assert_eq!(found, vec![(u128::from(first), len, from, to)]);
+        }
+
         /// Independent failures of up to 5 % of a fleet, each at its own random time, never
         /// make a subnet outage.
         #[test]
