@@ -4,11 +4,9 @@
 //! the real binary against it, and checks the finding's kind, scope, reason and window — and
 //! that no other finding appears.
 
-mod support;
-
+use netvantage_testkit::*;
 use serde_json::Value;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use support::*;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Fast rounds: every host every 300 ms, a dead one given up on after 150 ms.
 const FAST: &str = "--interval 300ms --timeout 150ms";
@@ -33,9 +31,11 @@ fn fleet_at(ns: &Netns, args: &str) -> (Fleet, i64) {
 
 /// `netvantage ports ARGS` in the namespace, `input` on stdin.
 fn ports_in(ns: &Netns, args: &str, input: &str) -> Run {
-    let mut command = ns.command(netvantage());
-    command.arg("ports").args(words(args));
-    run_with_input(command, input.as_bytes(), Duration::from_secs(60))
+    nv().arg("ports")
+        .args(words(args))
+        .stdin(input)
+        .in_netns(ns)
+        .run()
 }
 
 /// `ports ARGS --explain --format json`: the run, and its finding events (stderr).
