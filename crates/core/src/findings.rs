@@ -1030,6 +1030,17 @@ impl FindingsEngine {
         findings
     }
 
+    /// The distinct hosts (targets) of some series: the verdict lines a finding explains.
+    fn hosts_of(&self, series: &[u32]) -> Vec<u32> {
+        let mut hosts: Vec<u32> = series
+            .iter()
+            .map(|&s| self.tallies[s as usize].host)
+            .collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        hosts
+    }
+
     fn host_port(&self, names: &dyn Names, series: u32) -> String {
         let (host, port) = names.host(self.tallies[series as usize].host);
         host_port_text(&host, port)
@@ -1162,12 +1173,7 @@ impl FindingsEngine {
         let reason = reason_of_class(first.class);
         let failing = outages.iter().map(|o| o.members.len()).max().unwrap_or(0);
         let checked = outages.iter().map(|o| o.checked).max().unwrap_or(0);
-        let mut hosts: Vec<u32> = series
-            .iter()
-            .map(|&s| self.tallies[s as usize].host)
-            .collect();
-        hosts.sort_unstable();
-        hosts.dedup();
+        let hosts = self.hosts_of(series);
         Some(Finding {
             sentence: format!(
                 "{scope}: its addresses ({failing} of {checked}) {} together every {} ± {} ({} times, {}): a scheduled job on the path (a firewall reload, a backup filling a link) or a restart loop of the whole group, not the hosts one by one. Explains {} of the verdict lines.",
@@ -1231,10 +1237,8 @@ impl FindingsEngine {
     ) -> Finding {
         let (from, to) = (outage.from_ms, outage.to_ms);
         let mut reasons = [0u32; Reason::ALL.len()];
-        let mut hosts: Vec<u32> = Vec::with_capacity(member_series.len());
         for &s in member_series {
             let t = self.tallies[s as usize];
-            hosts.push(t.host);
             let d = &mut self.details[t.detail as usize - 1];
             for episode in d.episodes.iter() {
                 if episode.start_ms <= to && episode.end_ms >= from {
@@ -1243,8 +1247,7 @@ impl FindingsEngine {
             }
             d.explained.push((from, to));
         }
-        hosts.sort_unstable();
-        hosts.dedup();
+        let hosts = self.hosts_of(member_series);
         let reason = top_of(&reasons);
         let failing = outage.members.len() as u64;
         let share = if failing == u64::from(outage.checked) {
@@ -1445,12 +1448,7 @@ impl FindingsEngine {
         }
         let from = starting.iter().map(|s| s.1).min()?;
         let to = starting.iter().map(|s| s.2.min(w_to).max(s.1)).max()?;
-        let mut hosts: Vec<u32> = series
-            .iter()
-            .map(|&s| self.tallies[s as usize].host)
-            .collect();
-        hosts.sort_unstable();
-        hosts.dedup();
+        let hosts = self.hosts_of(&series);
         // The burst accounts for each of these outages, however long it went on.
         for &(s, start, end) in &starting {
             let detail = self.tallies[s as usize].detail as usize - 1;

@@ -196,21 +196,10 @@ fn ruleset(port: u16, refused: &[IpNet], blackhole: &[IpNet], unreachable: &[IpN
   set outage_unreachable6 {{ type ipv6_addr; flags interval; }}
   chain input {{
     type filter hook input priority 0; policy accept;
-    tcp dport {port} ip daddr @outage_blackhole4 drop
-    tcp dport {port} ip6 daddr @outage_blackhole6 drop
-    tcp dport {port} ip daddr @outage_unreachable4 reject with icmpx type host-unreachable
-    tcp dport {port} ip6 daddr @outage_unreachable6 reject with icmpx type host-unreachable
-    tcp dport {port} ip daddr @outage_refused4 reject with tcp reset
-    tcp dport {port} ip6 daddr @outage_refused6 reject with tcp reset
-    tcp dport {port} ip daddr @blackhole4 drop
-    tcp dport {port} ip6 daddr @blackhole6 drop
-    tcp dport {port} ip daddr @unreachable4 reject with icmpx type host-unreachable
-    tcp dport {port} ip6 daddr @unreachable6 reject with icmpx type host-unreachable
-    tcp dport {port} ip daddr @refused4 reject with tcp reset
-    tcp dport {port} ip6 daddr @refused6 reject with tcp reset
-  }}
+{rules}  }}
 }}
 ",
+        rules = rules(port),
         r4 = elements(true, refused),
         r6 = elements(false, refused),
         b4 = elements(true, blackhole),
@@ -218,6 +207,26 @@ fn ruleset(port: u16, refused: &[IpNet], blackhole: &[IpNet], unreachable: &[IpN
         u4 = elements(true, unreachable),
         u6 = elements(false, unreachable),
     )
+}
+
+/// The input chain: each set drops, answers ICMP unreachable or resets, the timed outages'
+/// sets first.
+fn rules(port: u16) -> String {
+    let mut rules = String::new();
+    for prefix in ["outage_", ""] {
+        for (kind, action) in [
+            ("blackhole", "drop"),
+            ("unreachable", "reject with icmpx type host-unreachable"),
+            ("refused", "reject with tcp reset"),
+        ] {
+            for (family, set) in [("ip", 4), ("ip6", 6)] {
+                rules.push_str(&format!(
+                    "    tcp dport {port} {family} daddr @{prefix}{kind}{set} {action}\n"
+                ));
+            }
+        }
+    }
+    rules
 }
 
 fn run_nft(script: &str) -> Result<()> {
