@@ -360,6 +360,46 @@ pub fn window_text(from_ms: i64, to_ms: i64) -> String {
     }
 }
 
+/// The same per-host finding seen from several vantage points, as one: the counts added up, the
+/// window spanning them all, the vantage points listed. Group findings are left alone.
+fn merge_vantage_points(findings: Vec<Finding>) -> Vec<Finding> {
+    let mut out: Vec<Finding> = Vec::with_capacity(findings.len());
+    let mut seen: HashMap<(FindingKind, String), usize> = HashMap::new();
+    for f in findings {
+        let per_host = !matches!(
+            f.kind,
+            FindingKind::SubnetOutage | FindingKind::FleetBurst | FindingKind::PathProblem
+        );
+        let key = (f.kind, f.scope.clone());
+        match seen.get(&key) {
+            Some(&i) if per_host && !f.failing_vantages.is_empty() => {
+                let into = &mut out[i];
+                into.affected += f.affected;
+                into.total += f.total;
+                into.failed_checks += f.failed_checks;
+                into.checks += f.checks;
+                into.from_unix_ms = into.from_unix_ms.min(f.from_unix_ms);
+                into.to_unix_ms = into.to_unix_ms.max(f.to_unix_ms);
+                into.failing_vantages.extend(f.failing_vantages);
+            }
+            _ => {
+                seen.insert(key, out.len());
+                out.push(f);
+            }
+        }
+    }
+    for f in &mut out {
+        if f.failing_vantages.len() > 1 {
+            f.sentence = format!(
+                "{} (seen from {})",
+                f.sentence,
+                f.failing_vantages.join(", ")
+            );
+        }
+    }
+    out
+}
+
 /// "1 address", "3 addresses".
 fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
@@ -862,10 +902,14 @@ impl FindingsEngine {
         if failure == Some(Reason::Dns as u8) {
             n.dns_errors[DnsError::of(e.error) as usize] += 1;
         }
+        // Past DNS: an address was tried, or the failure was not the name's (a stored row may
+        // carry no address).
+        if e.address.is_some() || failure != Some(Reason::Dns as u8) {
+            n.round_resolved = true;
+        }
         let Some(ip) = e.address else {
             return;
         };
-        n.round_resolved = true;
         n.round_fp ^= fingerprint(ip);
         let slot = match n.addresses.iter().position(|a| a.ip == ip) {
             Some(i) => i,
@@ -957,7 +1001,7 @@ impl FindingsEngine {
                 }
                 n.answer_fp = n.round_fp;
                 n.resolved_rounds += 1;
-            } else if failed > 0 {
+            } else if failed > 0 && reason == Reason::Dns as u8 {
                 n.dns_failed_rounds += 1;
             }
             n.round_fp = 0;
@@ -1020,6 +1064,7 @@ impl FindingsEngine {
         findings.append(&mut outages);
         findings.append(&mut self.path_findings(names));
         findings.append(&mut self.host_findings(names));
+        let mut findings = merge_vantage_points(findings);
         findings.sort_by(|a, b| {
             a.kind
                 .cmp(&b.kind)
@@ -1614,42 +1659,50 @@ impl FindingsEngine {
         let alpha = (0.05 / candidates.max(1) as f64).min(1e-3);
         let mut out = Vec::new();
         for d in &self.details {
-            let t = &self.tallies[d.series as usize];
-            let is_name = t.flags & NAME != 0;
-            let mut has_finding = false;
-            if is_name {
-                if let Some(f) = self.dns_finding(names, d) {
-                    out.push(f);
-                    has_finding = true;
+            let first = out.len();
+            self.series_findings(names, d, alpha, &mut out);
+            if self.vantages > 1 {
+                // Say which vantage point saw it: the same finding from several is merged.
+                let vantage = names.vantage(self.tallies[d.series as usize].vantage);
+                for f in &mut out[first..] {
+                    f.failing_vantages = vec![vantage.clone()];
                 }
-                if let Some(f) = self.round_robin_finding(names, d) {
-                    out.push(f);
-                    has_finding = true;
-                }
-            }
-            if d.whole_run_explained {
-                continue;
-            }
-            let alone: Vec<&Episode> = d
-                .episodes
-                .iter()
-                .filter(|e| e.reason != Reason::Dns as u8 && !d.is_explained(e, t.step_ms()))
-                .collect();
-            if alone.is_empty() {
-                continue;
-            }
-            if let Some(f) = self.periodic_finding(names, d, &alone, alpha) {
-                out.push(f);
-                continue;
-            }
-            if has_finding {
-                continue;
-            }
-            if let Some(f) = self.alone_finding(names, d, &alone) {
-                out.push(f);
             }
         }
         out
+    }
+
+    /// One series' own findings: `dns` and `round_robin` for a name, then `periodic`, or else
+    /// `service_down` / `host_unreachable` for what no group finding explains.
+    fn series_findings(&self, names: &dyn Names, d: &Detail, alpha: f64, out: &mut Vec<Finding>) {
+        let t = &self.tallies[d.series as usize];
+        let mut has_finding = false;
+        if t.flags & NAME != 0 {
+            if let Some(f) = self.dns_finding(names, d) {
+                out.push(f);
+                has_finding = true;
+            }
+            if let Some(f) = self.round_robin_finding(names, d) {
+                out.push(f);
+                has_finding = true;
+            }
+        }
+        if d.whole_run_explained {
+            return;
+        }
+        let alone: Vec<&Episode> = d
+            .episodes
+            .iter()
+            .filter(|e| e.reason != Reason::Dns as u8 && !d.is_explained(e, t.step_ms()))
+            .collect();
+        if alone.is_empty() {
+            return;
+        }
+        if let Some(f) = self.periodic_finding(names, d, &alone, alpha) {
+            out.push(f);
+        } else if !has_finding {
+            out.extend(self.alone_finding(names, d, &alone));
+        }
     }
 
     fn periodic_finding(
@@ -2034,6 +2087,29 @@ pub fn findings_of_stored<'a>(checks: impl IntoIterator<Item = StoredCheck<'a>>)
         });
     }
     engine.finish(&names)
+}
+
+/// The findings of stored observations as `report` reads them today
+/// ([`crate::vantage::Observation`]: target, vantage, time, up, reason; any order). Without
+/// addresses and error texts it finds `path_problem`, `periodic`, `dns` failures and the
+/// per-host kinds, but no `subnet_outage`, `fleet_burst` spread, `round_robin` or
+/// `prober_limited`: for those the store must also return each check's address and error
+/// ([`StoredCheck`]).
+pub fn findings_of_observations(observations: &[crate::vantage::Observation]) -> Vec<Finding> {
+    let mut order: Vec<usize> = (0..observations.len()).collect();
+    order.sort_by_key(|&i| observations[i].ts_unix_ms);
+    findings_of_stored(order.into_iter().map(|i| {
+        let o = &observations[i];
+        StoredCheck {
+            target: &o.target,
+            vantage: &o.vantage,
+            address: None,
+            ts_unix_ms: o.ts_unix_ms,
+            outcome: if o.up { Outcome::Up } else { Outcome::Down },
+            reason: o.reason,
+            error: None,
+        }
+    }))
 }
 
 #[derive(Default)]

@@ -517,6 +517,46 @@ fn a_target_down_from_one_vantage_point_only_is_a_path_problem() {
 }
 
 #[test]
+fn observations_without_addresses_still_show_a_path_problem_and_a_flapping_name() {
+    use crate::vantage::Observation;
+    let mut observations = Vec::new();
+    for r in 0..12 {
+        let ts = T0 + r * 10_000;
+        let seen = |target: &str, vantage: &str, ts: i64, reason: Option<Reason>| Observation {
+            target: target.into(),
+            vantage: vantage.into(),
+            ts_unix_ms: ts,
+            up: reason.is_none(),
+            reason,
+        };
+        observations.push(seen("db.test:5432", "fra1", ts, Some(Reason::Refused)));
+        observations.push(seen("db.test:5432", "iad1", ts + 1, None));
+        let dns = (r % 2 == 1).then_some(Reason::Dns);
+        observations.push(seen("api.test:443", "fra1", ts + 2, dns));
+        observations.push(seen("api.test:443", "iad1", ts + 3, dns));
+    }
+    observations.reverse(); // any order
+    let findings = findings_of_observations(&observations);
+    assert_eq!(
+        kinds(&findings),
+        [
+            (FindingKind::PathProblem, "db.test:5432"),
+            (FindingKind::Dns, "api.test"),
+        ]
+    );
+    let dns = &findings[1];
+    assert_eq!(dns.failing_vantages, ["fra1", "iad1"]);
+    assert_eq!((dns.affected, dns.total), (12, 24));
+    assert!(
+        dns.sentence
+            .starts_with("api.test: failed to resolve in 6 of 12 rounds")
+            && dns.sentence.ends_with("(seen from fra1, iad1)"),
+        "{}",
+        dns.sentence
+    );
+}
+
+#[test]
 fn stored_targets_name_their_host_and_port() {
     assert_eq!(split_target("db.test:5432"), ("db.test".into(), 5432));
     assert_eq!(split_target("[::1]:80"), ("::1".into(), 80));
