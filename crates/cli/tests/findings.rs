@@ -116,9 +116,10 @@ fn a_prefix_dark_for_a_window_is_one_subnet_outage_found_at_its_real_size() {
     assert_eq!(f["reason"], "timeout");
     assert_eq!(counts(f), (127, 127));
     assert_eq!(f["explains"], 127);
+    // Within one check interval of the outage (a loaded machine delays checks and changes).
     let (from, to) = window(f);
     assert!(
-        from >= ready + 990 && to <= ready + 2_560 && to > from + 900,
+        from >= ready + 990 && to <= ready + 2_800 && to > from + 900,
         "window {from}..{to} vs the outage {}..{}",
         ready + 1000,
         ready + 2500
@@ -287,7 +288,7 @@ fn failures_across_many_subnets_at_once_are_a_fleet_burst_not_a_subnet() {
     assert_eq!(f["affected"], 64, "{f}");
     let (from, to) = window(f);
     assert!(
-        from >= ready + 990 && to <= ready + 1_760,
+        from >= ready + 990 && to <= ready + 2_000,
         "window {from}..{to} vs the outage {}..{}",
         ready + 1000,
         ready + 1700

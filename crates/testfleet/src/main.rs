@@ -457,8 +457,17 @@ fn parse_outage(text: &str) -> Result<Outage, String> {
 }
 
 /// Applies the outages' starts and ends in time order, measured from now (`ready`). Repeating
-/// outages go on until the fleet is killed.
+/// outages go on until the fleet is killed. One `nft -i` takes every change as a line on its
+/// stdin: starting `nft` for each would put its start-up (tens of milliseconds, far more on a
+/// busy machine) between the schedule and the change, and blur the periods tests measure.
 async fn run_outages(outages: &[Outage]) -> Result<()> {
+    let mut nft = Command::new("nft")
+        .arg("-i")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .context("running nft -i (apt-get install nftables)")?;
+    let mut changes = nft.stdin.take().context("nft -i stdin")?;
     let began = tokio::time::Instant::now();
     // (time, outage, going down) events; the next of each outage is computed as it passes.
     let mut next: Vec<(Duration, usize, bool)> = (0..outages.len())
@@ -469,10 +478,13 @@ async fn run_outages(outages: &[Outage]) -> Result<()> {
         let outage = &outages[i];
         let verb = if down { "add" } else { "delete" };
         let set = outage.kind.set(matches!(outage.net, IpNet::V4(_)));
-        run_nft(&format!(
-            "{verb} element inet nvfleet {set} {{ {} }}\n",
+        writeln!(
+            changes,
+            "{verb} element inet nvfleet {set} {{ {} }}",
             outage.net
-        ))?;
+        )
+        .and_then(|()| changes.flush())
+        .context("nft -i went away")?;
         let position = next.iter().position(|e| e.1 == i && e.0 == at).unwrap_or(0);
         match (down, outage.every) {
             (true, _) => next[position] = (at + outage.down, i, false),
