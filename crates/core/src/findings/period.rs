@@ -16,8 +16,8 @@
 //!   `q` per check, every gap would fall in a window `w` checks wide with probability at most
 //!   `(1 - (1 - q)^w)^(gaps)`; that must not exceed the caller's `alpha`.
 //!
-//! Outage durations must agree too (a cron job or a restart loop is down about as long each
-//! time). Pure: times are values in milliseconds.
+//! Outage durations must roughly agree too (a cron job or a restart loop is down about as long
+//! each time: within one check and half the longest). Pure: times are values in milliseconds.
 
 /// One outage of a series: consecutive failed rounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +92,7 @@ pub fn detect(occurrences: &[Occurrence], step_ms: i64, checks: u32, alpha: f64)
     }
     let durations = seen.iter().map(|o| o.failed_rounds);
     let (shortest, longest) = durations.fold((u32::MAX, 0), |(lo, hi), d| (lo.min(d), hi.max(d)));
-    if longest - shortest > 1 + longest / 4 {
+    if longest - shortest > 1 + longest / 2 {
         return None;
     }
     let window_checks = ((highest - lowest) as f64 / step_ms as f64).ceil().max(1.0);
