@@ -322,3 +322,70 @@ fn a_clean_fleet_has_no_finding() {
         text.stdout
     );
 }
+
+#[test]
+fn report_explain_names_the_subnet_that_went_dark_in_a_stored_window() {
+    // The same findings over stored results: an agent in the namespace checks two /24s, one of
+    // which refuses everything, and `report --explain` over its SQLite store names that subnet.
+    let ns = Netns::new();
+    let (_fleet, _) = fleet_at(&ns, "--port 80 --refused 127.20.1.0/24");
+    let scratch = Scratch::new();
+    let hosts: Vec<String> = (1..=20)
+        .flat_map(|i| [format!("127.20.1.{i}"), format!("127.20.2.{i}")])
+        .collect();
+    let config = scratch.write(
+        "agent.yaml",
+        format!(
+            "vantage: lab\ntcp:\n  - name: web\n    port: 80\n    hosts: [{}]\n    interval: 300ms\n    timeout: 150ms\nsinks:\n  sqlite: {{path: nv.db}}\n",
+            hosts.join(", ")
+        ),
+    );
+    nv().args([
+        "agent",
+        "--config",
+        config.to_str().unwrap(),
+        "--run-for",
+        "2s",
+    ])
+    .current_dir(scratch.path())
+    .in_netns(&ns)
+    .run()
+    .assert_code(0);
+    let db = scratch.path().join("nv.db");
+    let json = nv()
+        .args([
+            "report",
+            "--sqlite",
+            db.to_str().unwrap(),
+            "--explain",
+            "--format",
+            "json",
+        ])
+        .run();
+    let findings: Vec<Value> = json
+        .stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["event"] == "finding")
+        .collect();
+    let subnet = findings
+        .iter()
+        .find(|f| f["kind"] == "subnet_outage")
+        .unwrap_or_else(|| panic!("no subnet finding in {findings:?}\n{}", json.stderr));
+    assert!(
+        subnet["scope"].as_str().unwrap().starts_with("127.20.1.0/"),
+        "{subnet}"
+    );
+    assert_eq!(subnet["reason"], "refused", "{subnet}");
+    assert!(
+        !findings.iter().any(|f| f["scope"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("127.20.2."))),
+        "the healthy subnet is blamed for nothing: {findings:?}"
+    );
+    let text = nv()
+        .args(["report", "--sqlite", db.to_str().unwrap(), "--explain"])
+        .run();
+    assert!(text.stdout.contains("== Findings"), "{}", text.stdout);
+    assert!(text.stdout.contains("127.20.1.0/"), "{}", text.stdout);
+}

@@ -2103,11 +2103,11 @@ pub fn findings_of_observations(observations: &[crate::vantage::Observation]) ->
         StoredCheck {
             target: &o.target,
             vantage: &o.vantage,
-            address: None,
+            address: o.address,
             ts_unix_ms: o.ts_unix_ms,
             outcome: if o.up { Outcome::Up } else { Outcome::Down },
             reason: o.reason,
-            error: None,
+            error: o.error.as_deref(),
         }
     }))
 }

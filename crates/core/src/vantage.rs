@@ -24,6 +24,11 @@ pub struct Observation {
     pub ts_unix_ms: i64,
     pub up: bool,
     pub reason: Option<Reason>,
+    /// The address tried (what subnet and round-robin findings need); absent for a name
+    /// that did not resolve.
+    pub address: Option<std::net::SocketAddr>,
+    /// The check's error text (what tells a prober-side failure from the target's).
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -206,6 +211,8 @@ mod tests {
         ups.iter()
             .enumerate()
             .map(|(i, &up)| Observation {
+                address: None,
+                error: None,
                 target: target.into(),
                 vantage: vantage.into(),
                 ts_unix_ms: 1_000_000 + 10_000 * i as i64,

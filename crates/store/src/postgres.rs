@@ -361,7 +361,15 @@ impl PgStore {
             .iter()
             .map(|row| {
                 let ts: PgTime = row.get(2);
-                sql::observation(row.get(0), row.get(1), ts.0, row.get(3), row.get(4))
+                sql::observation(sql::ObservationRow {
+                    target: row.get(0),
+                    vantage: row.get(1),
+                    ts_unix_ms: ts.0,
+                    outcome: row.get(3),
+                    reason: row.get(4),
+                    address: row.get(5),
+                    error: row.get(6),
+                })
             })
             .collect())
     }

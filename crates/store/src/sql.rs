@@ -38,28 +38,36 @@ pub(crate) fn results(dialect: Dialect, version: i32, with_cursor: bool) -> Stri
 pub(crate) fn observations(dialect: Dialect) -> String {
     let ts = ts(dialect);
     format!(
-        "SELECT target, vantage, {ts}, outcome, reason FROM results WHERE {ts} >= {} AND {ts} < {}",
+        "SELECT target, vantage, {ts}, outcome, reason, address, error FROM results WHERE {ts} >= {} AND {ts} < {}",
         placeholder(dialect, 1),
         placeholder(dialect, 2)
     )
 }
 
-/// An observation from the five values [`observations`] selects. An outcome other than
-/// `down` is up (degraded answered); a reason this build doesn't know reads as `other`.
-pub(crate) fn observation(
-    target: String,
-    vantage: String,
-    ts_unix_ms: i64,
-    outcome: &str,
-    reason: Option<&str>,
-) -> crate::Observation {
+/// What [`observations`] selects, as read from a row.
+pub(crate) struct ObservationRow<'a> {
+    pub target: String,
+    pub vantage: String,
+    pub ts_unix_ms: i64,
+    pub outcome: &'a str,
+    pub reason: Option<&'a str>,
+    pub address: Option<&'a str>,
+    pub error: Option<String>,
+}
+
+/// An observation from the values [`observations`] selects. An outcome other than `down` is
+/// up (degraded answered); a reason this build doesn't know reads as `other`; an address that
+/// does not parse is left out.
+pub(crate) fn observation(row: ObservationRow<'_>) -> crate::Observation {
     use netvantage_core::{Outcome, Reason};
     crate::Observation {
-        target,
-        vantage,
-        ts_unix_ms,
-        up: outcome != Outcome::Down.as_str(),
-        reason: reason.map(|r| r.parse().unwrap_or(Reason::Other)),
+        target: row.target,
+        vantage: row.vantage,
+        ts_unix_ms: row.ts_unix_ms,
+        up: row.outcome != Outcome::Down.as_str(),
+        reason: row.reason.map(|r| r.parse().unwrap_or(Reason::Other)),
+        address: row.address.and_then(|a| a.parse().ok()),
+        error: row.error,
     }
 }
 

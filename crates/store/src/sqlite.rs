@@ -304,13 +304,16 @@ impl SqliteStore {
             .query_map((window.from_unix_ms, window.until_unix_ms), |row| {
                 let outcome: String = row.get(3)?;
                 let reason: Option<String> = row.get(4)?;
-                Ok(sql::observation(
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    &outcome,
-                    reason.as_deref(),
-                ))
+                let address: Option<String> = row.get(5)?;
+                Ok(sql::observation(sql::ObservationRow {
+                    target: row.get(0)?,
+                    vantage: row.get(1)?,
+                    ts_unix_ms: row.get(2)?,
+                    outcome: &outcome,
+                    reason: reason.as_deref(),
+                    address: address.as_deref(),
+                    error: row.get(6)?,
+                }))
             })
             .map_err(sqlite)?;
         rows.collect::<Result<_, _>>().map_err(sqlite)

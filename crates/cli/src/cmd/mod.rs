@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod conns;
+pub mod explain;
 pub mod http;
 pub mod ingest;
 pub mod ports;

@@ -15,6 +15,7 @@ Example:
   netvantage report                      # netvantage.db, the last hour
   netvantage report --since 24h --format json
   netvantage report --postgres 'host=127.0.0.1 user=postgres dbname=netvantage'
+  netvantage report --since 24h --explain   # and why: subnets, bursts, paths, periods, DNS
 
 Output, one line per target:
   db1:5432 is down from every vantage point (fra1, iad1): refused ×10
@@ -49,6 +50,10 @@ pub struct ReportArgs {
     pub down_after: u32,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Add the findings of the window: what failed together (a subnet, the whole fleet, a
+    /// path from some vantage points), on a period, by name resolution, and why.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -70,6 +75,9 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<i32> {
         down_after: args.down_after,
         flap: FlapRule::Window(None),
     };
+    let findings = args
+        .explain
+        .then(|| netvantage_core::findings::findings_of_observations(&observations));
     let reports = judge(observations, &rules);
     let mut out = std::io::stdout().lock();
     match args.format {
@@ -82,6 +90,14 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<i32> {
             for report in &reports {
                 serde_json::to_writer(&mut out, report)?;
                 writeln!(out)?;
+            }
+        }
+    }
+    if let Some(findings) = &findings {
+        match args.format {
+            Format::Text => write!(out, "\n{}", crate::cmd::explain::findings_text(findings))?,
+            Format::Json => {
+                crate::cmd::explain::write_finding_events(&mut std::io::stderr().lock(), findings)?
             }
         }
     }

@@ -523,6 +523,8 @@ fn observations_without_addresses_still_show_a_path_problem_and_a_flapping_name(
     for r in 0..12 {
         let ts = T0 + r * 10_000;
         let seen = |target: &str, vantage: &str, ts: i64, reason: Option<Reason>| Observation {
+            address: None,
+            error: None,
             target: target.into(),
             vantage: vantage.into(),
             ts_unix_ms: ts,

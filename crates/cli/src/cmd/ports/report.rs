@@ -2,7 +2,7 @@
 //! transition lines. Formatting only; the decisions were made in `netvantage-core`.
 
 use netvantage_core::Reason;
-use netvantage_core::findings::{self, Finding, Names};
+use netvantage_core::findings::Names;
 use netvantage_core::fleet::{AddressStats, HostState, Transition};
 use netvantage_core::target::{Host, Target};
 use netvantage_core::verdict::{FlapRule, Verdict};
@@ -12,9 +12,6 @@ use std::net::SocketAddr;
 
 /// `2021-04-28T15:28:05Z` from Unix milliseconds.
 pub use netvantage_core::findings::rfc3339;
-
-/// Findings paragraphs shown in text mode; `--format json` lists every one.
-const MAX_FINDING_PARAGRAPHS: usize = 20;
 
 /// The targets of a run, as the findings engine names them (one vantage point: this machine).
 pub struct PortsNames<'a>(pub &'a [Target]);
@@ -34,22 +31,7 @@ impl Names for PortsNames<'_> {
     }
 }
 
-/// `--explain`'s findings section for text output (before the diagnosis tables).
-pub fn findings_text(findings: &[Finding]) -> String {
-    findings::render_text(findings, MAX_FINDING_PARAGRAPHS)
-}
-
-/// One `{"event":"finding",...}` line per finding, for stderr with `--format json`.
-pub fn write_finding_events(
-    out: &mut impl std::io::Write,
-    findings: &[Finding],
-) -> std::io::Result<()> {
-    for finding in findings {
-        serde_json::to_writer(&mut *out, &finding.event())?;
-        writeln!(out)?;
-    }
-    out.flush()
-}
+pub use crate::cmd::explain::{findings_text, write_finding_events};
 
 /// `sync-124.nylas.net is flappy` — the line users grep for. A host the run was stopped before
 /// checking says so rather than pretending it is ok.
