@@ -9,13 +9,16 @@ command -v nft >/dev/null || need_pkgs+=(nftables)
 command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v promtool >/dev/null || need_pkgs+=(prometheus)   # `promtool check metrics` in the conns tests
 command -v prlimit >/dev/null || need_pkgs+=(util-linux)
+command -v nmap >/dev/null || need_pkgs+=(nmap)               # real -sT / -sS scans in the conns tests
+command -v conntrack >/dev/null || need_pkgs+=(conntrack)     # the conntrack source's reference reader
+[ -x /usr/lib/chromium/chromium ] || need_pkgs+=(chromium)    # status page tests in headless Chromium
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need_pkgs[*]} — install them (apt-get install ${need_pkgs[*]}) or run as root" >&2
     exit 1
   fi
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
 
 # The pipeline tests use the machine's PostgreSQL on 127.0.0.1:5432 (trust auth for `postgres`)
@@ -36,6 +39,11 @@ if ! command -v psql >/dev/null || ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/n
       pg_ctlcluster $cluster reload
     }
   fi
+fi
+# The API tests run schemathesis and openapi-spec-validator (PyPI) from a venv of their own.
+if [ ! -x "$HOME/.local/nv-venv/bin/schemathesis" ] || [ ! -x "$HOME/.local/nv-venv/bin/openapi-spec-validator" ]; then
+  python3 -m venv "$HOME/.local/nv-venv"
+  "$HOME/.local/nv-venv/bin/pip" install -q schemathesis openapi-spec-validator
 fi
 TANSU_VERSION=0.6.0
 if ! { command -v tansu >/dev/null || [ -x "$HOME/.cargo/bin/tansu" ]; }; then

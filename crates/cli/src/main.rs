@@ -1,5 +1,8 @@
 //! `netvantage`: one binary, several front doors over one engine. This file only parses the
 //! command line, sets up logging and the runtime, and maps results to exit codes.
+//!
+//! It must not hold rules or machinery: verdicts, schedules, stores, sinks and servers live in
+//! the library crates (see the README's Architecture section), the CLI only wires them.
 
 mod args;
 mod cmd;

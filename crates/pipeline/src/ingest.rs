@@ -28,6 +28,17 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// Why ingest can't start or can't go on.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// librdkafka refused the consumer's settings or the subscription.
+    #[error("kafka: {0}")]
+    Kafka(String),
+    /// The store failed in a way retrying won't heal (see [`StoreError::heals`]).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
     pub topic: String,
@@ -91,7 +102,7 @@ pub fn consumer(
     group: &str,
     topic: &str,
     metrics: IngestMetrics,
-) -> anyhow::Result<StreamConsumer<IngestContext>> {
+) -> Result<StreamConsumer<IngestContext>, IngestError> {
     for (key, value) in [
         ("group.id", group),
         // Offsets move only after the database commit (see the module docs).
@@ -106,10 +117,10 @@ pub fn consumer(
     }
     let consumer: StreamConsumer<IngestContext> = config
         .create_with_context(IngestContext::new(metrics))
-        .map_err(|e| anyhow::anyhow!("cannot create the Kafka consumer: {e}"))?;
+        .map_err(|e| IngestError::Kafka(format!("cannot create the consumer: {e}")))?;
     consumer
         .subscribe(&[topic])
-        .map_err(|e| anyhow::anyhow!("cannot subscribe to {topic}: {e}"))?;
+        .map_err(|e| IngestError::Kafka(format!("cannot subscribe to {topic}: {e}")))?;
     Ok(consumer)
 }
 
@@ -194,7 +205,7 @@ pub async fn run(
     options: &IngestOptions,
     metrics: &IngestMetrics,
     stop: CancellationToken,
-) -> anyhow::Result<IngestSummary> {
+) -> Result<IngestSummary, IngestError> {
     let mut summary = IngestSummary::default();
     let Some(mut writer) = connect_writer(&options.postgres_url, &stop).await? else {
         return Ok(summary);

@@ -7,6 +7,11 @@
 //!
 //! The stores themselves (SQLite, PostgreSQL) are `netvantage_store`; the judgement across
 //! vantage points is `netvantage_core::vantage`.
+//!
+//! It must not own machinery the crates below it provide: no scheduler of its own
+//! (`netvantage_engine`), no store schema (`netvantage_store`), no sink lifecycle or spool
+//! (`netvantage_sinks`), no HTTP server (`netvantage_server`), no signal handling
+//! (`netvantage_runtime`).
 
 pub mod agent;
 /// The agent's config lives in `netvantage-config` (one YAML walker for every config).

@@ -25,3 +25,21 @@ pub use runner::{Fanout, RunnerOptions, SinkHandle, SinkStats};
 pub use sink::{Envelope, Guarantee, Record, Settle, Settlement, Sink, SinkError, SinkReport};
 pub use spool::Spool;
 pub use spooled::{Backlog, Spooled};
+
+/// What the unit tests of several modules build their records from.
+#[cfg(test)]
+mod test_support {
+    use crate::sink::Envelope;
+    use netvantage_core::{CheckResult, ResultRecord};
+    use std::time::Duration;
+
+    /// A TCP result with a distinct id and target per `n`.
+    pub fn envelope(n: u64) -> Envelope {
+        Envelope::check(ResultRecord {
+            id: uuid::Uuid::from_u64_pair(0, n),
+            agent: "a".into(),
+            vantage: "v".into(),
+            check: CheckResult::tcp(format!("t{n}:1"), None, 0, Duration::ZERO, None),
+        })
+    }
+}

@@ -319,17 +319,8 @@ impl Fanout {
 mod tests {
     use super::*;
     use crate::sink::{Guarantee, SinkError};
-    use netvantage_core::{CheckResult, ResultRecord};
+    use crate::test_support::envelope;
     use std::sync::Mutex;
-
-    fn envelope(n: u64) -> Envelope {
-        Envelope::check(ResultRecord {
-            id: uuid::Uuid::from_u64_pair(0, n),
-            agent: "a".into(),
-            vantage: "v".into(),
-            check: CheckResult::tcp(format!("t{n}:1"), None, 0, Duration::ZERO, None),
-        })
-    }
 
     /// A sink that fails the way it is told to, for the first `fail_first` sends.
     struct Scripted {

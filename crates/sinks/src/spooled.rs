@@ -288,16 +288,7 @@ impl<S: Sink + Backlog + 'static> Sink for Spooled<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netvantage_core::{CheckResult, ResultRecord};
-
-    fn envelope(n: u64) -> Envelope {
-        Envelope::check(ResultRecord {
-            id: uuid::Uuid::from_u64_pair(0, n),
-            agent: "a".into(),
-            vantage: "v".into(),
-            check: CheckResult::tcp(format!("t{n}:1"), None, 0, Duration::ZERO, None),
-        })
-    }
+    use crate::test_support::envelope;
 
     /// What a remote holds: each record with who to tell how it ended.
     type Held = Arc<Mutex<Vec<(Envelope, Arc<dyn Settle>)>>>;
