@@ -389,3 +389,77 @@ fn report_explain_names_the_subnet_that_went_dark_in_a_stored_window() {
     assert!(text.stdout.contains("== Findings"), "{}", text.stdout);
     assert!(text.stdout.contains("127.20.1.0/"), "{}", text.stdout);
 }
+
+#[test]
+fn report_explain_names_a_path_problem_seen_from_one_vantage_point_only() {
+    // Two vantage points check the same hosts into one store: from `fra1` (a namespace whose
+    // fleet refuses 127.21.1.0/24) they are down, from `iad1` (a clean fleet) they answer.
+    // The hosts are fine; the path from fra1 is not.
+    let scratch = Scratch::new();
+    let hosts: Vec<String> = (1..=8).map(|i| format!("127.21.1.{i}")).collect();
+    for (vantage, fleet_args) in [
+        ("fra1", "--port 80 --refused 127.21.1.0/24"),
+        ("iad1", "--port 80"),
+    ] {
+        let ns = Netns::new();
+        let (_fleet, _) = fleet_at(&ns, fleet_args);
+        let config = scratch.write(
+            &format!("{vantage}.yaml"),
+            format!(
+                "vantage: {vantage}\ntcp:\n  - name: web\n    port: 80\n    hosts: [{}]\n    interval: 300ms\n    timeout: 150ms\nsinks:\n  sqlite: {{path: nv.db}}\n",
+                hosts.join(", ")
+            ),
+        );
+        nv().args([
+            "agent",
+            "--config",
+            config.to_str().unwrap(),
+            "--run-for",
+            "2s",
+        ])
+        .current_dir(scratch.path())
+        .in_netns(&ns)
+        .run()
+        .assert_code(0);
+    }
+    let db = scratch.path().join("nv.db");
+    let json = nv()
+        .args([
+            "report",
+            "--sqlite",
+            db.to_str().unwrap(),
+            "--explain",
+            "--format",
+            "json",
+        ])
+        .run();
+    let findings: Vec<Value> = json
+        .stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["event"] == "finding")
+        .collect();
+    let paths: Vec<&Value> = findings
+        .iter()
+        .filter(|f| f["kind"] == "path_problem")
+        .collect();
+    assert!(
+        !paths.is_empty(),
+        "no path_problem in {findings:?}\n{}",
+        json.stderr
+    );
+    for path in &paths {
+        assert!(
+            path.to_string().contains("fra1") && !text(path, "sentence").is_empty(),
+            "the finding names the vantage point the path fails from: {path}"
+        );
+    }
+    assert!(
+        !findings
+            .iter()
+            .any(|f| f["kind"] == "service_down" || f["kind"] == "host_unreachable"),
+        "hosts that answer another vantage point are not blamed: {findings:?}"
+    );
+    // The verdict lines say the same: down from fra1 only.
+    assert!(json.stdout.contains("fra1"), "{}", json.stdout);
+}
