@@ -33,6 +33,9 @@ pub fn report(err: &anyhow::Error) -> i32 {
         cause
             .downcast_ref::<netvantage_store::StoreError>()
             .is_some_and(netvantage_store::StoreError::is_usage)
+            || cause
+                .downcast_ref::<netvantage_pipeline::ingest::IngestError>()
+                .is_some_and(netvantage_pipeline::ingest::IngestError::is_usage)
     });
     if err.downcast_ref::<UsageError>().is_some() || store_usage {
         USAGE

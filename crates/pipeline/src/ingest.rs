@@ -39,6 +39,13 @@ pub enum IngestError {
     Store(#[from] StoreError),
 }
 
+impl IngestError {
+    /// The user must fix something (a missing database, a refused role): exit 3, not 4.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, IngestError::Store(e) if e.is_usage())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
     pub topic: String,
