@@ -404,7 +404,7 @@ fn report_explain_names_a_path_problem_seen_from_one_vantage_point_only() {
         let ns = Netns::new();
         let (_fleet, _) = fleet_at(&ns, fleet_args);
         let config = scratch.write(
-            &format!("{vantage}.yaml"),
+            format!("{vantage}.yaml"),
             format!(
                 "vantage: {vantage}\ntcp:\n  - name: web\n    port: 80\n    hosts: [{}]\n    interval: 300ms\n    timeout: 150ms\nsinks:\n  sqlite: {{path: nv.db}}\n",
                 hosts.join(", ")
