@@ -8,7 +8,9 @@ need_pkgs=()
 command -v nft >/dev/null || need_pkgs+=(nftables)
 command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v promtool >/dev/null || need_pkgs+=(prometheus)   # `promtool check metrics` in the conns tests
-command -v prlimit >/dev/null || need_pkgs+=(util-linux)
+command -v prlimit >/dev/null || need_pkgs+=(util-linux)    # prlimit, setpriv
+command -v nmap >/dev/null || need_pkgs+=(nmap)             # real -sT / -sS scans in the conntrack tests
+command -v conntrack >/dev/null || need_pkgs+=(conntrack)   # the reference event reader in bench/conns
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need_pkgs[*]} — install them (apt-get install ${need_pkgs[*]}) or run as root" >&2
