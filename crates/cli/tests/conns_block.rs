@@ -205,7 +205,16 @@ fn the_hosts_own_addresses_and_loopback_are_never_blocked() {
                 .any(|l| l.contains("not blocking 127.0.0.5: it is a loopback address"))
     });
     assert!(ns.nft_set("blocked_v4").is_empty());
-    let events = conns.events();
+    // A poll logs its refusals before it prints its lines: wait for the lines too.
+    let scans = |out: &[String]| {
+        out.iter()
+            .filter(|l| l.contains("Port scan detected"))
+            .count()
+    };
+    conns.wait_for(Duration::from_secs(5), "both scan lines", |out, _| {
+        scans(out) >= 2
+    });
+    let events = conns.settle(Duration::from_millis(200), 2);
     assert_eq!(
         events
             .iter()
