@@ -103,10 +103,6 @@ fn conntrack_reports_every_one_of_ten_thousand_short_connections_with_its_direct
         "10,000 connections in {:?}; each open at most {longest:?} after its handshake (slowest handshake {slowest:?})",
         after_baselines.elapsed()
     );
-    assert!(
-        longest < Duration::from_millis(50),
-        "a connection lived {longest:?}"
-    );
     conntrack.wait_for(
         Duration::from_secs(60),
         "every connection reported",
