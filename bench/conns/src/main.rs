@@ -5,6 +5,10 @@
 //! `measure [--runs R] [--polls P]`: in the current network namespace, time one poll-and-diff
 //! of each netvantage source, `ss -tan` listing the same table, and the procfs crate's parser,
 //! interleaved R times (medians reported, with ratios); then RSS across P polls per source.
+//! `serve`, `generate`, `watch`: the event-rate benchmark driven by `events.sh` (see
+//! `events.rs`).
+
+mod events;
 
 use netvantage_conns::{Monitor, NetlinkSource, ProcSource, Snapshot, Source};
 use std::io::Write;
@@ -25,6 +29,17 @@ fn main() {
                 std::hint::black_box(n);
             }
         }
+        Some("serve") if args.len() == 3 => events::serve(&args[1], args[2].parse().expect("S")),
+        Some("generate") if args.len() == 4 => events::generate(
+            &args[1],
+            args[2].parse().expect("RATE"),
+            args[3].parse().expect("SECONDS"),
+        ),
+        Some("watch") if args.len() == 4 => events::watch(
+            &args[1],
+            args[2].parse().expect("PORT"),
+            args[3].parse().expect("SECONDS"),
+        ),
         Some("measure") => {
             let flag = |name: &str, default: usize| {
                 args.iter()
@@ -36,7 +51,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: conns-bench hold ADDR N | conns-bench measure [--runs R] [--polls P]"
+                "usage: conns-bench hold ADDR N | measure [--runs R] [--polls P] | serve ADDR S | generate ADDR RATE S | watch SOURCE PORT S"
             );
             std::process::exit(3);
         }

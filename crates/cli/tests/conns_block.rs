@@ -205,7 +205,16 @@ fn the_hosts_own_addresses_and_loopback_are_never_blocked() {
                 .any(|l| l.contains("not blocking 127.0.0.5: it is a loopback address"))
     });
     assert!(ns.nft_set("blocked_v4").is_empty());
-    let events = conns.events();
+    // A poll logs its refusals before it prints its lines: wait for the lines too.
+    let scans = |out: &[String]| {
+        out.iter()
+            .filter(|l| l.contains("Port scan detected"))
+            .count()
+    };
+    conns.wait_for(Duration::from_secs(5), "both scan lines", |out, _| {
+        scans(out) >= 2
+    });
+    let events = conns.settle(Duration::from_millis(200), 2);
     assert_eq!(
         events
             .iter()
@@ -216,4 +225,88 @@ fn the_hosts_own_addresses_and_loopback_are_never_blocked() {
     );
     assert_eq!(conns.terminate(), 0);
     drop((own, lo));
+}
+
+/// Connects from `source` to each of `ports` on `target` (each closed at once); returns how
+/// many connected.
+fn touch(peer: &Netns, source: &'static str, target: &'static str) -> usize {
+    peer.run_in(move || {
+        PORTS
+            .iter()
+            .filter(|port| {
+                let to = std::net::SocketAddr::new(target.parse().unwrap(), **port);
+                let from = std::net::SocketAddr::new(source.parse().unwrap(), 0);
+                connect_from(from, to, Duration::from_millis(400)).is_ok()
+            })
+            .count()
+    })
+}
+
+#[test]
+fn ipv6_scanners_are_banned_by_prefix_and_repeat_offenders_for_longer() {
+    let Pair { peer, host } = Pair::new();
+    // A /64 of the peer's that holds none of the host's addresses (2001:db8::/64 does).
+    for addr in ["2001:db8:1::2/64", "2001:db8:1::3/64"] {
+        peer.ip(&["-6", "addr", "add", addr, "dev", "nvp", "nodad"]);
+    }
+    host.ip(&["-6", "route", "add", "2001:db8:1::/64", "dev", "nvh"]);
+    let _listeners = listeners(&host);
+    let mut conns = host.conns(&[
+        "--source",
+        "netlink",
+        "--interval",
+        "200ms",
+        "--block",
+        "--block-ttl",
+        "2s",
+        "--ban-factor",
+        "2",
+        "--ban-max",
+        "1m",
+        "--scan-window",
+        "1s",
+    ]);
+    conns.wait_baseline();
+    let streams = scan(&peer, "2001:db8:1::2", "2001:db8::1");
+    conns.wait_for(Duration::from_secs(10), "the /64 ban", |out, _| {
+        out.iter()
+            .any(|l| l.ends_with("Blocked 2001:db8:1::/64 for 2s"))
+    });
+    let banned_at = Instant::now();
+    assert_eq!(
+        host.nft_set("blocked_v6"),
+        vec!["2001:db8:1::/64".to_string()]
+    );
+    // The neighbour in the same /64 is kept out too; the peer's other /64 is not.
+    assert!(!can_connect(&peer, "2001:db8:1::3", "2001:db8::1"));
+    assert!(can_connect(&peer, "2001:db8::3", "2001:db8::1"));
+    drop(streams);
+
+    // Expiry: the kernel drops the element after its TTL.
+    assert!(
+        wait_until(Duration::from_secs(8), || host
+            .nft_set("blocked_v6")
+            .is_empty()),
+        "the /64 still banned 8 s after a 2 s ban"
+    );
+    assert!(banned_at.elapsed() >= Duration::from_millis(1500));
+    // A second episode from the same /64 (after a quiet scan window): twice as long.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(touch(&peer, "2001:db8:1::3", "2001:db8::1"), PORTS.len());
+    conns.wait_for(
+        Duration::from_secs(10),
+        "the second, longer ban",
+        |out, _| {
+            out.iter()
+                .any(|l| l.ends_with("Blocked 2001:db8:1::/64 for 4s"))
+        },
+    );
+    let events = conns.events();
+    let bans = events.iter().filter(|e| e.starts_with("Blocked ")).count();
+    assert_eq!(bans, 2, "{events:#?}");
+    assert_eq!(conns.terminate(), 0);
+    assert!(
+        !host.nft_tables().contains("netvantage"),
+        "table left behind after a clean exit"
+    );
 }

@@ -2,8 +2,8 @@
 
 use crate::scan::ScanAlert;
 use crate::table::NewConnection;
+use ipnet::IpNet;
 use std::fmt::Write;
-use std::net::IpAddr;
 use time::{OffsetDateTime, UtcOffset, macros::format_description};
 
 /// `2021-04-28 15:28:05` at the given offset from UTC (0 for UTC).
@@ -26,18 +26,32 @@ pub fn new_connection(ts: &str, conn: &NewConnection) -> String {
     )
 }
 
-/// `<ts>: Port scan detected: 192.0.2.56 -> 10.0.0.5 on ports 80,81,82,83`.
+/// `<ts>: Port scan detected: 192.0.2.56 -> 10.0.0.5 on ports 80,81,82,83`, followed by
+/// ` (3 closed)` when the source of events saw which attempts were refused.
 pub fn port_scan(ts: &str, alert: &ScanAlert) -> String {
     let mut line = format!("{ts}: Port scan detected: {} -> ", alert.source);
     join(&mut line, &alert.destinations);
     line.push_str(" on ports ");
     join(&mut line, &alert.ports);
+    if let Some(closed) = alert.closed {
+        let _ = write!(line, " ({closed} closed)");
+    }
     line
 }
 
-/// `<ts>: Blocked 192.0.2.56 for 3600s`.
-pub fn blocked(ts: &str, address: IpAddr, ttl_seconds: u64) -> String {
-    format!("{ts}: Blocked {address} for {ttl_seconds}s")
+/// `<ts>: Blocked 192.0.2.56 for 3600s`; an IPv6 prefix ban names the prefix
+/// (`Blocked 2001:db8:1::/64 for 3600s`).
+pub fn blocked(ts: &str, target: IpNet, ttl_seconds: u64) -> String {
+    format!("{ts}: Blocked {} for {ttl_seconds}s", ban_target(target))
+}
+
+/// A ban's target as logs and lines show it: a single address bare, a prefix as a CIDR.
+pub fn ban_target(target: IpNet) -> String {
+    if target.prefix_len() == target.max_prefix_len() {
+        target.addr().to_string()
+    } else {
+        target.to_string()
+    }
 }
 
 fn join<T: std::fmt::Display>(out: &mut String, items: &[T]) {
@@ -73,14 +87,24 @@ mod tests {
             source: "192.0.2.56".parse().unwrap(),
             destinations: vec!["10.0.0.5".parse().unwrap()],
             ports: vec![80, 81, 82, 83],
+            closed: None,
         };
         assert_eq!(
             port_scan(&ts, &alert),
             "2021-04-28 15:28:05: Port scan detected: 192.0.2.56 -> 10.0.0.5 on ports 80,81,82,83"
         );
+        let refused = ScanAlert {
+            closed: Some(3),
+            ..alert
+        };
+        assert!(port_scan(&ts, &refused).ends_with("on ports 80,81,82,83 (3 closed)"));
         assert_eq!(
-            blocked(&ts, "2001:db8::2".parse().unwrap(), 60),
+            blocked(&ts, "2001:db8::2/128".parse().unwrap(), 60),
             "2021-04-28 15:28:05: Blocked 2001:db8::2 for 60s"
+        );
+        assert_eq!(
+            blocked(&ts, "2001:db8:1::/64".parse().unwrap(), 60),
+            "2021-04-28 15:28:05: Blocked 2001:db8:1::/64 for 60s"
         );
     }
 

@@ -1,12 +1,14 @@
 //! nftables through `nft -j -f -`: commands are JSON values built here and written to nft's
 //! stdin, so an address is always a JSON string, never text spliced into a rule or a shell.
 //!
-//! Everything lives in the table `inet netvantage`, with two timeout sets (`blocked_v4`,
-//! `blocked_v6`) and one input chain that drops their members. No other table is touched.
+//! Everything lives in the table `inet netvantage`, with two timeout sets (`blocked_v4` of
+//! addresses, `blocked_v6` of prefixes: an interval set, so a /64 is one element) and one
+//! input chain that drops their members. With `--source conntrack` two more chains switch
+//! conntrack on for this network namespace ([`conntrack_commands`]). No other table is touched.
 
+use ipnet::IpNet;
 use serde_json::{Value, json};
 use std::io::Write;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -16,6 +18,10 @@ pub const TABLE: &str = "netvantage";
 pub const SET_V4: &str = "blocked_v4";
 pub const SET_V6: &str = "blocked_v6";
 pub const CHAIN: &str = "input";
+pub const TRACK_CHAINS: [(&str, &str); 2] = [
+    ("track_prerouting", "prerouting"),
+    ("track_output", "output"),
+];
 
 /// Before the usual `filter` priority (0), so a blocked scanner is dropped before any other
 /// rule on this host accepts it.
@@ -45,7 +51,7 @@ pub fn setup_commands() -> Value {
         json!({ "add": { "set": { "family": FAMILY, "table": TABLE, "name": SET_V4,
             "type": "ipv4_addr", "flags": ["timeout"] } } }),
         json!({ "add": { "set": { "family": FAMILY, "table": TABLE, "name": SET_V6,
-            "type": "ipv6_addr", "flags": ["timeout"] } } }),
+            "type": "ipv6_addr", "flags": ["interval", "timeout"] } } }),
         json!({ "add": { "chain": { "family": FAMILY, "table": TABLE, "name": CHAIN,
             "type": "filter", "hook": "input", "prio": CHAIN_PRIORITY, "policy": "accept" } } }),
         json!({ "flush": { "chain": { "family": FAMILY, "table": TABLE, "name": CHAIN } } }),
@@ -61,11 +67,50 @@ pub fn ttl_seconds(ttl: Duration) -> u64 {
     secs.max(1)
 }
 
-pub fn block_commands(address: IpAddr, ttl: Duration) -> Value {
-    let set = if address.is_ipv4() { SET_V4 } else { SET_V6 };
+/// Conntrack tracks nothing in a namespace until a rule needs it. These chains are that rule:
+/// every new flow (arriving, or leaving from this host) gets the event mask
+/// `new,reply,destroy`, which both switches tracking on and keeps the events to three per
+/// connection (the kernel would otherwise also report every TCP state change). `reply` is
+/// what tells a refused attempt from an answered one (see `flows`). Before the default
+/// filter priority and after conntrack's own (-200).
+pub fn conntrack_commands() -> Value {
+    let mut commands = vec![json!({ "add": { "table": { "family": FAMILY, "name": TABLE } } })];
+    for (chain, hook) in TRACK_CHAINS {
+        commands.push(
+            json!({ "add": { "chain": { "family": FAMILY, "table": TABLE,
+            "name": chain, "type": "filter", "hook": hook, "prio": CHAIN_PRIORITY,
+            "policy": "accept" } } }),
+        );
+        commands.push(
+            json!({ "flush": { "chain": { "family": FAMILY, "table": TABLE,
+            "name": chain } } }),
+        );
+        commands.push(json!({ "add": { "rule": {
+            "family": FAMILY, "table": TABLE, "chain": chain,
+            "expr": [
+                { "match": { "op": "in", "left": { "ct": { "key": "state" } }, "right": "new" } },
+                { "mangle": { "key": { "ct": { "key": "event" } },
+                    "value": ["new", "reply", "destroy"] } }
+            ]
+        } } }));
+    }
+    batch(commands)
+}
+
+/// An IPv4 target is one address of `blocked_v4`; an IPv6 one a prefix of `blocked_v6`
+/// (a /128 for a single address).
+pub fn block_commands(target: IpNet, ttl: Duration) -> Value {
+    let (set, val) = match target {
+        IpNet::V4(net) => (SET_V4, json!(net.addr().to_string())),
+        IpNet::V6(net) if net.prefix_len() == 128 => (SET_V6, json!(net.addr().to_string())),
+        IpNet::V6(net) => (
+            SET_V6,
+            json!({ "prefix": { "addr": net.network().to_string(), "len": net.prefix_len() } }),
+        ),
+    };
     batch(vec![json!({ "add": { "element": {
         "family": FAMILY, "table": TABLE, "name": set,
-        "elem": [ { "elem": { "val": address.to_string(), "timeout": ttl_seconds(ttl) } } ]
+        "elem": [ { "elem": { "val": val, "timeout": ttl_seconds(ttl) } } ]
     } } })])
 }
 
@@ -152,8 +197,13 @@ impl Firewall {
         self.run(&setup_commands())
     }
 
-    pub fn block(&self, address: IpAddr, ttl: Duration) -> Result<(), NftError> {
-        self.run(&block_commands(address, ttl))
+    pub fn block(&self, target: IpNet, ttl: Duration) -> Result<(), NftError> {
+        self.run(&block_commands(target, ttl))
+    }
+
+    /// Switches conntrack on in this network namespace ([`conntrack_commands`]).
+    pub fn track_connections(&self) -> Result<(), NftError> {
+        self.run(&conntrack_commands())
     }
 
     pub fn teardown(&self) -> Result<(), NftError> {
@@ -167,14 +217,49 @@ mod tests {
 
     #[test]
     fn block_puts_the_address_in_the_set_of_its_family_as_a_json_string() {
-        let v4 = block_commands("198.18.0.2".parse().unwrap(), Duration::from_secs(3600));
+        let v4 = block_commands("198.18.0.2/32".parse().unwrap(), Duration::from_secs(3600));
         let elem = &v4["nftables"][0]["add"]["element"];
         assert_eq!(elem["name"], SET_V4);
         assert_eq!(elem["table"], TABLE);
         assert_eq!(elem["elem"][0]["elem"]["val"], "198.18.0.2");
         assert_eq!(elem["elem"][0]["elem"]["timeout"], 3600);
-        let v6 = block_commands("2001:db8::2".parse().unwrap(), Duration::from_secs(1));
+        let v6 = block_commands("2001:db8::2/128".parse().unwrap(), Duration::from_secs(1));
         assert_eq!(v6["nftables"][0]["add"]["element"]["name"], SET_V6);
+        assert_eq!(
+            v6["nftables"][0]["add"]["element"]["elem"][0]["elem"]["val"],
+            "2001:db8::2"
+        );
+        let prefix = block_commands(
+            "2001:db8:1:2::9/64".parse().unwrap(),
+            Duration::from_secs(1),
+        );
+        assert_eq!(
+            prefix["nftables"][0]["add"]["element"]["elem"][0]["elem"]["val"],
+            json!({ "prefix": { "addr": "2001:db8:1:2::", "len": 64 } })
+        );
+    }
+
+    #[test]
+    fn conntrack_chains_live_in_our_table_and_set_the_event_mask() {
+        let commands = conntrack_commands();
+        let commands = commands["nftables"].as_array().unwrap();
+        for command in commands {
+            let inner = command.as_object().unwrap().values().next().unwrap();
+            let inner = inner.as_object().unwrap().values().next().unwrap();
+            assert!(
+                inner["table"] == TABLE || inner["name"] == TABLE,
+                "{command}"
+            );
+        }
+        let rules: Vec<_> = commands
+            .iter()
+            .filter_map(|c| c["add"].get("rule"))
+            .collect();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(
+            rules[0]["expr"][1]["mangle"]["value"],
+            json!(["new", "reply", "destroy"])
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use ipnet::IpNet;
 use std::collections::HashSet;
 use std::fmt;
 use std::net::IpAddr;
+use std::time::Duration;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -71,6 +72,58 @@ impl BlockPolicy {
     }
 }
 
+impl BlockPolicy {
+    /// What to ban for an address [`BlockPolicy::check`] allowed: an IPv4 address as is, an
+    /// IPv6 address widened to its `/prefix6` (a scanner holds a whole /64 and walks it, as
+    /// fail2ban's single-address IPv6 bans show) — but only the address when the prefix would
+    /// hold one of this host's addresses or touch an allow-listed network, which a ban must
+    /// never reach.
+    pub fn ban_target(&self, address: IpAddr, prefix6: u8) -> IpNet {
+        let single = IpNet::from(address);
+        let IpAddr::V6(v6) = address else {
+            return single;
+        };
+        let Ok(net) = ipnet::Ipv6Net::new(v6, prefix6.min(128)) else {
+            return single;
+        };
+        let net = IpNet::V6(net.trunc());
+        let reaches_own = self.own.iter().any(|own| net.contains(own));
+        let reaches_allowed = self
+            .allow
+            .iter()
+            .any(|allowed| net.contains(allowed) || allowed.contains(&net));
+        if reaches_own || reaches_allowed {
+            single
+        } else {
+            net
+        }
+    }
+}
+
+/// How long a ban lasts, growing for repeat offenders as fail2ban's `bantime.increment`:
+/// the n-th ban of the same target lasts `base × factor^(n−1)`, at most `max`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BanSchedule {
+    pub base: Duration,
+    /// 1 keeps every ban at `base`.
+    pub factor: f64,
+    pub max: Duration,
+}
+
+impl BanSchedule {
+    /// `offense` counts from 1 (the first ban).
+    pub fn ttl(&self, offense: u32) -> Duration {
+        let max = self.max.max(self.base);
+        let exponent = i32::try_from(offense.saturating_sub(1)).unwrap_or(i32::MAX);
+        let scaled = self.base.as_secs_f64() * self.factor.max(1.0).powi(exponent);
+        if !scaled.is_finite() || scaled >= max.as_secs_f64() {
+            max
+        } else {
+            Duration::from_secs_f64(scaled)
+        }
+    }
+}
+
 /// `--allow` values: a CIDR (`10.0.0.0/8`, `2001:db8::/32`) or a bare address (a /32 or /128).
 pub fn parse_allow(text: &str) -> Result<IpNet, String> {
     let text = text.trim();
@@ -118,6 +171,42 @@ mod tests {
         ));
         assert_eq!(policy.check(ip("2001:db8::8")), Ok(ip("2001:db8::8")));
         assert_eq!(policy.check(ip("::ffff:198.19.0.2")), Ok(ip("198.19.0.2")));
+    }
+
+    #[test]
+    fn ipv6_bans_take_the_prefix_unless_it_reaches_our_own_or_allowed_addresses() {
+        let mut policy = BlockPolicy::new(vec![parse_allow("2001:db8:2::7").unwrap()]);
+        policy.set_own_addresses([ip("2001:db8::1")]);
+        let ban = |a: &str, len| policy.ban_target(ip(a), len).to_string();
+        assert_eq!(ban("2001:db8:1::2", 64), "2001:db8:1::/64");
+        assert_eq!(ban("2001:db8:1:0:ffff::2", 48), "2001:db8:1::/48");
+        assert_eq!(ban("2001:db8:1::2", 128), "2001:db8:1::2/128");
+        // Same /64 as this host, or as an allowed address: only the scanner itself.
+        assert_eq!(ban("2001:db8::2", 64), "2001:db8::2/128");
+        assert_eq!(ban("2001:db8:2::9", 64), "2001:db8:2::9/128");
+        assert_eq!(ban("198.18.0.2", 64), "198.18.0.2/32");
+    }
+
+    #[test]
+    fn repeat_offenders_get_longer_bans_up_to_the_maximum() {
+        let schedule = BanSchedule {
+            base: Duration::from_secs(60),
+            factor: 2.0,
+            max: Duration::from_secs(300),
+        };
+        let ttls: Vec<u64> = (1..=5).map(|n| schedule.ttl(n).as_secs()).collect();
+        assert_eq!(ttls, vec![60, 120, 240, 300, 300]);
+        assert_eq!(schedule.ttl(u32::MAX), Duration::from_secs(300));
+        let flat = BanSchedule {
+            factor: 1.0,
+            ..schedule
+        };
+        assert_eq!(flat.ttl(7), Duration::from_secs(60));
+        let max_below_base = BanSchedule {
+            max: Duration::from_secs(1),
+            ..schedule
+        };
+        assert_eq!(max_below_base.ttl(3), Duration::from_secs(60));
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub struct ScanAlert {
     pub destinations: Vec<IpAddr>,
     /// The distinct local ports within the window, ascending.
     pub ports: Vec<u16>,
+    /// How many of `ports` refused the connection (closed ports), when the source of events
+    /// can tell (conntrack); `None` for socket-table polls, which never see a refused attempt.
+    pub closed: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -50,6 +53,8 @@ struct Hit {
     at: Instant,
     destination: IpAddr,
     port: u16,
+    /// The attempt was answered only by a reset: the port is closed.
+    refused: bool,
 }
 
 #[derive(Debug)]
@@ -103,6 +108,21 @@ impl ScanDetector {
         now: Instant,
         connections: impl IntoIterator<Item = (IpAddr, IpAddr, u16)>,
     ) -> Vec<ScanAlert> {
+        self.observe_attempts(now, connections, std::iter::empty(), false)
+    }
+
+    /// [`ScanDetector::observe`] for a source of events that also sees refused attempts:
+    /// `refused` lists (source, local port) of attempts answered only by a reset, which mark
+    /// the matching hit (recorded now or earlier in the window) as a closed port. Refused
+    /// attempts count towards the rule like any other; `knows_refusals` fills
+    /// [`ScanAlert::closed`].
+    pub fn observe_attempts(
+        &mut self,
+        now: Instant,
+        connections: impl IntoIterator<Item = (IpAddr, IpAddr, u16)>,
+        refused: impl IntoIterator<Item = (IpAddr, u16)>,
+        knows_refusals: bool,
+    ) -> Vec<ScanAlert> {
         self.expire(now);
         let mut touched = BTreeSet::new();
         for (source, destination, port) in connections {
@@ -112,9 +132,19 @@ impl ScanDetector {
                     at: now,
                     destination,
                     port,
+                    refused: false,
                 },
             );
             touched.insert(source);
+        }
+        for (source, port) in refused {
+            if let Some(hit) = self
+                .sources
+                .get_mut(&source)
+                .and_then(|state| state.hits.iter_mut().find(|h| h.port == port))
+            {
+                hit.refused = true;
+            }
         }
         let mut alerts = Vec::new();
         for source in touched {
@@ -128,10 +158,12 @@ impl ScanDetector {
             let mut ports: Vec<u16> = state.hits.iter().map(|h| h.port).collect();
             ports.sort_unstable();
             let destinations: BTreeSet<IpAddr> = state.hits.iter().map(|h| h.destination).collect();
+            let closed = state.hits.iter().filter(|h| h.refused).count();
             alerts.push(ScanAlert {
                 source,
                 destinations: destinations.into_iter().collect(),
                 ports,
+                closed: knows_refusals.then_some(closed),
             });
         }
         alerts
@@ -214,9 +246,42 @@ mod tests {
             vec![ScanAlert {
                 source: ip("192.0.2.56"),
                 destinations: vec![ip("10.0.0.5")],
-                ports: vec![80, 81, 82, 83]
+                ports: vec![80, 81, 82, 83],
+                closed: None,
             }]
         );
+    }
+
+    #[test]
+    fn refused_attempts_count_towards_the_rule_and_are_reported_as_closed() {
+        let mut d = detector();
+        let t = Instant::now();
+        // Two attempts of an earlier poll, one of them refused only now.
+        assert!(
+            d.observe_attempts(t, hits("192.0.2.56", &[22, 80]), [], true)
+                .is_empty()
+        );
+        let alerts = d.observe_attempts(
+            t + Duration::from_secs(1),
+            hits("192.0.2.56", &[81, 82]),
+            [
+                (ip("192.0.2.56"), 81),
+                (ip("192.0.2.56"), 82),
+                (ip("192.0.2.56"), 22),
+            ],
+            true,
+        );
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].ports, vec![22, 80, 81, 82]);
+        assert_eq!(alerts[0].closed, Some(3));
+        // A refusal of a port never seen (or of another source) marks nothing.
+        let alerts = d.observe_attempts(
+            t,
+            hits("192.0.2.57", &[1, 2, 3, 4]),
+            [(ip("192.0.2.57"), 9), (ip("192.0.2.58"), 1)],
+            true,
+        );
+        assert_eq!(alerts[0].closed, Some(0));
     }
 
     #[test]

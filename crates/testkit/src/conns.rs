@@ -78,6 +78,16 @@ impl Conns {
         self.events()
     }
 
+    /// SIGSTOP: the monitor stops reading (the kernel's buffers fill), until [`Conns::resume`].
+    pub fn pause(&self) {
+        self.process.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`Conns::pause`].
+    pub fn resume(&self) {
+        self.process.signal(libc::SIGCONT);
+    }
+
     /// SIGTERM, then the exit code (waits at most 10 s).
     pub fn terminate(&mut self) -> i32 {
         self.process.terminate(WITHIN)

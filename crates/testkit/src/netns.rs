@@ -75,7 +75,7 @@ impl Netns {
     }
 
     /// The members of the set `inet netvantage SET` in this namespace (empty if the table is
-    /// absent).
+    /// absent): addresses, and prefixes as `addr/len`.
     pub fn nft_set(&self, set: &str) -> Vec<String> {
         let listed = TestCommand::new("nft")
             .args(["-j", "list", "set", "inet", "netvantage", set])
@@ -91,7 +91,19 @@ impl Netns {
             .flatten()
             .filter_map(|item| item["set"]["elem"].as_array())
             .flatten()
-            .filter_map(|e| e["elem"]["val"].as_str().or(e.as_str()).map(str::to_string))
+            .filter_map(|e| {
+                let val = if e["elem"]["val"].is_null() {
+                    e
+                } else {
+                    &e["elem"]["val"]
+                };
+                // A prefix of an interval set (`blocked_v6`) as `addr/len`.
+                let prefix = &val["prefix"];
+                match val.as_str() {
+                    Some(addr) => Some(addr.to_string()),
+                    None => Some(format!("{}/{}", prefix["addr"].as_str()?, prefix["len"])),
+                }
+            })
             .collect()
     }
 

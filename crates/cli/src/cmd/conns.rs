@@ -1,23 +1,25 @@
 //! `netvantage conns`: reports every new TCP connection on this host, detects port scans and,
-//! with `--block`, keeps scanners out through nftables. The rules live in `netvantage-conns`;
-//! this module only wires the command line, the clock, stdout and the firewall together.
+//! with `--block`, keeps scanners out through nftables. The rules and the watcher loop live in
+//! `netvantage-conns`; this module only parses the command line and wires the source, stdout,
+//! the firewall, `/metrics` and the shutdown together.
 
 use crate::args;
 use anyhow::Context;
 use ipnet::IpNet;
-use netvantage_conns::scan::{ScanConfig, ScanDetector};
+use netvantage_conns::conntrack::{self, ConntrackError, ConntrackSource};
+use netvantage_conns::scan::ScanConfig;
+use netvantage_conns::watch::{BlockPlan, Blocker, ConntrackFeed, LineSink, WatchError, WatchPlan};
 use netvantage_conns::{
-    Direction, Monitor, NetlinkSource, ProcSource, Source, SourceError, clock, format, hostaddrs,
-    metrics::{self, Metrics},
+    Feed, Monitor, NetlinkSource, ProcSource, Source, SourceError, Watcher, hostaddrs,
+    metrics::Metrics,
     nft::{self, Firewall},
-    policy::{self, BlockPolicy},
+    policy::{self, BanSchedule},
 };
-use std::collections::HashMap;
+use netvantage_runtime::Shutdown;
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
-use tokio::signal::unix::{SignalKind, signal};
+use std::time::Duration;
 
 const AFTER_HELP: &str = "\
 Output (stdout, one line per event; UTC unless --local-time):
@@ -28,6 +30,7 @@ Output (stdout, one line per event; UTC unless --local-time):
 Examples:
   netvantage conns
   netvantage conns --source netlink --interval 1s --metrics-addr 127.0.0.1:9101
+  netvantage conns --source conntrack --interval 1s --block --block-prefix6 64
   netvantage conns --block --block-ttl 10m --allow 10.0.0.0/8 --allow 2001:db8::/32
   netvantage conns --proc-root /host/proc --include-existing --count 1
 
@@ -39,6 +42,10 @@ pub enum SourceKind {
     Proc,
     /// Dump the table through NETLINK_SOCK_DIAG (like `ss`); faster at scale.
     Netlink,
+    /// Conntrack netlink events (needs CAP_NET_ADMIN): sees connections that live a
+    /// millisecond and SYNs to closed ports. Switches conntrack on in this network namespace
+    /// with a rule in the table `inet netvantage`.
+    Conntrack,
 }
 
 /// Report new TCP connections, detect port scans, optionally block scanners.
@@ -72,14 +79,23 @@ pub struct ConnsArgs {
     /// Add scanners to the nftables table `inet netvantage` (needs CAP_NET_ADMIN).
     #[arg(long)]
     block: bool,
-    /// How long a scanner stays blocked (whole seconds, rounded up).
+    /// How long a scanner stays blocked the first time (whole seconds, rounded up).
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = args::positive_duration)]
     block_ttl: Duration,
+    /// Each repeat ban of the same target lasts this many times the previous one (1: no growth).
+    #[arg(long, value_name = "FACTOR", default_value_t = 2.0, value_parser = ban_factor)]
+    ban_factor: f64,
+    /// The longest a repeat ban may last.
+    #[arg(long, value_name = "DURATION", default_value = "1d", value_parser = args::positive_duration)]
+    ban_max: Duration,
+    /// IPv6 scanners are banned by this prefix length (128: the address alone).
+    #[arg(long, value_name = "LEN", default_value_t = 64, value_parser = clap::value_parser!(u8).range(1..=128))]
+    block_prefix6: u8,
     /// Never block addresses in this network (CIDR or address; repeatable).
     #[arg(long = "allow", value_name = "CIDR", value_parser = policy::parse_allow)]
     allow: Vec<IpNet>,
     /// Leave the nftables table in place on exit.
-    #[arg(long, requires = "block")]
+    #[arg(long)]
     keep_rules: bool,
     /// Log what --block would do without touching nftables.
     #[arg(long, requires = "block")]
@@ -87,15 +103,26 @@ pub struct ConnsArgs {
     /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9101).
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<SocketAddr>,
+    /// The conntrack event socket's kernel receive buffer in bytes: a burst larger than this
+    /// between two reads is an overrun (counted, logged, re-synced from a dump).
+    #[arg(long, value_name = "BYTES", default_value_t = conntrack::DEFAULT_BUFFER, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=1 << 30))]
+    conntrack_buffer: usize,
     /// Stop after this many polls (default: run until SIGINT/SIGTERM).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
 }
 
+fn ban_factor(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(factor) if factor.is_finite() && factor >= 1.0 => Ok(factor),
+        _ => Err(format!("{text:?} is not a factor of at least 1 (e.g. 2)")),
+    }
+}
+
 pub async fn run(args: ConnsArgs) -> anyhow::Result<i32> {
-    if args.proc_root.is_some() && args.source == SourceKind::Netlink {
+    if args.proc_root.is_some() && args.source != SourceKind::Proc {
         return Err(crate::exit::usage(
-            "--proc-root only applies to --source proc (netlink reads this process's network namespace)",
+            "--proc-root only applies to --source proc (netlink and conntrack read this process's network namespace)",
         ));
     }
     if args.scan_ports == 0 || args.scan_max_sources == 0 {
@@ -103,6 +130,86 @@ pub async fn run(args: ConnsArgs) -> anyhow::Result<i32> {
             "--scan-ports and --scan-max-sources must be at least 1",
         ));
     }
+    let shutdown = Shutdown::new();
+    shutdown.stop_on_signals()?;
+
+    // The table holds our drop chain (--block) and the rule that switches conntrack on
+    // (--source conntrack); it exists while either needs it.
+    let firewall = Firewall::default();
+    let owns_table = (args.block && !args.dry_run) || args.source == SourceKind::Conntrack;
+    if args.block && !args.dry_run {
+        let setup = firewall.clone();
+        tokio::task::spawn_blocking(move || setup.setup())
+            .await?
+            .context("cannot create the nftables table inet netvantage")?;
+        tracing::info!("nftables table inet {} ready", nft::TABLE);
+    }
+    let feed = match open_feed(&args, &firewall).await {
+        Ok(feed) => feed,
+        Err(err) => {
+            if owns_table {
+                remove_table(&firewall, false).await;
+            }
+            return Err(err);
+        }
+    };
+
+    let metrics = Metrics::new();
+    if let Some(addr) = args.metrics_addr {
+        let bound = crate::serve::metrics(addr, metrics.registry(), &shutdown)
+            .await
+            .map_err(|err| crate::exit::usage(format!("--metrics-addr {addr}: {err}")))?;
+        tracing::info!("metrics on http://{bound}/metrics");
+    }
+
+    let plan = WatchPlan {
+        interval: args.interval,
+        count: args.count,
+        include_existing: args.include_existing,
+        local_time: args.local_time,
+        scan: ScanConfig {
+            max_ports: args.scan_ports,
+            window: args.scan_window,
+            max_sources: args.scan_max_sources,
+            ..ScanConfig::default()
+        },
+        block: args.block.then(|| BlockPlan {
+            allow: args.allow.clone(),
+            schedule: BanSchedule {
+                base: args.block_ttl,
+                factor: args.ban_factor,
+                max: args.ban_max,
+            },
+            prefix6: args.block_prefix6,
+            dry_run: args.dry_run,
+        }),
+    };
+    let blocker: Option<Box<dyn Blocker>> =
+        (args.block && !args.dry_run).then(|| Box::new(firewall.clone()) as Box<dyn Blocker>);
+    let mut watcher = Watcher::new(
+        plan,
+        feed,
+        metrics,
+        Box::new(Stdout),
+        blocker,
+        Box::new(hostaddrs::own_addresses),
+    );
+    let outcome = watcher.run(&shutdown).await;
+    // The conntrack reader thread stops before the table that feeds it goes away.
+    drop(watcher);
+    if owns_table {
+        remove_table(&firewall, args.keep_rules).await;
+    }
+    match outcome {
+        Ok(()) => Ok(0),
+        Err(WatchError::Source(err @ SourceError::Read { .. })) => {
+            Err(crate::exit::usage(err.to_string()))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+async fn open_feed(args: &ConnsArgs, firewall: &Firewall) -> anyhow::Result<Feed> {
     let source: Box<dyn Source> = match args.source {
         SourceKind::Proc => Box::new(ProcSource::new(
             args.proc_root
@@ -112,242 +219,66 @@ pub async fn run(args: ConnsArgs) -> anyhow::Result<i32> {
         SourceKind::Netlink => {
             Box::new(NetlinkSource::open().context("cannot open a NETLINK_SOCK_DIAG socket")?)
         }
-    };
-
-    let metrics = Metrics::new();
-    if let Some(addr) = args.metrics_addr {
-        let bound = metrics::serve(addr, metrics.clone())
-            .await
-            .map_err(|err| crate::exit::usage(format!("--metrics-addr {addr}: {err}")))?;
-        tracing::info!("metrics on http://{bound}/metrics");
-    }
-
-    let firewall = if args.block && !args.dry_run {
-        let firewall = Firewall::default();
-        let setup = firewall.clone();
-        tokio::task::spawn_blocking(move || setup.setup())
-            .await?
-            .context("cannot create the nftables table inet netvantage")?;
-        tracing::info!("nftables table inet {} ready", nft::TABLE);
-        Some(firewall)
-    } else {
-        None
-    };
-
-    let mut watcher = Watcher {
-        monitor: Monitor::new(source),
-        detector: ScanDetector::new(ScanConfig {
-            max_ports: args.scan_ports,
-            window: args.scan_window,
-            max_sources: args.scan_max_sources,
-            ..ScanConfig::default()
-        }),
-        policy: BlockPolicy::new(args.allow.clone()),
-        block: args.block,
-        firewall: firewall.clone(),
-        ttl: args.block_ttl,
-        blocked: HashMap::new(),
-        metrics,
-        include_existing: args.include_existing,
-        local_time: args.local_time,
-    };
-
-    let outcome = watch(&mut watcher, &args).await;
-
-    if let Some(firewall) = firewall {
-        if args.keep_rules {
+        SourceKind::Conntrack => {
+            let buffer = args.conntrack_buffer;
+            // Subscribe first: a missing privilege or kernel feature is then said before any
+            // table is touched.
+            let source = ConntrackSource::open(buffer).map_err(conntrack_error)?;
+            let track = firewall.clone();
+            tokio::task::spawn_blocking(move || track.track_connections())
+                .await?
+                .map_err(|err| {
+                    crate::exit::usage(format!(
+                        "--source conntrack switches conntrack on with a rule in the nftables table inet {}, which failed: {err}",
+                        nft::TABLE
+                    ))
+                })?;
             tracing::info!(
-                "leaving nftables table inet {} in place (--keep-rules)",
+                buffer,
+                "conntrack events subscribed; conntrack switched on by table inet {}",
                 nft::TABLE
             );
-        } else {
-            let removed = tokio::task::spawn_blocking(move || firewall.teardown()).await?;
-            removed.context("cannot remove the nftables table inet netvantage")?;
-            tracing::info!("nftables table inet {} removed", nft::TABLE);
+            return Ok(Feed::Conntrack(ConntrackFeed::new(source, buffer)));
         }
-    }
-    outcome
+    };
+    Ok(Feed::Table(Monitor::new(source)))
 }
 
-async fn watch(watcher: &mut Watcher, args: &ConnsArgs) -> anyhow::Result<i32> {
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut ticker = tokio::time::interval(args.interval);
-    // A slow poll delays the next one instead of bunching them up.
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut polls = 0u64;
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = interrupt.recv() => break,
-            _ = terminate.recv() => break,
+/// A missing privilege or kernel feature is the user's to fix (exit 3), with the way out.
+fn conntrack_error(err: ConntrackError) -> anyhow::Error {
+    match err {
+        ConntrackError::Permission(_) | ConntrackError::Unsupported(_) => {
+            crate::exit::usage(format!("--source conntrack: {err}"))
         }
-        let first = polls == 0;
-        match run_blocking(|| watcher.cycle()) {
-            Ok(Cycle::Continue) => {}
-            Ok(Cycle::OutputClosed) => break,
-            Err(err) if first => return Err(err),
-            // A later failure (a transient read error) costs one poll, not the monitor.
-            Err(err) => tracing::error!("poll failed: {err:#}"),
-        }
-        polls += 1;
-        if args.count.is_some_and(|count| polls >= count) {
-            break;
-        }
-    }
-    Ok(0)
-}
-
-/// A poll is synchronous work (reading the table, nft): off the reactor's worker when the
-/// runtime has others, inline on a current-thread runtime (where `block_in_place` panics).
-fn run_blocking<T>(f: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::current().runtime_flavor() {
-        RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
-        _ => f(),
+        other => anyhow::Error::new(other).context("--source conntrack"),
     }
 }
 
-enum Cycle {
-    Continue,
-    /// stdout's reader went away: nothing left to report to.
-    OutputClosed,
-}
-
-struct Watcher {
-    monitor: Monitor<Box<dyn Source>>,
-    detector: ScanDetector,
-    policy: BlockPolicy,
-    block: bool,
-    /// None with --dry-run.
-    firewall: Option<Firewall>,
-    ttl: Duration,
-    /// What we blocked and until when, for the gauge and to avoid re-adding live entries.
-    blocked: HashMap<IpAddr, Instant>,
-    metrics: Metrics,
-    include_existing: bool,
-    local_time: bool,
-}
-
-impl Watcher {
-    fn cycle(&mut self) -> anyhow::Result<Cycle> {
-        let started = Instant::now();
-        let unix = clock::unix_now();
-        let report = match self.monitor.poll() {
-            Ok(report) => report,
-            Err(err @ SourceError::Read { .. }) => return Err(crate::exit::usage(err.to_string())),
-            Err(err) => return Err(err.into()),
-        };
-        self.metrics
-            .poll_duration
-            .observe(started.elapsed().as_secs_f64());
-        self.metrics.malformed_lines.inc_by(report.stats.malformed);
-        if let Some((path, line, err)) = &report.stats.first_malformed {
-            tracing::warn!(
-                "skipped {} malformed line(s); first: {}:{line}: {err}",
-                report.stats.malformed,
-                path.display()
-            );
-        }
-        let offset = if self.local_time {
-            clock::local_offset(unix)
-        } else {
-            0
-        };
-        let ts = format::timestamp(unix, offset);
-        let mut lines = Vec::new();
-        if report.baseline {
-            tracing::info!(connections = report.connections, "baseline taken");
-        }
-        if !report.baseline || self.include_existing {
-            for conn in report.new {
-                lines.push(format::new_connection(&ts, conn));
-                self.metrics.new_connection(conn.direction);
-            }
-        }
-        // The baseline holds connections of unknown age: they never count towards a scan.
-        let inbound: Vec<_> = if report.baseline {
-            Vec::new()
-        } else {
-            report
-                .new
-                .iter()
-                .filter(|c| c.direction == Direction::Inbound)
-                .map(|c| (c.source.ip(), c.destination.ip(), c.destination.port()))
-                .collect()
-        };
-        tracing::debug!(
-            connections = report.connections,
-            new = report.new.len(),
-            "poll done"
+async fn remove_table(firewall: &Firewall, keep: bool) {
+    if keep {
+        tracing::info!(
+            "leaving nftables table inet {} in place (--keep-rules)",
+            nft::TABLE
         );
-        let now = Instant::now();
-        let alerts = self.detector.observe(now, inbound);
-        if !alerts.is_empty() && self.block {
-            match hostaddrs::own_addresses() {
-                Ok(own) => self.policy.set_own_addresses(own),
-                Err(err) => tracing::error!(
-                    "cannot list this host's addresses, so nothing is blocked: {err}"
-                ),
-            }
-        }
-        for alert in &alerts {
-            lines.push(format::port_scan(&ts, alert));
-            self.metrics.port_scans.inc();
-            if self.block
-                && let Some(line) = self.block_source(alert.source, now, &ts)
-            {
-                lines.push(line);
-            }
-        }
-        self.blocked.retain(|_, until| *until > now);
-        self.metrics
-            .blocked_sources
-            .set(i64::try_from(self.blocked.len()).unwrap_or(i64::MAX));
-        Ok(print(&lines))
+        return;
     }
-
-    /// Blocks `source` if policy allows; returns the line to print when it was blocked.
-    fn block_source(&mut self, source: IpAddr, now: Instant, ts: &str) -> Option<String> {
-        let address = match self.policy.check(source) {
-            Ok(address) => address,
-            Err(refusal) => {
-                tracing::warn!("not blocking {source}: {refusal}");
-                return None;
-            }
-        };
-        if self.blocked.get(&address).is_some_and(|until| *until > now) {
-            return None;
-        }
-        let seconds = nft::ttl_seconds(self.ttl);
-        let Some(firewall) = &self.firewall else {
-            tracing::warn!("dry run: would block {address} for {seconds}s");
-            return None;
-        };
-        match firewall.block(address, self.ttl) {
-            Ok(()) => {
-                self.blocked
-                    .insert(address, now + Duration::from_secs(seconds));
-                Some(format::blocked(ts, address, seconds))
-            }
-            Err(err) => {
-                tracing::error!("cannot block {address}: {err}");
-                None
-            }
-        }
+    let teardown = firewall.clone();
+    match tokio::task::spawn_blocking(move || teardown.teardown()).await {
+        Ok(Ok(())) => tracing::info!("nftables table inet {} removed", nft::TABLE),
+        Ok(Err(err)) => tracing::error!("cannot remove the nftables table inet netvantage: {err}"),
+        Err(err) => tracing::error!("cannot remove the nftables table inet netvantage: {err}"),
     }
 }
 
-fn print(lines: &[String]) -> Cycle {
-    let mut out = std::io::stdout().lock();
-    for line in lines {
-        if let Err(err) = writeln!(out, "{line}") {
-            if err.kind() == std::io::ErrorKind::BrokenPipe {
-                return Cycle::OutputClosed;
-            }
-            tracing::error!("cannot write to stdout: {err}");
+/// The watcher's lines go to stdout, flushed per poll.
+struct Stdout;
+
+impl LineSink for Stdout {
+    fn write_lines(&mut self, lines: &[String]) -> std::io::Result<()> {
+        let mut out = std::io::stdout().lock();
+        for line in lines {
+            writeln!(out, "{line}")?;
         }
+        out.flush()
     }
-    let _ = out.flush();
-    Cycle::Continue
 }
