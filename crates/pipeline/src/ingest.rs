@@ -32,6 +32,8 @@ use tokio_util::sync::CancellationToken;
 pub struct IngestOptions {
     pub topic: String,
     pub postgres_url: String,
+    /// Read from `--postgres-password-file`; else libpq's `PGPASSWORD` / `PGPASSFILE`.
+    pub postgres_password: Option<String>,
     pub batch_max: usize,
     pub batch_wait: Duration,
     /// Drop day partitions older than this (checked hourly).
@@ -147,7 +149,7 @@ impl Batch {
             .insert((topic.to_string(), partition), offset + 1);
         let parsed = match payload {
             None => Err("empty message".to_string()),
-            Some(bytes) => serde_json::from_slice::<ResultRecord>(bytes).map_err(|e| e.to_string()),
+            Some(bytes) => ResultRecord::from_json(bytes),
         };
         match parsed {
             Ok(record) => self.records.push(record),
@@ -169,11 +171,12 @@ impl Batch {
 /// What can't heal (a missing database, a refused role, a missing privilege) is the error.
 pub async fn connect_writer(
     url: &str,
+    password: Option<&str>,
     stop: &CancellationToken,
 ) -> Result<Option<PgStore>, StoreError> {
     let mut delay = Duration::from_millis(200);
     loop {
-        match PgStore::connect_writer(url).await {
+        match PgStore::connect_writer_with_password(url, password).await {
             Ok(writer) => return Ok(Some(writer)),
             Err(e) if e.heals() => tracing::warn!("{e}; retrying in {delay:?}"),
             Err(e) => return Err(e),
@@ -196,7 +199,13 @@ pub async fn run(
     stop: CancellationToken,
 ) -> anyhow::Result<IngestSummary> {
     let mut summary = IngestSummary::default();
-    let Some(mut writer) = connect_writer(&options.postgres_url, &stop).await? else {
+    let Some(mut writer) = connect_writer(
+        &options.postgres_url,
+        options.postgres_password.as_deref(),
+        &stop,
+    )
+    .await?
+    else {
         return Ok(summary);
     };
     let mut next_retention = Instant::now();
@@ -318,7 +327,13 @@ async fn write_with_retry(
         if writer.is_closed() {
             // Retries until PostgreSQL answers; once stopping (`stop` is cancelled, which is
             // what set `last_try`) it makes a single attempt.
-            match connect_writer(&options.postgres_url, stop).await? {
+            match connect_writer(
+                &options.postgres_url,
+                options.postgres_password.as_deref(),
+                stop,
+            )
+            .await?
+            {
                 Some(new) => *writer = new,
                 None => return Ok(None),
             }
