@@ -341,7 +341,7 @@ impl Watcher {
 fn print(lines: &[String]) -> Cycle {
     let mut out = std::io::stdout().lock();
     for line in lines {
-        if let Err(err) = writeln!(out, "{line}") {
+        if let Err(err) = writeln!(out, "{}", crate::output::escape_line(line)) {
             if err.kind() == std::io::ErrorKind::BrokenPipe {
                 return Cycle::OutputClosed;
             }
