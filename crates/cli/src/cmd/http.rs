@@ -226,8 +226,9 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<i32> {
             reader_gone |= matches!(output::check(written, &shutdown)?, Written::ReaderGone);
         }
     }
+    // The reader left (`| head -1`): exit 0 quietly, as Unix tools do.
     if reader_gone {
-        return Ok(report.exit_status());
+        return Ok(0);
     }
     let summary = report
         .summary_lines(cycles, rounding)
@@ -240,7 +241,9 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<i32> {
     } else {
         let mut out = std::io::stdout().lock();
         let written = writeln!(out, "{summary}").and_then(|()| out.flush());
-        output::check(written, &shutdown)?;
+        if matches!(output::check(written, &shutdown)?, Written::ReaderGone) {
+            return Ok(0);
+        }
     }
     Ok(report.exit_status())
 }

@@ -329,7 +329,7 @@ fn prepare(args: &PortsArgs) -> anyhow::Result<Plan> {
 
 /// Largest host list read (millions of lines): `/dev/zero` or an endless pipe as the input is
 /// refused once past it instead of eating memory.
-const MAX_INPUT_BYTES: u64 = 256 << 20;
+const MAX_INPUT_BYTES: u64 = 64 << 20;
 
 fn read_input(args: &PortsArgs) -> anyhow::Result<(Vec<u8>, String)> {
     let (reader, name): (Box<dyn Read>, String) = match &args.input {
@@ -501,12 +501,14 @@ impl<'a> Collector<'a> {
             .map(|h| h.verdict())
             .collect();
         let code = netvantage_core::status::exit_code(&checked);
+        // The reader left (`| head -1`): what it read was all it wanted; exit 0 quietly, as
+        // Unix tools do.
         if shutdown.reason() == Some(StopReason::OutputClosed) {
-            return Ok(code);
+            return Ok(0);
         }
         match self.write_report() {
             Ok(()) => {}
-            Err(err) if crate::output::reader_gone(&err) => return Ok(code),
+            Err(err) if crate::output::reader_gone(&err) => return Ok(0),
             Err(err) => return Err(err.context("cannot write results to stdout")),
         }
         if checked.len() < self.hosts.len() {
