@@ -862,3 +862,33 @@ fn resolve_host_addr_pins_a_name_on_every_port_and_a_port_pin_only_its_port() {
         "the pin for this port wins (nothing listens on 127.0.0.1 there)"
     );
 }
+
+/// Issue 15, item 12: docs/http.md says a stop lets the checks in flight finish; a check that
+/// is half-way through its (slow) response when SIGTERM arrives is counted as what it was.
+#[test]
+fn a_check_in_flight_at_sigterm_finishes_and_is_counted() {
+    let tmp = Scratch::new();
+    let server = TestServer::start(&[("/", vec![reply(200, 1500)])]);
+    let config = tmp.write(
+        "slow.yaml",
+        format!("- name: slow\n  url: http://127.0.0.1:{}/\n", server.port()),
+    );
+    let mut child = nv()
+        .args(["http", "-f", "20s", "--timeout", "10s"])
+        .args(["--latency-threshold", "5s", config.to_str().unwrap()])
+        .spawn();
+    assert!(
+        wait_until(Duration::from_secs(10), || !server.seen().is_empty()),
+        "the check never reached the server"
+    );
+    let code = child.terminate(Duration::from_secs(20));
+    let out = child.stdout_text();
+    assert!(
+        out.contains("127.0.0.1 has 100% availability percentage"),
+        "{out}\n{}",
+        child.stderr_text()
+    );
+    assert!(out.contains("summary: 1 cycles, 1 checks"), "{out}");
+    assert!(out.contains("1 up, 0 degraded, 0 down"), "{out}");
+    assert_eq!(code, 0, "{}", child.stderr_text());
+}
