@@ -7,10 +7,12 @@ use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// `sh -c SCRIPT` where `$NV` is the netvantage binary; prints the binary's exit status last.
+/// `bash -c SCRIPT` in a scratch directory of its own, where `$NV` is the netvantage binary.
 fn shell(script: &str) -> Run {
+    let dir = Scratch::new();
     TestCommand::new("bash")
         .args(["-c", script])
+        .current_dir(dir.path())
         .env("NV", binary("netvantage", "netvantage"))
         .timeout(LIMIT)
         .run()
