@@ -53,6 +53,12 @@ fn main() {
         }
     };
     logging::init(&cli.log);
+    // The runtime itself needs descriptors (epoll, eventfds, the signal pipe): under
+    // `ulimit -n 8` it would fail (or a worker panic) before any command could say why.
+    if let Err(too_few) = netvantage_runtime::limits::ensure_enough_files() {
+        eprintln!("netvantage: {too_few}");
+        std::process::exit(exit::USAGE);
+    }
     // `ports` spends its time in the kernel (connect, close): one thread drives 10k+ connects/s
     // and leaves the other cores to the network stack; a second worker only adds cross-thread
     // wake-ups (measured: a futex call per 0.6 connects). The others do TLS and parsing and use

@@ -199,3 +199,126 @@ fn report_on_a_database_without_netvantage_s_schema_exits_3_and_creates_nothing(
         "0"
     );
 }
+
+/// Issue 15, item 8: a password on the command line is refused before anything connects, and
+/// says where a password may come from; a named password file must be there.
+#[test]
+fn ingest_refuses_passwords_on_the_command_line_and_says_where_they_belong() {
+    let dir = Scratch::new();
+    let broker = format!("127.0.0.1:{}", free_port());
+    let with_password = "host=127.0.0.1 user=postgres password=hunter2 dbname=postgres";
+    let url_password = "postgres://postgres:hunter2@127.0.0.1/postgres";
+    let plain = "host=127.0.0.1 user=postgres dbname=postgres";
+    let missing_file = dir.path().join("no-such-password-file");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["ingest", "--kafka", &broker, "--postgres", with_password],
+            "PGPASSWORD",
+        ),
+        (
+            vec![
+                "ingest",
+                "--kafka",
+                &broker,
+                "--postgres",
+                url_password,
+                "--migrate-only",
+            ],
+            "--postgres-password-file",
+        ),
+        (
+            vec![
+                "ingest",
+                "--kafka",
+                &broker,
+                "--postgres",
+                plain,
+                "--kafka-property",
+                "sasl.password=hunter2",
+            ],
+            "`sasl.password` holds a secret",
+        ),
+        (
+            vec![
+                "ingest",
+                "--kafka",
+                &broker,
+                "--postgres",
+                plain,
+                "--postgres-password-file",
+                missing_file.to_str().unwrap(),
+            ],
+            "no-such-password-file",
+        ),
+    ];
+    for (args, expected) in cases {
+        let run = nv_in(dir.path(), &args);
+        run.assert_code(3);
+        assert!(run.stderr.contains(expected), "{args:?}: {}", run.stderr);
+        assert!(!run.stderr.contains("hunter2"), "{args:?}: {}", run.stderr);
+    }
+    // PGPASSFILE naming a file that isn't there is the user's mistake too, said at start.
+    let run = nv()
+        .args([
+            "ingest",
+            "--kafka",
+            &broker,
+            "--postgres",
+            plain,
+            "--migrate-only",
+        ])
+        .env("PGPASSFILE", missing_file.to_str().unwrap())
+        .env_remove("PGPASSWORD")
+        .current_dir(dir.path())
+        .timeout(LIMIT)
+        .run();
+    run.assert_code(3);
+    assert!(run.stderr.contains("password file"), "{}", run.stderr);
+}
+
+/// Issue 15, item 10: whoever can write to the topic (or the store) chooses target and vantage
+/// labels; `report` must not let one forge a line or drive the terminal.
+#[test]
+fn report_escapes_control_characters_in_stored_labels() {
+    use netvantage_core::{CheckResult, Reason, ResultRecord};
+    let dir = Scratch::new();
+    let path = dir.path().join("netvantage.db");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let forged = "evil:1\nweb:443 reporting ok\x1b[2J\u{9b}31m";
+    let records: Vec<ResultRecord> = (0..6)
+        .map(|round| ResultRecord {
+            id: uuid::Uuid::now_v7(),
+            agent: "a1".into(),
+            vantage: "lab\x1b]0;owned\x07".into(),
+            check: CheckResult::tcp(
+                forged.into(),
+                None,
+                now - 60_000 + round * 1_000,
+                Duration::from_millis(1),
+                Some((Reason::Refused, "refused\r".into())),
+            ),
+        })
+        .collect();
+    netvantage_store::SqliteStore::open_writer(&path)
+        .unwrap()
+        .insert(&records)
+        .unwrap();
+    let run = nv_in(dir.path(), &["report"]);
+    run.assert_code(2);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{:?}", run.stdout);
+    assert!(
+        lines[0].starts_with("evil:1\\nweb:443 reporting ok\\x1b[2J\\u{9b}31m is down"),
+        "{:?}",
+        lines[0]
+    );
+    assert!(lines[0].contains("lab\\x1b]0;owned\\x07"), "{:?}", lines[0]);
+    assert!(
+        !run.stdout.chars().any(|c| c.is_control() && c != '\n'),
+        "{:?}",
+        run.stdout
+    );
+}

@@ -298,6 +298,29 @@ fn parse_sinks<'a, 'y>(node: &'a MarkedYaml<'y>) -> Result<Sinks, Failure<'a, 'y
     })
 }
 
+/// librdkafka properties that hold secrets: refused in `properties` and on the command line.
+pub const SECRET_PROPERTIES: [&str; 4] = [
+    "sasl.password",
+    "ssl.key.password",
+    "ssl.keystore.password",
+    "sasl.oauthbearer.client.secret",
+];
+
+/// Whether a librdkafka property carries a secret.
+pub fn is_secret_property(key: &str) -> bool {
+    let key = key.trim().to_ascii_lowercase();
+    SECRET_PROPERTIES.contains(&key.as_str())
+        || key.ends_with(".password")
+        || key.ends_with(".secret")
+}
+
+/// Why a secret property is refused where it was given (`where_`), and what to use instead.
+pub fn secret_property_refusal(key: &str, where_: &str) -> String {
+    format!(
+        "{where_}: `{key}` holds a secret, which must not be written in the config or on the command line; give it in `sinks.kafka.sasl` (`password_env` / `password_file`) or `sinks.kafka.tls` (`key_password_env` / `key_password_file`)"
+    )
+}
+
 fn parse_secret<'a, 'y>(
     fields: &Fields<'a, 'y>,
     env_field: &str,
@@ -442,6 +465,9 @@ fn parse_kafka<'a, 'y>(node: &'a MarkedYaml<'y>) -> Result<KafkaSettings, Failur
             };
             map.iter()
                 .map(|(k, v)| match (scalar_text(k), scalar_text(v)) {
+                    (Some(key), Some(_)) if is_secret_property(&key) => {
+                        Err((k, secret_property_refusal(&key, "`sinks.kafka.properties`")))
+                    }
                     (Some(k), Some(v)) => Ok((k, v)),
                     _ => Err((
                         k,
@@ -582,6 +608,15 @@ mod tests {
             (
                 "vantage: lab\ntcp:\n  - port: 22\n    hosts: [a]\nsinks:\n  kafka:\n    brokers: b:9092\n    sasl: {mechanism: PLAIN, username: u}\n",
                 "password_env",
+            ),
+            // A secret in the free-form properties is refused at its line, with what to use.
+            (
+                "vantage: lab\ntcp:\n  - port: 22\n    hosts: [a]\nsinks:\n  kafka:\n    brokers: b:9092\n    properties:\n      linger.ms: 5\n      sasl.password: hunter2\n",
+                "agent.yaml:10:7: `sinks.kafka.properties`: `sasl.password` holds a secret",
+            ),
+            (
+                "vantage: lab\ntcp:\n  - port: 22\n    hosts: [a]\nsinks:\n  kafka:\n    brokers: b:9092\n    properties: {SSL.Key.Password: x}\n",
+                "password_file",
             ),
             ("vantage: lab\n", "nothing to check"),
             // The timeout rule of `ports` holds for agent groups too, at the field's line.

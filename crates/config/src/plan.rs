@@ -118,7 +118,8 @@ pub fn check_rate(rate: f64) -> Result<f64, RuleError> {
         Ok(rate)
     } else {
         Err(RuleError::RateOutOfRange {
-            given: rate.to_string(),
+            // `{:?}` writes 1e-300, where `{}` writes three hundred digits.
+            given: format!("{rate:?}"),
             min: format!("{:.4}", defaults::RATE_MIN),
             max: format!("{}", defaults::RATE_MAX),
         })
@@ -206,6 +207,8 @@ mod tests {
         for bad in [1e-300, 0.0, -1.0, f64::NAN, f64::INFINITY, 1e12] {
             assert!(check_rate(bad).is_err(), "{bad}");
         }
+        let said = check_rate(1e-300).unwrap_err().to_string();
+        assert!(said.ends_with("not 1e-300"), "{said}");
     }
 
     #[test]

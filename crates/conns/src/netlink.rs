@@ -204,8 +204,12 @@ pub fn parse_messages(
             match kind {
                 NLMSG_DONE => return Ok(true),
                 NLMSG_ERROR => {
+                    // The kernel sends -errno; a value with no negation (i32::MIN, found by
+                    // fuzzing: it panicked in debug builds) is a protocol error.
                     let errno = if payload.len() >= 4 {
-                        -(u32_at(payload, 0) as i32)
+                        (u32_at(payload, 0) as i32)
+                            .checked_neg()
+                            .unwrap_or(libc::EPROTO)
                     } else {
                         0
                     };
@@ -335,6 +339,10 @@ mod tests {
         let error = message(NLMSG_ERROR, 7, &(-libc::EPERM).to_ne_bytes());
         let err = parse_messages(&error, 7, &mut |_| {}).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EPERM));
+        // Found by fuzzing (fuzz/regressions/inet_diag): an error code with no negation.
+        let bogus = message(NLMSG_ERROR, 7, &i32::MIN.to_ne_bytes());
+        let err = parse_messages(&bogus, 7, &mut |_| {}).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EPROTO));
         let mut truncated = message(SOCK_DIAG_BY_FAMILY, 7, &rec);
         truncated.truncate(30);
         assert!(parse_messages(&truncated, 7, &mut |_| {}).is_err());

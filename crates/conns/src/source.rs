@@ -60,9 +60,7 @@ impl Source for ProcSource {
         let mut stats = ReadStats::default();
         for (index, path) in self.files.iter().enumerate() {
             self.buf.clear();
-            let file = std::fs::File::open(path);
-            let read = file.and_then(|mut f| f.read_to_end(&mut self.buf));
-            match read {
+            match read_table(path, &mut self.buf) {
                 Ok(_) => {}
                 Err(err) if index == 1 && err.kind() == io::ErrorKind::NotFound => continue,
                 Err(source) => {
@@ -83,6 +81,48 @@ impl Source for ProcSource {
         }
         Ok(stats)
     }
+}
+
+/// Largest socket table read (about 1.7 million sockets): anything larger is not one.
+pub const MAX_TABLE_BYTES: u64 = 256 << 20;
+
+/// Reads a socket table file whole. Only a regular file (procfs's count as such) is read: a
+/// FIFO would block the monitor and `/dev/zero` would eat memory, so both are refused, and
+/// the read is bounded by [`MAX_TABLE_BYTES`] whatever the file claims.
+fn read_table(path: &Path, buf: &mut Vec<u8>) -> io::Result<()> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    // Non-blocking open: opening a FIFO without a writer would otherwise wait for one.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{what}, not a socket table file"),
+        ));
+    }
+    file.take(MAX_TABLE_BYTES + 1).read_to_end(buf)?;
+    if buf.len() as u64 > MAX_TABLE_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "larger than {} MiB: not a socket table",
+                MAX_TABLE_BYTES >> 20
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The same table through NETLINK_SOCK_DIAG (what `ss` uses): binary records, no text to
@@ -139,5 +179,26 @@ mod tests {
         let stats = source.read(&mut |e| seen.push(e)).unwrap();
         assert_eq!((stats.entries, stats.malformed, seen.len()), (1, 0, 1));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Issue 15, item 12: a FIFO as `net/tcp` (no writer: an open would wait for ever) and
+    /// `/dev/zero` (an endless read) are refused at once, naming the file.
+    #[test]
+    fn a_fifo_or_a_device_as_the_table_is_refused_without_blocking_or_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("net")).unwrap();
+        let tcp = dir.path().join("net/tcp");
+        let path = std::ffi::CString::new(tcp.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo only creates a file.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+        let err = ProcSource::new(dir.path()).read(&mut |_| {}).unwrap_err();
+        assert!(
+            err.to_string().contains("a FIFO") && err.to_string().contains("net/tcp"),
+            "{err}"
+        );
+        std::fs::remove_file(&tcp).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &tcp).unwrap();
+        let err = ProcSource::new(dir.path()).read(&mut |_| {}).unwrap_err();
+        assert!(err.to_string().contains("a device"), "{err}");
     }
 }

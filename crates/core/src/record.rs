@@ -28,6 +28,12 @@ impl ResultRecord {
     pub fn key(&self) -> &str {
         &self.check.target
     }
+
+    /// Reads a record from a message payload (its JSON form), as `ingest` does with what any
+    /// writer to the topic sent; the error says why it isn't one. Fuzzed (`fuzz/`).
+    pub fn from_json(payload: &[u8]) -> Result<ResultRecord, String> {
+        serde_json::from_slice(payload).map_err(|e| e.to_string())
+    }
 }
 
 #[cfg(test)]

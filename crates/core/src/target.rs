@@ -81,13 +81,24 @@ pub struct ParsedTargets {
 
 /// Parses a port given on the command line or after a colon.
 pub fn parse_port(text: &str) -> Result<u16, LineProblem> {
-    let bad = || LineProblem::BadPort(text.to_string());
+    let bad = || LineProblem::BadPort(excerpt(text));
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) || text.len() > 5 {
         return Err(bad());
     }
     match text.parse::<u32>() {
         Ok(port @ 1..=65535) => Ok(port as u16),
         _ => Err(bad()),
+    }
+}
+
+/// Longest piece of an input line quoted in an error: a 1 MB line is not echoed whole.
+const QUOTED_MAX_CHARS: usize = 80;
+
+/// `text`, or its first [`QUOTED_MAX_CHARS`] characters and how long it was.
+fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(QUOTED_MAX_CHARS) {
+        None => text.to_string(),
+        Some((cut, _)) => format!("{}… ({} bytes)", &text[..cut], text.len()),
     }
 }
 
@@ -115,13 +126,13 @@ fn split_host_port(text: &str, default_port: u16) -> Result<(&str, u16), LinePro
         let close = rest.find(']').ok_or(LineProblem::UnclosedBracket)?;
         let inside = &rest[..close];
         if inside.parse::<Ipv6Addr>().is_err() {
-            return Err(LineProblem::BadHost(inside.to_string()));
+            return Err(LineProblem::BadHost(excerpt(inside)));
         }
         return match &rest[close + 1..] {
             "" => Ok((inside, default_port)),
             after => match after.strip_prefix(':') {
                 Some(port) => Ok((inside, parse_port(port)?)),
-                None => Err(LineProblem::BadHost(text.to_string())),
+                None => Err(LineProblem::BadHost(excerpt(text))),
             },
         };
     }
@@ -144,7 +155,7 @@ fn parse_host(text: &str) -> Result<Host, LineProblem> {
     if name.len() > MAX_NAME_LEN {
         return Err(LineProblem::NameTooLong);
     }
-    let bad = || LineProblem::BadHost(text.to_string());
+    let bad = || LineProblem::BadHost(excerpt(text));
     if name.is_empty() {
         return Err(bad());
     }
@@ -258,6 +269,19 @@ mod tests {
         assert!(matches!(one("1.2.3.999"), Err(LineProblem::BadHost(_))));
         assert_eq!(one(&"a".repeat(254)), Err(LineProblem::NameTooLong));
         assert!(matches!(one(&"a".repeat(64)), Err(LineProblem::BadHost(_))));
+        // Issue 15, item 12: a huge bad line is quoted in part, with its length.
+        let huge = format!("h:{}", "9".repeat(1 << 20));
+        let Err(LineProblem::BadPort(quoted)) = one(&huge) else {
+            panic!("a 1 MB port is a bad port");
+        };
+        assert!(
+            quoted.len() < 200 && quoted.ends_with("(1048576 bytes)"),
+            "{quoted}"
+        );
+        let Err(LineProblem::BadHost(quoted)) = one(&format!("[{}]", "z".repeat(1 << 20))) else {
+            panic!("a 1 MB bracket is a bad host");
+        };
+        assert!(quoted.len() < 200, "{quoted}");
         assert_eq!(
             parse_line(b"caf\xff.example", 80),
             Err(LineProblem::NotUtf8)

@@ -13,7 +13,8 @@ pub const DEFAULT_LATENCY_THRESHOLD: Duration = Duration::from_millis(500);
 pub struct Rules {
     pub expect_status: StatusSet,
     pub latency_threshold: Duration,
-    /// `--latency-inclusive`: a latency equal to the threshold is still UP.
+    /// A latency equal to the threshold is still UP (the default; `--latency-exclusive`
+    /// makes it DEGRADED).
     pub inclusive: bool,
 }
 

@@ -285,7 +285,7 @@ impl Checker {
                     .tls
                     .connect(name, stream)
                     .await
-                    .map_err(|e| (Reason::Tls, format!("TLS handshake: {e}")))?;
+                    .map_err(|e| (Reason::Tls, describe_tls(&e)))?;
                 progress.phases.tls_ms = Some(ms(t.elapsed()));
                 progress.cert_not_after = tls
                     .get_ref()
@@ -362,6 +362,37 @@ fn connect_reason(e: &io::Error) -> Reason {
 
 /// hyper's top-level message is terse ("connection closed before message completed" is
 /// fine, but "error trying to connect" is not); add its cause.
+/// A failed handshake in words a person can act on: rustls's own (`InvalidCertificate(Other(
+/// OtherError(CaUsedAsEndEntity)))`) say what the code saw, not what to do.
+fn describe_tls(e: &io::Error) -> String {
+    let Some(error) = e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) else {
+        return format!("TLS handshake: {e}");
+    };
+    let rustls::Error::InvalidCertificate(cert) = error else {
+        return format!("TLS handshake: {error}");
+    };
+    describe_certificate_error(cert)
+}
+
+fn describe_certificate_error(cert: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as E;
+    let words = match cert {
+        // webpki's words for a certificate that is its own CA: the usual self-signed one.
+        E::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => {
+            "self-signed certificate; pass --ca-file with it (or its CA) to trust it".to_string()
+        }
+        E::UnknownIssuer => "certificate signed by an unknown authority (or self-signed); pass --ca-file with the CA that signed it".to_string(),
+        E::Expired | E::ExpiredContext { .. } => "certificate expired".to_string(),
+        E::NotValidYet | E::NotValidYetContext { .. } => "certificate not valid yet (check this host's clock)".to_string(),
+        E::NotValidForName | E::NotValidForNameContext { .. } => {
+            "certificate not valid for this host name".to_string()
+        }
+        E::Revoked => "certificate revoked".to_string(),
+        other => format!("invalid certificate: {other}"),
+    };
+    format!("TLS handshake: {words}")
+}
+
 fn describe_hyper(e: &hyper::Error) -> String {
     use std::error::Error;
     match e.source() {

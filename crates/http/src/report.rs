@@ -226,6 +226,17 @@ mod tests {
         assert_eq!(availability_percent(199, 200, Rounding::Nearest), 100);
     }
 
+    /// Issue 15, item 13: the figures a peer solution of the exercise printed (37 / 41 / 43)
+    /// are what dropping the decimals gives; half up gave netvantage's old 38 / 42 / 44.
+    #[test]
+    fn the_exercise_drops_the_decimals() {
+        let cases = [(3, 8, 37, 38), (5, 12, 41, 42), (7, 16, 43, 44)];
+        for (up, total, down, nearest) in cases {
+            assert_eq!(availability_percent(up, total, Rounding::Down), down);
+            assert_eq!(availability_percent(up, total, Rounding::Nearest), nearest);
+        }
+    }
+
     #[test]
     fn percent_is_always_within_bounds() {
         for total in 1..200u64 {

@@ -425,7 +425,8 @@ async fn run_http(
     };
     let defaults = EndpointDefaults {
         timing: http.timing,
-        latency_inclusive: false,
+        // The rule `http` applies by default: 500 ms or less is UP.
+        latency_inclusive: true,
     };
     let schedule = Schedule {
         interval: http.timing.cycle,

@@ -50,6 +50,8 @@ impl IngestError {
 pub struct IngestOptions {
     pub topic: String,
     pub postgres_url: String,
+    /// Read from `--postgres-password-file`; else libpq's `PGPASSWORD` / `PGPASSFILE`.
+    pub postgres_password: Option<String>,
     pub batch_max: usize,
     pub batch_wait: Duration,
     /// Drop day partitions older than this (checked hourly).
@@ -165,7 +167,7 @@ impl Batch {
             .insert((topic.to_string(), partition), offset + 1);
         let parsed = match payload {
             None => Err("empty message".to_string()),
-            Some(bytes) => serde_json::from_slice::<ResultRecord>(bytes).map_err(|e| e.to_string()),
+            Some(bytes) => ResultRecord::from_json(bytes),
         };
         match parsed {
             Ok(record) => self.records.push(record),
@@ -187,11 +189,12 @@ impl Batch {
 /// What can't heal (a missing database, a refused role, a missing privilege) is the error.
 pub async fn connect_writer(
     url: &str,
+    password: Option<&str>,
     stop: &CancellationToken,
 ) -> Result<Option<PgStore>, StoreError> {
     let mut delay = Duration::from_millis(200);
     loop {
-        match PgStore::connect_writer(url).await {
+        match PgStore::connect_writer_with_password(url, password).await {
             Ok(writer) => return Ok(Some(writer)),
             Err(e) if e.heals() => tracing::warn!("{e}; retrying in {delay:?}"),
             Err(e) => return Err(e),
@@ -214,7 +217,13 @@ pub async fn run(
     stop: CancellationToken,
 ) -> Result<IngestSummary, IngestError> {
     let mut summary = IngestSummary::default();
-    let Some(mut writer) = connect_writer(&options.postgres_url, &stop).await? else {
+    let Some(mut writer) = connect_writer(
+        &options.postgres_url,
+        options.postgres_password.as_deref(),
+        &stop,
+    )
+    .await?
+    else {
         return Ok(summary);
     };
     let mut next_retention = Instant::now();
@@ -336,7 +345,13 @@ async fn write_with_retry(
         if writer.is_closed() {
             // Retries until PostgreSQL answers; once stopping (`stop` is cancelled, which is
             // what set `last_try`) it makes a single attempt.
-            match connect_writer(&options.postgres_url, stop).await? {
+            match connect_writer(
+                &options.postgres_url,
+                options.postgres_password.as_deref(),
+                stop,
+            )
+            .await?
+            {
                 Some(new) => *writer = new,
                 None => return Ok(None),
             }

@@ -17,19 +17,7 @@ pub fn resolve(secret: &Secret) -> Result<String, String> {
     }
 }
 
-/// librdkafka properties that hold secrets: refused in `properties` and on the command line.
-pub const SECRET_PROPERTIES: [&str; 4] = [
-    "sasl.password",
-    "ssl.key.password",
-    "ssl.keystore.password",
-    "sasl.oauthbearer.client.secret",
-];
-
-/// Whether a librdkafka property carries a secret.
-pub fn is_secret_property(key: &str) -> bool {
-    let key = key.trim().to_ascii_lowercase();
-    SECRET_PROPERTIES.contains(&key.as_str()) || key.ends_with(".password")
-}
+pub use netvantage_config::agent::{SECRET_PROPERTIES, is_secret_property};
 
 #[cfg(test)]
 mod tests {

@@ -43,6 +43,8 @@ pub enum StoreError {
     #[error("postgres: bad connection string: {0}")]
     BadConnectionString(String),
     #[error(transparent)]
+    Password(#[from] crate::pgpass::PasswordError),
+    #[error(transparent)]
     Postgres(#[from] PgError),
     #[error("record {id}: {why}")]
     Unstorable { id: uuid::Uuid, why: String },
@@ -83,7 +85,8 @@ impl StoreError {
             | StoreError::TooNew { .. }
             | StoreError::ReadOnly { .. }
             | StoreError::UnreadableLog { .. }
-            | StoreError::BadConnectionString(_) => true,
+            | StoreError::BadConnectionString(_)
+            | StoreError::Password(_) => true,
             StoreError::Postgres(e) => matches!(
                 e.kind(),
                 PgErrorKind::Authentication

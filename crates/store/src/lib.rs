@@ -24,6 +24,7 @@
 pub mod columns;
 pub mod error;
 pub mod migrations;
+pub mod pgpass;
 pub mod postgres;
 mod sql;
 pub mod sqlite;

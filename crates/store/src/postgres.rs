@@ -61,11 +61,20 @@ fn pg(doing: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
     move |e| StoreError::Postgres(PgError::new(doing)(e))
 }
 
-/// Connects; the connection's driver runs on a task of its own.
-async fn connect(url: &str) -> Result<(Client, String), StoreError> {
+/// Connects; the connection's driver runs on a task of its own. The password never comes
+/// from the connection string (see [`crate::pgpass`]): `password` is one the caller read
+/// from a file it was given, else libpq's environment and password file are used.
+async fn connect(url: &str, password: Option<&str>) -> Result<(Client, String), StoreError> {
     let mut config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
         StoreError::BadConnectionString(crate::error::describe(&e))
     })?;
+    let login = login_of(&config);
+    let env = |name: &str| std::env::var(name).ok();
+    if let Some(password) =
+        crate::pgpass::resolve(config.get_password().is_some(), password, &login, &env)?
+    {
+        config.password(password);
+    }
     // A server that never answers (a black-holed address) is a failure to retry, not a hang.
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
@@ -83,12 +92,43 @@ async fn connect(url: &str) -> Result<(Client, String), StoreError> {
     Ok((client, location))
 }
 
+/// Who logs in where, with libpq's defaults, to find the password file's line.
+fn login_of(config: &tokio_postgres::Config) -> crate::pgpass::Login {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        // libpq matches a Unix-domain socket as `localhost`.
+        _ => "localhost".to_string(),
+    };
+    let user = config
+        .get_user()
+        .map(str::to_string)
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_default();
+    crate::pgpass::Login {
+        host,
+        port: config.get_ports().first().copied().unwrap_or(5432),
+        database: config
+            .get_dbname()
+            .map_or_else(|| user.clone(), str::to_string),
+        user,
+    }
+}
+
 impl PgStore {
     /// Connects and applies the migrations the database lacks. Authentication failures, a
     /// missing database and missing privileges are errors for which
     /// [`StoreError::is_usage`] is true; a caller retries only what [`StoreError::heals`].
     pub async fn connect_writer(url: &str) -> Result<PgStore, StoreError> {
-        let (client, location) = connect(url).await?;
+        Self::connect_writer_with_password(url, None).await
+    }
+
+    /// [`PgStore::connect_writer`] with a password the caller read from a file it was given
+    /// (it wins over `PGPASSWORD` and the password file).
+    pub async fn connect_writer_with_password(
+        url: &str,
+        password: Option<&str>,
+    ) -> Result<PgStore, StoreError> {
+        let (client, location) = connect(url, password).await?;
         let mut store = PgStore {
             client,
             location,
@@ -106,7 +146,7 @@ impl PgStore {
     /// Connects for reading only: the session is read-only and nothing is migrated. A
     /// database without netvantage's schema is refused.
     pub async fn connect_reader(url: &str) -> Result<PgStore, StoreError> {
-        let (client, location) = connect(url).await?;
+        let (client, location) = connect(url, None).await?;
         client
             .batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
             .await

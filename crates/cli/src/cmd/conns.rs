@@ -277,7 +277,7 @@ impl LineSink for Stdout {
     fn write_lines(&mut self, lines: &[String]) -> std::io::Result<()> {
         let mut out = std::io::stdout().lock();
         for line in lines {
-            writeln!(out, "{line}")?;
+            writeln!(out, "{}", crate::output::escape_line(line))?;
         }
         out.flush()
     }

@@ -3,6 +3,7 @@
 //! `netvantage_pipeline::ingest` for the write-then-commit order that makes it safe.
 
 use crate::exit;
+use netvantage_config::agent::{Secret, is_secret_property, secret_property_refusal};
 use netvantage_pipeline::config::parse_agent_config;
 use netvantage_pipeline::ingest::{self, IngestOptions};
 use netvantage_pipeline::metrics::IngestMetrics;
@@ -16,11 +17,13 @@ const EXAMPLE: &str = "\
 Example:
   netvantage ingest --kafka 127.0.0.1:9092 --postgres 'host=127.0.0.1 user=postgres dbname=netvantage'
   netvantage ingest --config netvantage.yaml --postgres postgres://nv@db/netvantage \\
-      --metrics-listen 127.0.0.1:9466 --retention 30d
+      --postgres-password-file /run/secrets/pg --metrics-listen 127.0.0.1:9466 --retention 30d
 
 Run several with the same --group to share the topic's partitions. Offsets are committed only
 after the batch's database transaction commits; a redelivered record is skipped by its id.
-SIGINT/SIGTERM finish the batch in hand, commit, and exit 0. See docs/pipeline.md.";
+SIGINT/SIGTERM finish the batch in hand, commit, and exit 0. Passwords never go on the
+command line (every user sees it in `ps`): a password in --postgres or a secret
+--kafka-property (sasl.password, ssl.key.password, …) is refused. See docs/pipeline.md.";
 
 #[derive(clap::Args, Debug)]
 #[command(
@@ -34,9 +37,13 @@ pub struct IngestArgs {
     /// An agent config whose `sinks.kafka` gives brokers, topic, TLS and SASL settings.
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// PostgreSQL connection string (URL or `key=value` form).
+    /// PostgreSQL connection string (URL or `key=value` form), without a password: that
+    /// comes from --postgres-password-file, PGPASSWORD or PGPASSFILE (~/.pgpass).
     #[arg(long, value_name = "URL")]
     pub postgres: String,
+    /// A file holding the PostgreSQL password (a trailing newline is not part of it).
+    #[arg(long, value_name = "FILE")]
+    pub postgres_password_file: Option<PathBuf>,
     /// Topic to consume (default: the config's, else netvantage.results).
     #[arg(long)]
     pub topic: Option<String>,
@@ -64,9 +71,16 @@ pub struct IngestArgs {
 }
 
 pub async fn run(args: IngestArgs) -> anyhow::Result<i32> {
+    let postgres_password = match &args.postgres_password_file {
+        Some(path) => Some(
+            netvantage_sinks::secrets::resolve(&Secret::File(path.clone()))
+                .map_err(|e| exit::usage(format!("--postgres-password-file: {e}")))?,
+        ),
+        None => None,
+    };
     if args.migrate_only {
         // Connecting as a writer applies what is missing (and logs it).
-        PgStore::connect_writer(&args.postgres).await?;
+        PgStore::connect_writer_with_password(&args.postgres, postgres_password.as_deref()).await?;
         eprintln!("ingest: the database is at schema version {LATEST}");
         return Ok(0);
     }
@@ -114,6 +128,12 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<i32> {
                 "--kafka-property {property:?}: expected KEY=VALUE"
             )));
         };
+        if is_secret_property(key) {
+            return Err(exit::usage(secret_property_refusal(
+                key,
+                "--kafka-property",
+            )));
+        }
         settings.properties.push((key.into(), value.into()));
     }
     let shutdown = netvantage_runtime::Shutdown::new();
@@ -132,6 +152,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<i32> {
     let options = IngestOptions {
         topic: settings.topic.clone(),
         postgres_url: args.postgres.clone(),
+        postgres_password,
         batch_max: args.batch as usize,
         batch_wait: args.batch_wait,
         retention: args.retention,

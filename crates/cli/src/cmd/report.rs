@@ -83,7 +83,7 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<i32> {
     match args.format {
         Format::Text => {
             for report in &reports {
-                writeln!(out, "{}", report.line())?;
+                writeln!(out, "{}", crate::output::escape_line(&report.line()))?;
             }
         }
         Format::Json => {

@@ -7,7 +7,6 @@ mod report;
 
 use crate::args;
 use crate::exit::usage;
-use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use netvantage_config::plan::{self, RuleError, TcpTiming, defaults};
 use netvantage_core::CheckResult;
@@ -22,7 +21,7 @@ use netvantage_engine::scheduler::{self, DeadlineRule, Event, Schedule, Slot, Sp
 use netvantage_engine::tcp::TcpProber;
 use netvantage_engine::tcp_probe::TcpProbe;
 use netvantage_runtime::{Shutdown, StopReason, limits};
-use std::io::{IsTerminal as _, Read as _, Write as _};
+use std::io::{IsTerminal as _, Read, Write as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -209,7 +208,7 @@ fn prepare(args: &PortsArgs) -> anyhow::Result<Plan> {
     let (input, source_name) = read_input(args)?;
     let parsed = target::parse_targets(&input, default_port, &source_name);
     for error in &parsed.errors {
-        eprintln!("{error}");
+        eprintln!("{}", crate::output::escape_line(&error.to_string()));
     }
     if parsed.duplicates > 0 {
         tracing::info!(
@@ -328,21 +327,35 @@ fn prepare(args: &PortsArgs) -> anyhow::Result<Plan> {
     })
 }
 
+/// Largest host list read (millions of lines): `/dev/zero` or an endless pipe as the input is
+/// refused once past it instead of eating memory.
+const MAX_INPUT_BYTES: u64 = 64 << 20;
+
 fn read_input(args: &PortsArgs) -> anyhow::Result<(Vec<u8>, String)> {
-    match &args.input {
-        Some(path) => {
-            let bytes = std::fs::read(path)
-                .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
-            Ok((bytes, path.display().to_string()))
-        }
-        None => {
-            let mut bytes = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut bytes)
-                .context("reading hosts from stdin")?;
-            Ok((bytes, "stdin".to_string()))
-        }
+    let (reader, name): (Box<dyn Read>, String) = match &args.input {
+        // A FIFO is fine (`--input <(make-hosts)`); SIGINT still ends a read that waits, as
+        // signal handling starts only after the input is read.
+        Some(path) => (
+            Box::new(
+                std::fs::File::open(path)
+                    .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?,
+            ),
+            path.display().to_string(),
+        ),
+        None => (Box::new(std::io::stdin()), "stdin".to_string()),
+    };
+    let mut bytes = Vec::new();
+    reader
+        .take(MAX_INPUT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| usage(format!("cannot read {name}: {e}")))?;
+    if bytes.len() as u64 > MAX_INPUT_BYTES {
+        return Err(usage(format!(
+            "{name}: more than {} MiB of hosts; split the list",
+            MAX_INPUT_BYTES >> 20
+        )));
     }
+    Ok((bytes, name))
 }
 
 /// Receives every round's results and keeps the per-host state.
@@ -459,7 +472,8 @@ impl<'a> Collector<'a> {
             let line = if self.json {
                 report::transition_event(target, &transition).to_string()
             } else {
-                report::transition_line(target, &transition)
+                crate::output::escape_line(&report::transition_line(target, &transition))
+                    .into_owned()
             };
             let mut out = std::io::stdout().lock();
             let written = writeln!(out, "{line}").and_then(|()| out.flush());
@@ -487,12 +501,14 @@ impl<'a> Collector<'a> {
             .map(|h| h.verdict())
             .collect();
         let code = netvantage_core::status::exit_code(&checked);
+        // The reader left (`| head -1`): what it read was all it wanted; exit 0 quietly, as
+        // Unix tools do.
         if shutdown.reason() == Some(StopReason::OutputClosed) {
-            return Ok(code);
+            return Ok(0);
         }
         match self.write_report() {
             Ok(()) => {}
-            Err(err) if crate::output::reader_gone(&err) => return Ok(code),
+            Err(err) if crate::output::reader_gone(&err) => return Ok(0),
             Err(err) => return Err(err.context("cannot write results to stdout")),
         }
         if checked.len() < self.hosts.len() {
@@ -516,7 +532,11 @@ impl<'a> Collector<'a> {
                 )?;
                 writeln!(out)?;
             } else {
-                writeln!(out, "{}", report::verdict_line(target, host))?;
+                writeln!(
+                    out,
+                    "{}",
+                    crate::output::escape_line(&report::verdict_line(target, host))
+                )?;
             }
         }
         if let Some(engine) = self.findings.take() {
@@ -525,11 +545,15 @@ impl<'a> Collector<'a> {
                 report::write_finding_events(&mut std::io::stderr().lock(), &findings)?;
             } else {
                 writeln!(out)?;
-                write!(out, "{}", report::findings_text(&findings))?;
+                write!(
+                    out,
+                    "{}",
+                    crate::output::escape_text(&report::findings_text(&findings))
+                )?;
             }
         }
         if let Some(diagnosis) = &self.diagnosis {
-            let text = diagnosis.render(20);
+            let text = crate::output::escape_text(&diagnosis.render(20));
             if self.json {
                 eprint!("{text}");
             } else {
