@@ -385,3 +385,28 @@ async fn promtool_check_metrics_is_clean() {
     assert_eq!(answer.status, 200);
     support::assert_promtool_clean(&answer.body, &dir);
 }
+
+#[tokio::test]
+async fn a_client_that_half_closes_after_its_request_still_gets_the_answer() {
+    // `printf 'GET …' | nc -N`, and the fuzz harness, shut down their write side once the
+    // request is sent. hyper's default treats that EOF as the end of the connection and may
+    // close it unanswered (the fuzzer saw /healthz answered with an empty connection); the
+    // server must answer first, as nginx does.
+    let shutdown = CancellationToken::new();
+    let server = start(Limits::default(), &shutdown).await;
+    let mut unanswered = 0;
+    for _ in 0..200 {
+        let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        stream.shutdown().await.unwrap();
+        let (answer, _) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+        if !answer.starts_with(b"HTTP/1.1 200") {
+            unanswered += 1;
+        }
+    }
+    assert_eq!(unanswered, 0, "half-closed requests left unanswered");
+    shutdown.cancel();
+}
