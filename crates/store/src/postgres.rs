@@ -19,7 +19,12 @@
 use crate::columns::{COLUMNS, Column, Dialect, SqlType, Value, columns_at, list, record_from};
 use crate::error::PgError;
 use crate::migrations::{self, LATEST};
-use crate::{Observation, ResultsPage, ResultsQuery, Store, StoreError, TimeRange, Written, sql};
+use crate::rollup::{self, Pruned, Retention, RollupRow, Tier};
+use crate::rollup_sql::{self, Num, Param};
+use crate::{
+    Observation, ROLLUPS_SINCE, ResultsPage, ResultsQuery, RollupQuery, Series, Store, StoreError,
+    TimeRange, Written, sql,
+};
 use bytes::{BufMut, BytesMut};
 use netvantage_core::ResultRecord;
 use std::collections::HashSet;
@@ -66,6 +71,11 @@ async fn connect(url: &str) -> Result<(Client, String), StoreError> {
     let mut config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
         StoreError::BadConnectionString(crate::error::describe(&e))
     })?;
+    if config.get_password().is_none()
+        && let Some(password) = password_from_environment()?
+    {
+        config.password(password);
+    }
     // A server that never answers (a black-holed address) is a failure to retry, not a hang.
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
@@ -81,6 +91,29 @@ async fn connect(url: &str) -> Result<(Client, String), StoreError> {
         }
     });
     Ok((client, location))
+}
+
+/// The environment variable naming a file that holds the password (its first line).
+pub const PASSWORD_FILE_ENV: &str = "NETVANTAGE_POSTGRES_PASSWORD_FILE";
+
+/// The password for a connection string that has none: the file [`PASSWORD_FILE_ENV`] names,
+/// else `PGPASSWORD` (libpq's variable), so a password never has to be on a command line.
+fn password_from_environment() -> Result<Option<String>, StoreError> {
+    if let Some(path) = std::env::var_os(PASSWORD_FILE_ENV) {
+        let path = std::path::PathBuf::from(path);
+        let text = std::fs::read_to_string(&path).map_err(|source| StoreError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        return Ok(Some(text.lines().next().unwrap_or("").to_string()));
+    }
+    Ok(std::env::var("PGPASSWORD").ok())
+}
+
+/// Whether a connection string holds a password (which a command line must not).
+pub fn has_password(url: &str) -> bool {
+    url.parse::<tokio_postgres::Config>()
+        .is_ok_and(|c| c.get_password().is_some())
 }
 
 impl PgStore {
@@ -259,6 +292,15 @@ impl PgStore {
         } else {
             copy_skipping_stored(&tx, records).await?
         };
+        // Roll-ups count what this transaction added, nothing stored before: a redelivered
+        // record changes nothing.
+        if self.version >= ROLLUPS_SINCE && !written.fresh.is_empty() {
+            let added = || written.fresh.iter().map(|&i| &records[i]);
+            for (tier, rows) in rollup::roll_up(added()) {
+                upsert_rollups(&tx, tier, &rows).await?;
+            }
+            upsert_series(&tx, rollup_sql::latest_per_series(added())).await?;
+        }
         for r in rejected {
             tx.execute(
                 "INSERT INTO rejected_messages (topic, kafka_partition, kafka_offset, payload, error)
@@ -367,6 +409,200 @@ impl PgStore {
     }
 }
 
+/// Rows per multi-row upsert: well under PostgreSQL's 65,535 parameters a statement.
+const UPSERT_ROWS: usize = 500;
+
+async fn upsert_rollups(
+    tx: &Transaction<'_>,
+    tier: Tier,
+    rows: &[RollupRow],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(UPSERT_ROWS) {
+        let text = rollup_sql::upsert(Dialect::Postgres, tier, chunk.len());
+        let params = rollup_sql::upsert_params(chunk);
+        let params: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        tx.execute(&text, &params)
+            .await
+            .map_err(pg("adding to the roll-ups"))?;
+    }
+    Ok(())
+}
+
+async fn upsert_series(tx: &Transaction<'_>, latest: Vec<&ResultRecord>) -> Result<(), StoreError> {
+    let statement = tx
+        .prepare(&rollup_sql::upsert_series(Dialect::Postgres))
+        .await
+        .map_err(pg("keeping the latest check"))?;
+    for r in latest {
+        let http = r.check.http.as_ref();
+        tx.execute(
+            &statement,
+            &[
+                &r.check.target,
+                &r.vantage,
+                &r.check.kind.as_str(),
+                &http.map(|h| h.domain.as_str()),
+                &http.map(|h| h.name.as_str()),
+                &r.check.ts_unix_ms,
+                &r.check.outcome.as_str(),
+                &r.check.reason.map(|reason| reason.as_str()),
+            ],
+        )
+        .await
+        .map_err(pg("keeping the latest check"))?;
+    }
+    Ok(())
+}
+
+impl PgStore {
+    /// See [`Store::add_rollups`].
+    pub async fn add_rollups(&mut self, tier: Tier, rows: &[RollupRow]) -> Result<u64, StoreError> {
+        self.writable()?;
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(pg("adding to the roll-ups"))?;
+        upsert_rollups(&tx, tier, rows).await?;
+        tx.commit().await.map_err(pg("adding to the roll-ups"))?;
+        Ok(rows.len() as u64)
+    }
+
+    /// See [`Store::rollups`].
+    pub async fn rollups(&self, query: &RollupQuery) -> Result<Vec<RollupRow>, StoreError> {
+        if self.version < ROLLUPS_SINCE {
+            return Ok(Vec::new());
+        }
+        let text = rollup_sql::select(
+            Dialect::Postgres,
+            query.tier,
+            query.summed,
+            query.target.is_some(),
+        );
+        let (from, until) = (query.range.from_unix_ms, query.range.until_unix_ms);
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&from, &until];
+        if let Some(target) = &query.target {
+            params.push(target);
+        }
+        let rows = self
+            .client
+            .query(&text, &params)
+            .await
+            .map_err(pg("reading roll-ups"))?;
+        let figures = rollup_sql::figures();
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut values = Vec::with_capacity(figures.len());
+            for (i, figure) in figures.iter().enumerate() {
+                values.push(if figure.float {
+                    Num::Float(row.try_get(3 + i).map_err(pg("reading roll-ups"))?)
+                } else {
+                    Num::Int(
+                        row.try_get::<_, Option<i64>>(3 + i)
+                            .map_err(pg("reading roll-ups"))?
+                            .unwrap_or(0),
+                    )
+                });
+            }
+            out.push(RollupRow {
+                target: row.get(0),
+                vantage: row.get(1),
+                start_unix_ms: row.get(2),
+                rollup: rollup_sql::rollup_of(&values),
+            });
+        }
+        Ok(out)
+    }
+
+    /// See [`Store::series`].
+    pub async fn series(&self) -> Result<Vec<Series>, StoreError> {
+        if self.version < ROLLUPS_SINCE {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .client
+            .query(rollup_sql::SELECT_SERIES, &[])
+            .await
+            .map_err(pg("reading the series"))?;
+        rows.iter()
+            .map(|row| {
+                crate::series_of(
+                    &self.location,
+                    (
+                        row.get(0),
+                        row.get(1),
+                        row.get(2),
+                        row.get(3),
+                        row.get(4),
+                        row.get(5),
+                        row.get(6),
+                        row.get(7),
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    /// See [`Store::prune`]: raw rows go by whole day partitions (a day is dropped once all of
+    /// it is older than the raw retention), roll-ups in batches of [`rollup::PRUNE_BATCH`]
+    /// rows, each its own transaction.
+    pub async fn prune(
+        &mut self,
+        retention: &Retention,
+        now_unix_ms: i64,
+    ) -> Result<Pruned, StoreError> {
+        self.writable()?;
+        let mut pruned = Pruned::default();
+        if let Some(keep) = retention.raw_ms {
+            pruned.partitions = self.drop_partitions_before(now_unix_ms - keep).await?;
+        }
+        if self.version >= ROLLUPS_SINCE {
+            for (i, tier) in Tier::ALL.into_iter().enumerate() {
+                let Some(keep) = retention.of(tier) else {
+                    continue;
+                };
+                let below = rollup_sql::first_kept_start(tier, now_unix_ms, keep);
+                let text =
+                    rollup_sql::delete_batch(Dialect::Postgres, tier.table(), "start_unix_ms");
+                loop {
+                    let n = self
+                        .client
+                        .execute(&text, &[&below, &rollup::PRUNE_BATCH])
+                        .await
+                        .map_err(pg("dropping expired roll-ups"))?;
+                    pruned.rollup_rows[i] += n;
+                    if (n as i64) < rollup::PRUNE_BATCH {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(pruned)
+    }
+}
+
+impl ToSql for Param<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Param::Text(t) => t.to_sql_checked(ty, out),
+            Param::Num(Num::Int(n)) => n.to_sql_checked(ty, out),
+            Param::Num(Num::Float(x)) => x.to_sql_checked(ty, out),
+        }
+    }
+
+    /// Each value checks the column's type itself.
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
 impl Store for PgStore {
     async fn migrate(&mut self) -> Result<Vec<i32>, StoreError> {
         PgStore::migrate(self).await
@@ -382,6 +618,26 @@ impl Store for PgStore {
 
     async fn observations(&self, window: TimeRange) -> Result<Vec<Observation>, StoreError> {
         PgStore::observations(self, window).await
+    }
+
+    async fn add_rollups(&mut self, tier: Tier, rows: &[RollupRow]) -> Result<u64, StoreError> {
+        PgStore::add_rollups(self, tier, rows).await
+    }
+
+    async fn rollups(&self, query: &RollupQuery) -> Result<Vec<RollupRow>, StoreError> {
+        PgStore::rollups(self, query).await
+    }
+
+    async fn series(&self) -> Result<Vec<Series>, StoreError> {
+        PgStore::series(self).await
+    }
+
+    async fn prune(
+        &mut self,
+        retention: &Retention,
+        now_unix_ms: i64,
+    ) -> Result<Pruned, StoreError> {
+        PgStore::prune(self, retention, now_unix_ms).await
     }
 }
 
