@@ -264,17 +264,19 @@ pub fn roll_up<'r>(
     Tier::ALL
         .into_iter()
         .zip(tiers)
-        .map(|(tier, rows)| {
-            let rows = rows
-                .into_iter()
-                .map(|((target, vantage, start), rollup)| RollupRow {
-                    target: target.to_string(),
-                    vantage: vantage.to_string(),
-                    start_unix_ms: start,
-                    rollup,
-                })
-                .collect();
-            (tier, rows)
+        .map(|(tier, rows)| (tier, rows_of(rows)))
+        .collect()
+}
+
+/// Rows from roll-ups keyed by (target, vantage, start), in key order.
+fn rows_of(rollups: BTreeMap<(&str, &str, i64), Rollup>) -> Vec<RollupRow> {
+    rollups
+        .into_iter()
+        .map(|((target, vantage, start), rollup)| RollupRow {
+            target: target.to_string(),
+            vantage: vantage.to_string(),
+            start_unix_ms: start,
+            rollup,
         })
         .collect()
 }
@@ -291,15 +293,7 @@ pub fn coarsen(rows: &[RollupRow], tier: Tier) -> Vec<RollupRow> {
         );
         merged.entry(key).or_default().merge(&row.rollup);
     }
-    merged
-        .into_iter()
-        .map(|((target, vantage, start), rollup)| RollupRow {
-            target: target.to_string(),
-            vantage: vantage.to_string(),
-            start_unix_ms: start,
-            rollup,
-        })
-        .collect()
+    rows_of(merged)
 }
 
 /// `[from, until)` cut into bucket-aligned spans of the coarsest tier that fits: minutes up
