@@ -264,3 +264,48 @@ fn the_served_overview_of_a_real_store_renders_in_chromium() {
     screenshot(&dir, &url, true, "overview.png", "1280,1200");
     assert_eq!(process.terminate(Duration::from_secs(20)), 0);
 }
+
+#[test]
+fn agent_listen_serves_the_page_from_the_agents_own_store() {
+    let dir = Scratch::new();
+    let listener = listen("127.0.0.1:0");
+    let port = listener.local_addr().unwrap().port();
+    let config = dir.join("agent.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "vantage: lab\ninterval: 200ms\ntimeout: 100ms\ntcp:\n  - name: up\n    port: {port}\n    hosts: [127.0.0.1]\n"
+        ),
+    )
+    .unwrap();
+    let page_port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{page_port}").parse().unwrap();
+    let mut agent = nv()
+        .args([
+            "agent",
+            "--config",
+            config.to_str().unwrap(),
+            "--run-for",
+            "60s",
+        ])
+        .args(["--listen", &addr.to_string()])
+        .current_dir(dir.path())
+        .spawn();
+    let target = format!("127.0.0.1:{port}");
+    wait_for(
+        Duration::from_secs(40),
+        "the agent's page to list its target as ok",
+        || {
+            std::net::TcpStream::connect(addr).is_ok()
+                && targets(addr)
+                    .iter()
+                    .any(|t| t["name"] == target.as_str() && t["verdict"] == "ok")
+        },
+    );
+    let overview = http_get(addr, "/", &[]);
+    assert_eq!(overview.status, 200);
+    assert!(overview.body.contains(&target), "{}", overview.body);
+    assert_eq!(http_get(addr, "/readyz", &[]).status, 200);
+    assert_eq!(agent.terminate(Duration::from_secs(60)), 0);
+    drop(listener);
+}
