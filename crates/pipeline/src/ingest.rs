@@ -36,6 +36,8 @@ pub struct IngestOptions {
     pub batch_wait: Duration,
     /// Drop day partitions older than this (checked hourly).
     pub retention: Option<Duration>,
+    /// How long the roll-up tiers are kept (a tier not given: its default).
+    pub rollup_retention: netvantage_config::agent::RetentionConfig,
 }
 
 /// Logs assignments (which partitions this member owns) and feeds consumer lag to the metrics.
@@ -221,10 +223,10 @@ pub async fn run(
         }
         if Instant::now() >= next_retention {
             next_retention = Instant::now() + Duration::from_secs(3600);
-            // Raw rows as --retention says (all kept without it), roll-ups by their defaults.
+            // Raw rows as --retention says (all kept without it), roll-ups as configured.
             let retention = netvantage_store::Retention {
                 raw_ms: options.retention.map(|r| r.as_millis() as i64),
-                ..netvantage_store::Retention::default()
+                ..crate::sinks::retention_of(&options.rollup_retention)
             };
             prune(&mut writer, &retention).await;
         }

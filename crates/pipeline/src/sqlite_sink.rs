@@ -16,6 +16,7 @@ pub struct SqliteSink {
     new: u64,
     /// When retention runs next (hourly, after a batch).
     next_prune: std::time::Instant,
+    retention: netvantage_store::Retention,
 }
 
 /// How often the sink drops what retention no longer keeps.
@@ -50,13 +51,21 @@ impl SqliteSink {
             delivered: 0,
             new: 0,
             next_prune: std::time::Instant::now(),
+            retention: netvantage_store::Retention::default(),
         })
+    }
+
+    /// Keeps each tier as `retention` says instead of the defaults.
+    pub fn with_retention(mut self, retention: netvantage_store::Retention) -> SqliteSink {
+        self.retention = retention;
+        self
     }
 }
 
 impl SqliteSink {
-    /// Raw rows 7 days, minute roll-ups 30, hour roll-ups 400, day roll-ups forever (the
-    /// defaults), in bounded batches between the agent's writes. A failure is logged and
+    /// Drops what the retention (by default raw rows 7 days, minute roll-ups 30, hour
+    /// roll-ups 400, day roll-ups forever) no longer keeps, in bounded batches between the
+    /// agent's writes. A failure is logged and
     /// tried again at the next hour: retention never holds up the results.
     fn prune_when_due(&mut self) {
         if std::time::Instant::now() < self.next_prune {
