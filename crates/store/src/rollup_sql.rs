@@ -150,8 +150,14 @@ pub(crate) fn create_tables(dialect: Dialect) -> Vec<String> {
             });
         }
         definitions.push("PRIMARY KEY (target, vantage, start_unix_ms)".into());
+        // SQLite: the rows are kept in key order in the table itself, not in a table and a
+        // second copy of the key in its index (a third less space per series-year).
+        let clustered = match dialect {
+            Dialect::Sqlite => " WITHOUT ROWID",
+            Dialect::Postgres => "",
+        };
         statements.push(format!(
-            "CREATE TABLE {table} (\n    {}\n)",
+            "CREATE TABLE {table} (\n    {}\n){clustered}",
             definitions.join(",\n    ")
         ));
         statements.push(format!(
@@ -318,8 +324,13 @@ pub(crate) fn latest_per_series<'r>(
 /// Deletes at most `LIMIT` (parameter 2) rows of `table` whose `column` is below parameter 1.
 pub(crate) fn delete_batch(dialect: Dialect, table: &str, column: &str) -> String {
     match dialect {
-        Dialect::Sqlite => format!(
+        Dialect::Sqlite if table == "results" => format!(
             "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {column} < ?1 LIMIT ?2)"
+        ),
+        // The roll-up tables have no rowid: their key picks the rows.
+        Dialect::Sqlite => format!(
+            "DELETE FROM {table} WHERE (target, vantage, start_unix_ms) IN
+             (SELECT target, vantage, start_unix_ms FROM {table} WHERE {column} < ?1 LIMIT ?2)"
         ),
         Dialect::Postgres => format!(
             "DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} WHERE {column} < $1 LIMIT $2))"
