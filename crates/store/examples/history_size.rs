@@ -39,7 +39,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut history = KnownHistory::new(now, 365, list);
     for i in 0..series {
         // An outage a series, somewhere in the year, so the rows aren't all alike.
-        history = history.outage(i, now - ((i as i64 * 7919) % 360 + 2) * DAY, 90, Reason::Timeout);
+        history = history.outage(
+            i,
+            now - ((i as i64 * 7919) % 360 + 2) * DAY,
+            90,
+            Reason::Timeout,
+        );
     }
     let mut store = AnyStore::open_writer(&location).await?;
     let started = Instant::now();

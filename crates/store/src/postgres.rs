@@ -412,11 +412,60 @@ impl PgStore {
 /// Rows per multi-row upsert: well under PostgreSQL's 65,535 parameters a statement.
 const UPSERT_ROWS: usize = 500;
 
+/// Past this many rows a tier's roll-ups go through a staging table: one binary `COPY` and one
+/// `INSERT … SELECT … ON CONFLICT`, instead of statements of thousands of parameters that the
+/// server parses one by one.
+const STAGED_ROLLUPS: usize = 64;
+
+async fn upsert_rollups_staged(
+    tx: &Transaction<'_>,
+    tier: Tier,
+    rows: &[RollupRow],
+) -> Result<(), StoreError> {
+    let staging = format!("netvantage_staging_{}", tier.as_str());
+    tx.batch_execute(&format!(
+        "CREATE TEMPORARY TABLE {staging} (LIKE {}) ON COMMIT DROP",
+        tier.table()
+    ))
+    .await
+    .map_err(pg("creating the roll-up staging table"))?;
+    let mut types = vec![Type::TEXT, Type::TEXT, Type::INT8];
+    types.extend(rollup_sql::figures().iter().map(
+        |f| {
+            if f.float { Type::FLOAT8 } else { Type::INT8 }
+        },
+    ));
+    let copy = async {
+        let sink = tx
+            .copy_in(&format!(
+                "COPY {staging} ({}) FROM STDIN (FORMAT binary)",
+                rollup_sql::all_columns()
+            ))
+            .await?;
+        let writer = BinaryCopyInWriter::new(sink, &types);
+        let mut writer = std::pin::pin!(writer);
+        for row in rows {
+            let values = rollup_sql::upsert_params(std::slice::from_ref(row));
+            writer.as_mut().write_raw(values).await?;
+        }
+        writer.as_mut().finish().await
+    };
+    copy.await
+        .map_err(pg("copying roll-ups into the staging table"))?;
+    tx.batch_execute(&rollup_sql::upsert_from(Dialect::Postgres, tier, &staging))
+        .await
+        .map_err(pg("adding to the roll-ups"))?;
+    Ok(())
+}
+
 async fn upsert_rollups(
     tx: &Transaction<'_>,
     tier: Tier,
     rows: &[RollupRow],
 ) -> Result<(), StoreError> {
+    if rows.len() > STAGED_ROLLUPS {
+        return upsert_rollups_staged(tx, tier, rows).await;
+    }
     for chunk in rows.chunks(UPSERT_ROWS) {
         let text = rollup_sql::upsert(Dialect::Postgres, tier, chunk.len());
         let params = rollup_sql::upsert_params(chunk);
@@ -430,24 +479,26 @@ async fn upsert_rollups(
 }
 
 async fn upsert_series(tx: &Transaction<'_>, latest: Vec<&ResultRecord>) -> Result<(), StoreError> {
-    let statement = tx
-        .prepare(&rollup_sql::upsert_series(Dialect::Postgres))
-        .await
-        .map_err(pg("keeping the latest check"))?;
-    for r in latest {
-        let http = r.check.http.as_ref();
+    for chunk in latest.chunks(UPSERT_ROWS) {
+        let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::with_capacity(chunk.len() * 8);
+        for r in chunk {
+            let http = r.check.http.as_ref();
+            params.push(Box::new(r.check.target.clone()));
+            params.push(Box::new(r.vantage.clone()));
+            params.push(Box::new(r.check.kind.as_str()));
+            params.push(Box::new(http.map(|h| h.domain.clone())));
+            params.push(Box::new(http.map(|h| h.name.clone())));
+            params.push(Box::new(r.check.ts_unix_ms));
+            params.push(Box::new(r.check.outcome.as_str()));
+            params.push(Box::new(r.check.reason.map(|reason| reason.as_str())));
+        }
+        let params: Vec<&(dyn ToSql + Sync)> = params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect();
         tx.execute(
-            &statement,
-            &[
-                &r.check.target,
-                &r.vantage,
-                &r.check.kind.as_str(),
-                &http.map(|h| h.domain.as_str()),
-                &http.map(|h| h.name.as_str()),
-                &r.check.ts_unix_ms,
-                &r.check.outcome.as_str(),
-                &r.check.reason.map(|reason| reason.as_str()),
-            ],
+            &rollup_sql::upsert_series(Dialect::Postgres, chunk.len()),
+            &params,
         )
         .await
         .map_err(pg("keeping the latest check"))?;

@@ -180,22 +180,10 @@ pub(crate) fn create_tables(dialect: Dialect) -> Vec<String> {
     statements
 }
 
-/// Adds `rows` rows to a tier: new buckets are inserted, stored ones take in the figures.
-/// Parameters per row: target, vantage, start, then the [`figures`].
-pub(crate) fn upsert(dialect: Dialect, tier: Tier, rows: usize) -> String {
+/// `ON CONFLICT … DO UPDATE`: a stored bucket takes in the new figures.
+fn merge_clause(dialect: Dialect, tier: Tier) -> String {
     let table = tier.table();
-    let figures = figures();
-    let per_row = 3 + figures.len();
-    let tuples: Vec<String> = (0..rows)
-        .map(|row| {
-            let params: Vec<String> = (1..=per_row)
-                .map(|n| placeholder(dialect, row * per_row + n))
-                .collect();
-            format!("({})", params.join(", "))
-        })
-        .collect();
-    let names: Vec<&str> = figures.iter().map(|f| f.name.as_str()).collect();
-    let updates: Vec<String> = figures
+    let updates: Vec<String> = figures()
         .iter()
         .map(|f| {
             let (old, new) = (
@@ -218,11 +206,45 @@ pub(crate) fn upsert(dialect: Dialect, tier: Tier, rows: usize) -> String {
         })
         .collect();
     format!(
-        "INSERT INTO {table} (target, vantage, start_unix_ms, {}) VALUES {}
-         ON CONFLICT (target, vantage, start_unix_ms) DO UPDATE SET {}",
-        names.join(", "),
-        tuples.join(", "),
+        "ON CONFLICT (target, vantage, start_unix_ms) DO UPDATE SET {}",
         updates.join(", ")
+    )
+}
+
+/// `target, vantage, start_unix_ms, checks, …`: every column of a roll-up table.
+pub(crate) fn all_columns() -> String {
+    let names: Vec<String> = figures().into_iter().map(|f| f.name).collect();
+    format!("target, vantage, start_unix_ms, {}", names.join(", "))
+}
+
+/// Adds `rows` rows to a tier: new buckets are inserted, stored ones take in the figures.
+/// Parameters per row: target, vantage, start, then the [`figures`].
+pub(crate) fn upsert(dialect: Dialect, tier: Tier, rows: usize) -> String {
+    let per_row = 3 + figures().len();
+    let tuples: Vec<String> = (0..rows)
+        .map(|row| {
+            let params: Vec<String> = (1..=per_row)
+                .map(|n| placeholder(dialect, row * per_row + n))
+                .collect();
+            format!("({})", params.join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO {} ({}) VALUES {}\n         {}",
+        tier.table(),
+        all_columns(),
+        tuples.join(", "),
+        merge_clause(dialect, tier)
+    )
+}
+
+/// Adds every row of `staging` (a table of the same columns) to a tier, as [`upsert`] does.
+pub(crate) fn upsert_from(dialect: Dialect, tier: Tier, staging: &str) -> String {
+    let columns = all_columns();
+    format!(
+        "INSERT INTO {} ({columns}) SELECT {columns} FROM {staging}\n         {}",
+        tier.table(),
+        merge_clause(dialect, tier)
     )
 }
 
@@ -285,18 +307,23 @@ pub(crate) fn select(dialect: Dialect, tier: Tier, summed: bool, one_target: boo
     }
 }
 
-/// Keeps the latest check of each series. Parameters: target, vantage, kind, domain,
-/// endpoint, last time, outcome, reason.
-pub(crate) fn upsert_series(dialect: Dialect) -> String {
-    let p: Vec<String> = (1..=8).map(|n| placeholder(dialect, n)).collect();
+/// Keeps the latest check of each series, for `rows` series (distinct). Parameters per row:
+/// target, vantage, kind, domain, endpoint, last time, outcome, reason.
+pub(crate) fn upsert_series(dialect: Dialect, rows: usize) -> String {
+    let tuples: Vec<String> = (0..rows)
+        .map(|row| {
+            let p: Vec<String> = (1..=8).map(|n| placeholder(dialect, row * 8 + n)).collect();
+            format!("({})", p.join(", "))
+        })
+        .collect();
     format!(
         "INSERT INTO series (target, vantage, kind, domain, endpoint, last_unix_ms, last_outcome, last_reason)
-         VALUES ({})
+         VALUES {}
          ON CONFLICT (target, vantage) DO UPDATE SET kind = excluded.kind, domain = excluded.domain,
            endpoint = excluded.endpoint, last_unix_ms = excluded.last_unix_ms,
            last_outcome = excluded.last_outcome, last_reason = excluded.last_reason
          WHERE excluded.last_unix_ms >= series.last_unix_ms",
-        p.join(", ")
+        tuples.join(", ")
     )
 }
 

@@ -253,7 +253,7 @@ impl SqliteStore {
                     upsert_rollups(&tx, tier, &rows)?;
                 }
                 let mut statement =
-                    tx.prepare_cached(&rollup_sql::upsert_series(Dialect::Sqlite))?;
+                    tx.prepare_cached(&rollup_sql::upsert_series(Dialect::Sqlite, 1))?;
                 for r in rollup_sql::latest_per_series(added()) {
                     let http = r.check.http.as_ref();
                     statement.execute((
