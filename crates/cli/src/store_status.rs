@@ -257,6 +257,22 @@ impl StoreStatus {
         (at.0 - window.millis(), at.0)
     }
 
+    /// The target an id names. Ids don't change with time, so any snapshot answers; without
+    /// one (or for a target new since), the series table does.
+    async fn name_of(&self, id: &str) -> Result<Option<String>, SourceError> {
+        let cached = self.snapshot.lock().ok().and_then(|s| s.clone());
+        if let Some((_, _, snapshot)) = cached
+            && let Some(facts) = snapshot.details.get(id)
+        {
+            return Ok(Some(facts.name.clone()));
+        }
+        let series = self.store().await?.series().await.map_err(source_error)?;
+        Ok(series
+            .into_iter()
+            .map(|s| s.target)
+            .find(|target| target_id(target) == id))
+    }
+
     async fn snapshot(&self, at: UnixMs) -> Result<Arc<Snapshot>, SourceError> {
         if let Some((when, made, snapshot)) = self.snapshot.lock().ok().and_then(|s| s.clone())
             && (when.0 - at.0).abs() < SNAPSHOT_TTL.as_millis() as i64
@@ -631,8 +647,7 @@ impl StatusSource for StoreStatus {
         range: TimeRange,
         tier: Tier,
     ) -> Result<Option<History>, SourceError> {
-        let snapshot = self.snapshot(range.to).await?;
-        let Some(facts) = snapshot.details.get(id) else {
+        let Some(name) = self.name_of(id).await? else {
             return Ok(None);
         };
         let tier = self.tier_reaching(tier, range.from.0, range.to.0);
@@ -646,7 +661,7 @@ impl StatusSource for StoreStatus {
                     from_unix_ms: from,
                     until_unix_ms: range.to.0,
                 },
-                target: Some(facts.name.clone()),
+                target: Some(name),
                 summed: false,
             })
             .await
@@ -740,13 +755,10 @@ impl StatusSource for StoreStatus {
 
     async fn state_changes(&self, query: &ChangeQuery) -> Result<Page<StateChange>, SourceError> {
         let target = match &query.target {
-            Some(id) => {
-                let snapshot = self.snapshot(query.range.to).await?;
-                match snapshot.details.get(id) {
-                    Some(facts) => Some(facts.name.clone()),
-                    None => return Ok(Page::of(&[], query.page)),
-                }
-            }
+            Some(id) => match self.name_of(id).await? {
+                Some(name) => Some(name),
+                None => return Ok(Page::of(&[], query.page)),
+            },
             None => None,
         };
         let changes = self
