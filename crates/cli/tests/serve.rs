@@ -261,6 +261,18 @@ fn the_served_overview_of_a_real_store_renders_in_chromium() {
         dom.contains(&format!(r#"data-window="24h">{shop_day}</td>"#)),
         "{shop_day} not in the overview"
     );
+    // Under the base path, every link of the rendered page resolves.
+    let found = links(&dom);
+    assert!(found.len() > 5, "{found:?}");
+    for link in found {
+        assert!(link.starts_with("/status/"), "the overview links to {link}");
+        let answer = http_get(addr, &link, &[]);
+        assert_eq!(
+            answer.status, 200,
+            "the overview links to {link}: {}",
+            answer.body
+        );
+    }
     screenshot(&dir, &url, true, "overview.png", "1280,1200");
     assert_eq!(process.terminate(Duration::from_secs(20)), 0);
 }

@@ -5,8 +5,9 @@
 
 mod support;
 
+use netvantage_testkit::links;
 use netvantage_testkit::{dump_dom, screenshot};
-use support::{Fixture, get, links, output_dir};
+use support::{Fixture, get, output_dir};
 
 /// 2025-03-01T12:00:00Z.
 const AT: &str = "1740830400000";

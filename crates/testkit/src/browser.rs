@@ -98,3 +98,18 @@ pub fn screenshot(dir: &Path, url: &str, javascript: bool, file: &str, size: &st
         bytes.len()
     );
 }
+
+/// The `href`, `src` and `action` values of an HTML document, unescaped.
+pub fn links(html: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for attribute in ["href=\"", "src=\"", "action=\""] {
+        let mut rest = html;
+        while let Some(at) = rest.find(attribute) {
+            rest = &rest[at + attribute.len()..];
+            let end = rest.find('"').unwrap_or(rest.len());
+            found.push(rest[..end].replace("&amp;", "&"));
+            rest = &rest[end..];
+        }
+    }
+    found
+}

@@ -29,7 +29,7 @@ mod tools;
 mod wait;
 
 pub use broker::{Broker, tansu};
-pub use browser::{browse, chromium, dump_dom, screenshot};
+pub use browser::{browse, chromium, dump_dom, links, screenshot};
 pub use command::{Run, Running, TestCommand, binary, nv};
 pub use conns::{Conns, ProcDir, proc_fixture, strip_timestamp};
 pub use fleet::{Fleet, testfleet};

@@ -96,21 +96,6 @@ pub fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis(ticks * 1000 / per_second)
 }
 
-/// The `href`, `src` and `action` values of an HTML document, unescaped.
-pub fn links(html: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for attribute in ["href=\"", "src=\"", "action=\""] {
-        let mut rest = html;
-        while let Some(at) = rest.find(attribute) {
-            rest = &rest[at + attribute.len()..];
-            let end = rest.find('"').unwrap_or(rest.len());
-            found.push(rest[..end].replace("&amp;", "&"));
-            rest = &rest[end..];
-        }
-    }
-    found
-}
-
 /// A Python test tool (schemathesis, openapi-spec-validator): on `PATH`, or in
 /// `~/.local/nv-venv/bin`, where docs/server.md's `pip install` puts it.
 pub fn python_tool(names: &[&str]) -> Option<PathBuf> {
