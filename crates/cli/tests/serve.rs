@@ -321,3 +321,27 @@ fn agent_listen_serves_the_page_from_the_agents_own_store() {
     assert_eq!(agent.terminate(Duration::from_secs(60)), 0);
     drop(listener);
 }
+
+#[test]
+fn serve_enforces_read_only_auth_from_the_environment_and_leaves_healthz_open() {
+    let dir = Scratch::new();
+    let db = sqlite_store(dir.path());
+    let token = "0123456789abcdef-serve-test";
+    let (mut process, addr) = serve(
+        &[
+            "--sqlite",
+            db.to_str().unwrap(),
+            "--auth-env",
+            "NV_TEST_READERS",
+        ],
+        &[("NV_TEST_READERS", &format!("token {token}"))],
+    );
+    assert_eq!(http_get(addr, "/api/v1/targets", &[]).status, 401);
+    assert_eq!(http_get(addr, "/", &[]).status, 401);
+    let bearer = format!("Authorization: Bearer {token}");
+    let answer = http_get(addr, "/api/v1/targets", &[&bearer]);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json()["total"], 2);
+    assert_eq!(http_get(addr, "/healthz", &[]).status, 200);
+    assert_eq!(process.terminate(Duration::from_secs(20)), 0);
+}
