@@ -10,6 +10,7 @@ mod exit;
 mod logging;
 mod output;
 mod serve;
+mod store_status;
 
 use clap::{Parser, Subcommand};
 
@@ -41,6 +42,7 @@ enum Command {
     Agent(cmd::agent::AgentArgs),
     Ingest(cmd::ingest::IngestArgs),
     Report(cmd::report::ReportArgs),
+    Serve(cmd::serve::ServeArgs),
 }
 
 fn main() {
@@ -82,6 +84,7 @@ fn main() {
             Command::Agent(args) => cmd::agent::run(args).await,
             Command::Ingest(args) => cmd::ingest::run(args).await,
             Command::Report(args) => cmd::report::run(args).await,
+            Command::Serve(args) => cmd::serve::run(args).await,
         }
     });
     let code = match result {

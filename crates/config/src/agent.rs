@@ -20,6 +20,7 @@
 //!       url: https://example.org/
 //! sinks:
 //!   sqlite: {path: netvantage.db}  # the default when no sink is listed
+//!   # sqlite: {path: netvantage.db, retention: {raw: 7d, minute: 30d, hour: 400d, day: forever}}
 //!   stdout: true                   # NDJSON records on stdout
 //!   kafka:
 //!     brokers: kafka-1:9093,kafka-2:9093
@@ -32,6 +33,7 @@ use crate::yaml::{ConfigError, Failure, Fields, load_documents, scalar_text};
 use netvantage_core::target::{Host, Target, parse_line};
 use saphyr::{MarkedYaml, Scalar, YamlData};
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -63,8 +65,43 @@ pub struct HttpSection {
 #[derive(Debug, Clone, Default)]
 pub struct Sinks {
     pub sqlite: Option<PathBuf>,
+    /// `sinks.sqlite.retention`: how long the SQLite store keeps each tier.
+    pub sqlite_retention: RetentionConfig,
     pub stdout: bool,
     pub kafka: Option<KafkaSettings>,
+}
+
+/// How long something is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    For(Duration),
+    Forever,
+}
+
+/// Retention per tier as the config gives it; `None`: the store's default (raw 7 d, minute
+/// 30 d, hour 400 d, day forever).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionConfig {
+    pub raw: Option<Keep>,
+    pub minute: Option<Keep>,
+    pub hour: Option<Keep>,
+    pub day: Option<Keep>,
+}
+
+impl std::str::FromStr for Keep {
+    type Err = String;
+
+    /// A duration (`7d`, `400d`) or `forever`.
+    fn from_str(text: &str) -> Result<Keep, String> {
+        if text.trim() == "forever" {
+            return Ok(Keep::Forever);
+        }
+        match netvantage_core::parse_duration(text) {
+            Ok(d) if !d.is_zero() => Ok(Keep::For(d)),
+            Ok(_) => Err(format!("{text:?} must be greater than zero")),
+            Err(e) => Err(format!("{e} (or `forever`)")),
+        }
+    }
 }
 
 /// Where a credential comes from. Passwords may only come from the environment or a file:
@@ -270,13 +307,17 @@ fn parse_tcp_group<'a, 'y>(
 
 fn parse_sinks<'a, 'y>(node: &'a MarkedYaml<'y>) -> Result<Sinks, Failure<'a, 'y>> {
     let sinks = Fields::new(node, "`sinks`", &["sqlite", "stdout", "kafka"])?;
+    let mut retention = RetentionConfig::default();
     let sqlite = match sinks.get("sqlite") {
         None => None,
         Some(node) => match &node.data {
             YamlData::Value(Scalar::Boolean(false)) => None,
             YamlData::Value(Scalar::Boolean(true)) => Some(PathBuf::from(defaults::SQLITE_PATH)),
             _ => {
-                let sqlite = Fields::new(node, "`sinks.sqlite`", &["path"])?;
+                let sqlite = Fields::new(node, "`sinks.sqlite`", &["path", "retention"])?;
+                if let Some(node) = sqlite.get("retention") {
+                    retention = parse_retention(node)?;
+                }
                 Some(PathBuf::from(
                     sqlite
                         .text("path")?
@@ -293,6 +334,7 @@ fn parse_sinks<'a, 'y>(node: &'a MarkedYaml<'y>) -> Result<Sinks, Failure<'a, 'y
     }
     Ok(Sinks {
         sqlite,
+        sqlite_retention: retention,
         stdout,
         kafka,
     })
@@ -319,6 +361,31 @@ pub fn secret_property_refusal(key: &str, where_: &str) -> String {
     format!(
         "{where_}: `{key}` holds a secret, which must not be written in the config or on the command line; give it in `sinks.kafka.sasl` (`password_env` / `password_file`) or `sinks.kafka.tls` (`key_password_env` / `key_password_file`)"
     )
+}
+
+/// `retention: {raw: 7d, minute: 30d, hour: 400d, day: forever}`; a tier not given keeps its
+/// default.
+fn parse_retention<'a, 'y>(node: &'a MarkedYaml<'y>) -> Result<RetentionConfig, Failure<'a, 'y>> {
+    let fields = Fields::new(
+        node,
+        "`sinks.sqlite.retention`",
+        &["raw", "minute", "hour", "day"],
+    )?;
+    let keep = |field: &str| -> Result<Option<Keep>, Failure<'a, 'y>> {
+        match fields.text(field)? {
+            None => Ok(None),
+            Some((node, text)) => text
+                .parse()
+                .map(Some)
+                .map_err(|e: String| fields.fail(node, field, e)),
+        }
+    };
+    Ok(RetentionConfig {
+        raw: keep("raw")?,
+        minute: keep("minute")?,
+        hour: keep("hour")?,
+        day: keep("day")?,
+    })
 }
 
 fn parse_secret<'a, 'y>(
@@ -569,6 +636,29 @@ mod tests {
             Secret::Env("KAFKA_PASSWORD".into())
         );
         assert_eq!(kafka.properties, vec![("linger.ms".into(), "20".into())]);
+    }
+
+    #[test]
+    fn sqlite_retention_is_per_tier_with_defaults_for_the_rest() {
+        let config = parse_agent_config(
+            "vantage: lab\ntcp:\n  - name: a\n    port: 1\n    hosts: [127.0.0.1]\nsinks:\n  sqlite:\n    path: x.db\n    retention: {raw: 2d, hour: forever}\n",
+            "agent.yaml",
+        )
+        .unwrap();
+        let retention = config.sinks.sqlite_retention;
+        assert_eq!(
+            retention.raw,
+            Some(Keep::For(Duration::from_secs(2 * 86_400)))
+        );
+        assert_eq!(retention.hour, Some(Keep::Forever));
+        assert_eq!((retention.minute, retention.day), (None, None));
+        let bad = parse_agent_config(
+            "vantage: lab\ntcp:\n  - name: a\n    port: 1\n    hosts: [127.0.0.1]\nsinks:\n  sqlite:\n    retention: {minute: soon}\n",
+            "agent.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(bad.contains("retention") && bad.contains("minute"), "{bad}");
     }
 
     #[test]

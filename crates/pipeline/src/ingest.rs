@@ -56,6 +56,8 @@ pub struct IngestOptions {
     pub batch_wait: Duration,
     /// Drop day partitions older than this (checked hourly).
     pub retention: Option<Duration>,
+    /// How long the roll-up tiers are kept (a tier not given: its default).
+    pub rollup_retention: netvantage_config::agent::RetentionConfig,
 }
 
 /// Logs assignments (which partitions this member owns) and feeds consumer lag to the metrics.
@@ -246,18 +248,14 @@ pub async fn run(
             summary.batches += 1;
             commit(consumer, &batch, metrics);
         }
-        if let Some(retention) = options.retention
-            && Instant::now() >= next_retention
-        {
+        if Instant::now() >= next_retention {
             next_retention = Instant::now() + Duration::from_secs(3600);
-            let cutoff = netvantage_core::clock::unix_ms_now() - retention.as_millis() as i64;
-            match writer.drop_partitions_before(cutoff).await {
-                Ok(dropped) if !dropped.is_empty() => {
-                    tracing::info!(?dropped, "postgres: dropped partitions past retention")
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!("retention: {e}"),
-            }
+            // Raw rows as --retention says (all kept without it), roll-ups as configured.
+            let retention = netvantage_store::Retention {
+                raw_ms: options.retention.map(|r| r.as_millis() as i64),
+                ..crate::sinks::retention_of(&options.rollup_retention)
+            };
+            prune(&mut writer, &retention).await;
         }
         if stopping {
             break;
@@ -293,6 +291,22 @@ async fn collect(
         }
     }
     batch
+}
+
+/// Drops what `retention` no longer keeps; a failure is logged and tried again next hour.
+async fn prune(writer: &mut PgStore, retention: &netvantage_store::Retention) {
+    match writer
+        .prune(retention, netvantage_core::clock::unix_ms_now())
+        .await
+    {
+        Ok(pruned)
+            if !pruned.partitions.is_empty() || pruned.rollup_rows.iter().any(|n| *n > 0) =>
+        {
+            tracing::info!(partitions = ?pruned.partitions, rollup_rows = ?pruned.rollup_rows, "postgres: dropped what retention no longer keeps")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("retention: {e}"),
+    }
 }
 
 /// Writes the batch, retrying what can heal (with a reconnect when the connection is gone).

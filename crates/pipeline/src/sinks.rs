@@ -16,11 +16,32 @@ pub struct OpenedSinks {
     pub spool: Option<Arc<Spool>>,
 }
 
+/// The store's retention from the config's: a tier not given keeps the store's default.
+pub fn retention_of(
+    config: &netvantage_config::agent::RetentionConfig,
+) -> netvantage_store::Retention {
+    use netvantage_config::agent::Keep;
+    let defaults = netvantage_store::Retention::default();
+    let pick = |given: Option<Keep>, default: Option<i64>| match given {
+        None => default,
+        Some(Keep::Forever) => None,
+        Some(Keep::For(d)) => Some(d.as_millis() as i64),
+    };
+    netvantage_store::Retention {
+        raw_ms: pick(config.raw, defaults.raw_ms),
+        minute_ms: pick(config.minute, defaults.minute_ms),
+        hour_ms: pick(config.hour, defaults.hour_ms),
+        day_ms: pick(config.day, defaults.day_ms),
+    }
+}
+
 pub fn open_sinks(config: &Sinks) -> Result<OpenedSinks, AgentError> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     let mut spool = None;
     if let Some(path) = &config.sqlite {
-        let sink = SqliteSink::open(path).map_err(|e| AgentError::Config(e.to_string()))?;
+        let sink = SqliteSink::open(path)
+            .map_err(|e| AgentError::Config(e.to_string()))?
+            .with_retention(retention_of(&config.sqlite_retention));
         sinks.push(Box::new(sink));
     }
     if config.stdout {
@@ -44,4 +65,28 @@ pub fn open_sinks(config: &Sinks) -> Result<OpenedSinks, AgentError> {
         spool = Some(disk);
     }
     Ok(OpenedSinks { sinks, spool })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netvantage_config::agent::{Keep, RetentionConfig};
+    use std::time::Duration;
+
+    #[test]
+    fn a_tier_not_configured_keeps_the_store_default() {
+        let defaults = netvantage_store::Retention::default();
+        assert_eq!(retention_of(&RetentionConfig::default()), defaults);
+        let config = RetentionConfig {
+            raw: Some(Keep::For(Duration::from_secs(3600))),
+            day: Some(Keep::For(Duration::from_secs(86_400 * 3650))),
+            hour: Some(Keep::Forever),
+            minute: None,
+        };
+        let retention = retention_of(&config);
+        assert_eq!(retention.raw_ms, Some(3_600_000));
+        assert_eq!(retention.minute_ms, defaults.minute_ms);
+        assert_eq!(retention.hour_ms, None, "forever");
+        assert_eq!(retention.day_ms, Some(3650 * 86_400_000));
+    }
 }

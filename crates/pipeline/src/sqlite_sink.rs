@@ -14,7 +14,13 @@ pub struct SqliteSink {
     path: PathBuf,
     delivered: u64,
     new: u64,
+    /// When retention runs next (hourly, after a batch).
+    next_prune: std::time::Instant,
+    retention: netvantage_store::Retention,
 }
+
+/// How often the sink drops what retention no longer keeps.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The SQLite file cannot be opened as a store.
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +50,39 @@ impl SqliteSink {
             path: path.to_path_buf(),
             delivered: 0,
             new: 0,
+            next_prune: std::time::Instant::now(),
+            retention: netvantage_store::Retention::default(),
         })
+    }
+
+    /// Keeps each tier as `retention` says instead of the defaults.
+    pub fn with_retention(mut self, retention: netvantage_store::Retention) -> SqliteSink {
+        self.retention = retention;
+        self
+    }
+}
+
+impl SqliteSink {
+    /// Drops what the retention (by default raw rows 7 days, minute roll-ups 30, hour
+    /// roll-ups 400, day roll-ups forever) no longer keeps, in bounded batches between the
+    /// agent's writes. A failure is logged and
+    /// tried again at the next hour: retention never holds up the results.
+    fn prune_when_due(&mut self) {
+        if std::time::Instant::now() < self.next_prune {
+            return;
+        }
+        self.next_prune = std::time::Instant::now() + PRUNE_EVERY;
+        let now = netvantage_core::clock::unix_ms_now();
+        match self
+            .store
+            .prune(&netvantage_store::Retention::default(), now)
+        {
+            Ok(pruned) if pruned.raw_rows > 0 || pruned.rollup_rows.iter().any(|n| *n > 0) => {
+                tracing::info!(raw_rows = pruned.raw_rows, rollup_rows = ?pruned.rollup_rows, "sqlite: dropped what retention no longer keeps")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("{}: retention: {e}", self.path.display()),
+        }
     }
 }
 
@@ -67,6 +105,7 @@ impl Sink for SqliteSink {
                 }
                 self.delivered += batch.len() as u64;
                 self.new += written.inserted;
+                self.prune_when_due();
                 Ok(())
             }
             Err(e) => Err(SinkError::retryable(format!(

@@ -5,103 +5,12 @@
 
 mod support;
 
-use netvantage_testkit::TestCommand;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-use support::{Fixture, get, links, output_dir};
+use netvantage_testkit::links;
+use netvantage_testkit::{dump_dom, screenshot};
+use support::{Fixture, get, output_dir};
 
 /// 2025-03-01T12:00:00Z.
 const AT: &str = "1740830400000";
-
-fn chromium() -> PathBuf {
-    // The binary itself: /usr/bin/chromium is a wrapper script.
-    let binary = PathBuf::from("/usr/lib/chromium/chromium");
-    assert!(
-        binary.is_file(),
-        "Chromium is not installed: `apt-get install -y --no-install-recommends chromium` \
-         (Debian; about 440 MB)"
-    );
-    binary
-}
-
-/// One headless Chromium run with a fresh profile in `dir`; `extra` picks the output
-/// (`--dump-dom` or `--screenshot=…`). Returns stdout.
-fn browse(dir: &Path, url: &str, javascript: bool, extra: &[&str]) -> String {
-    let profile = tempdir(dir, "profile");
-    if !javascript {
-        // The only switch that really stops scripts: a content setting in the profile.
-        std::fs::create_dir_all(profile.join("Default")).unwrap();
-        std::fs::write(
-            profile.join("Default/Preferences"),
-            r#"{"profile":{"default_content_setting_values":{"javascript":2}}}"#,
-        )
-        .unwrap();
-    }
-    let run = TestCommand::new(chromium())
-        .env("XDG_CONFIG_HOME", profile.join("cfg"))
-        .env("XDG_CACHE_HOME", profile.join("cache"))
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            &format!("--user-data-dir={}", profile.display()),
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-extensions",
-            // Nothing leaves loopback.
-            "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-            "--log-level=3",
-            "--virtual-time-budget=3000",
-        ])
-        .args(extra)
-        .arg(url)
-        .timeout(Duration::from_secs(90))
-        .run();
-    run.assert_success();
-    let _ = std::fs::remove_dir_all(&profile);
-    run.stdout
-}
-
-fn tempdir(dir: &Path, name: &str) -> PathBuf {
-    let path = dir.join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&path);
-    std::fs::create_dir_all(&path).unwrap();
-    path
-}
-
-fn dump_dom(dir: &Path, url: &str, javascript: bool) -> String {
-    let dom = browse(dir, url, javascript, &["--dump-dom"]);
-    // An unreachable URL gives empty output and exit 0.
-    assert!(dom.contains("</html>"), "no document from {url}: {dom:?}");
-    dom
-}
-
-fn screenshot(dir: &Path, url: &str, javascript: bool, file: &str, size: &str) {
-    let png = dir.join(file);
-    browse(
-        dir,
-        url,
-        javascript,
-        &[
-            &format!("--screenshot={}", png.display()),
-            &format!("--window-size={size}"),
-        ],
-    );
-    let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
-    assert!(
-        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
-        "{} is no PNG",
-        png.display()
-    );
-    assert!(
-        bytes.len() > 20_000,
-        "{} is only {} bytes",
-        png.display(),
-        bytes.len()
-    );
-}
 
 /// The text between `start` and the next `end` after it.
 fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {

@@ -4,10 +4,11 @@
 
 mod support;
 
+use netvantage_testkit::links;
 use std::collections::{BTreeSet, VecDeque};
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use support::{Fixture, get, get_with, links, output_dir};
+use support::{Fixture, get, get_with, output_dir};
 
 /// 2025-03-01T12:00:00Z.
 const AT: &str = "1740830400000";

@@ -26,15 +26,20 @@ pub mod error;
 pub mod migrations;
 pub mod pgpass;
 pub mod postgres;
+pub mod rollup;
+mod rollup_sql;
+pub mod seed;
 mod sql;
 pub mod sqlite;
 
 pub use error::{PgError, PgErrorKind, StoreError};
 pub use netvantage_core::vantage::Observation;
 pub use postgres::{PgStore, Rejected};
+pub use rollup::{Pruned, Retention, Rollup, RollupRow, Tier};
 pub use sqlite::SqliteStore;
 
-use netvantage_core::ResultRecord;
+use netvantage_core::{CheckKind, Outcome, Reason, ResultRecord};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 
@@ -144,6 +149,37 @@ pub struct ResultsPage {
     pub next: Option<Cursor>,
 }
 
+/// Which roll-up rows to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollupQuery {
+    pub tier: Tier,
+    /// Buckets whose start is in this range.
+    pub range: TimeRange,
+    /// One target's series, or every series.
+    pub target: Option<String>,
+    /// One row per series with the figures added up (its `start_unix_ms` is the first
+    /// bucket's), instead of every bucket.
+    pub summed: bool,
+}
+
+/// One series (target × vantage point) and its latest check, kept as results are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Series {
+    pub target: String,
+    pub vantage: String,
+    pub kind: CheckKind,
+    /// The HTTP target's domain.
+    pub domain: Option<String>,
+    /// The HTTP endpoint's name in the config.
+    pub endpoint: Option<String>,
+    pub last_unix_ms: i64,
+    pub last_outcome: Outcome,
+    pub last_reason: Option<Reason>,
+}
+
+/// The schema version that has roll-ups: a reader of an older store finds none.
+pub const ROLLUPS_SINCE: i32 = 3;
+
 /// A store of result records. Implemented by [`SqliteStore`], [`PgStore`] and [`AnyStore`];
 /// the contract tests in `tests/contract.rs` run every test against each backend.
 pub trait Store: Send + Sync {
@@ -167,6 +203,62 @@ pub trait Store: Send + Sync {
         &self,
         window: TimeRange,
     ) -> impl Future<Output = Result<Vec<Observation>, StoreError>> + Send;
+
+    /// Adds roll-up rows to a tier (new buckets inserted, stored ones take the figures in),
+    /// in one transaction. `insert` does this itself for the records it adds; this is for
+    /// seeding a history or re-deriving a tier. Returns the rows written.
+    fn add_rollups(
+        &mut self,
+        tier: Tier,
+        rows: &[RollupRow],
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Roll-up rows of a tier, ordered by target, vantage and start.
+    fn rollups(
+        &self,
+        query: &RollupQuery,
+    ) -> impl Future<Output = Result<Vec<RollupRow>, StoreError>> + Send;
+
+    /// Every series and its latest check, ordered by target and vantage.
+    fn series(&self) -> impl Future<Output = Result<Vec<Series>, StoreError>> + Send;
+
+    /// Drops what `retention` no longer keeps as of `now_unix_ms`, in bounded batches (or
+    /// whole partitions), never one long `DELETE`.
+    fn prune(
+        &mut self,
+        retention: &Retention,
+        now_unix_ms: i64,
+    ) -> impl Future<Output = Result<Pruned, StoreError>> + Send;
+}
+
+/// Each series' figures over `[from, until)` (whole minutes), summed from the coarsest tiers
+/// that cover it ([`rollup::cover`]): availability over any window at a cost that doesn't grow
+/// with the history. `target` limits it to one target's series.
+pub async fn totals<S: Store>(
+    store: &S,
+    from_unix_ms: i64,
+    until_unix_ms: i64,
+    target: Option<&str>,
+) -> Result<BTreeMap<(String, String), Rollup>, StoreError> {
+    let mut totals: BTreeMap<(String, String), Rollup> = BTreeMap::new();
+    for (tier, from, until) in rollup::cover(from_unix_ms, until_unix_ms) {
+        let query = RollupQuery {
+            tier,
+            range: TimeRange {
+                from_unix_ms: from,
+                until_unix_ms: until,
+            },
+            target: target.map(str::to_string),
+            summed: true,
+        };
+        for row in store.rollups(&query).await? {
+            totals
+                .entry((row.target, row.vantage))
+                .or_default()
+                .merge(&row.rollup);
+        }
+    }
+    Ok(totals)
 }
 
 // Compile-time checks that each backend is a store (as gatus' `var _ Store = (*sql.Store)(nil)`).
@@ -248,4 +340,71 @@ impl Store for AnyStore {
             AnyStore::Postgres(s) => Store::observations(s, window).await,
         }
     }
+
+    async fn add_rollups(&mut self, tier: Tier, rows: &[RollupRow]) -> Result<u64, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => Store::add_rollups(s, tier, rows).await,
+            AnyStore::Postgres(s) => Store::add_rollups(s, tier, rows).await,
+        }
+    }
+
+    async fn rollups(&self, query: &RollupQuery) -> Result<Vec<RollupRow>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => Store::rollups(s, query).await,
+            AnyStore::Postgres(s) => Store::rollups(s, query).await,
+        }
+    }
+
+    async fn series(&self) -> Result<Vec<Series>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => Store::series(s).await,
+            AnyStore::Postgres(s) => Store::series(s).await,
+        }
+    }
+
+    async fn prune(
+        &mut self,
+        retention: &Retention,
+        now_unix_ms: i64,
+    ) -> Result<Pruned, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => Store::prune(s, retention, now_unix_ms).await,
+            AnyStore::Postgres(s) => Store::prune(s, retention, now_unix_ms).await,
+        }
+    }
+}
+
+/// A `series` row as read: target, vantage, kind, domain, endpoint, last time, outcome, reason.
+pub(crate) type SeriesFields = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    String,
+    Option<String>,
+);
+
+/// A series row from its stored text; a kind or outcome this build doesn't know is an error
+/// naming the row.
+pub(crate) fn series_of(location: &str, fields: SeriesFields) -> Result<Series, StoreError> {
+    let (target, vantage, kind, domain, endpoint, last_unix_ms, outcome, reason) = fields;
+    let bad = |why: String| StoreError::BadRow {
+        location: location.to_string(),
+        row: format!("series {target:?} {vantage:?}"),
+        why,
+    };
+    let kind = kind.parse().map_err(|e| bad(format!("kind: {e}")))?;
+    let last_outcome = outcome.parse().map_err(|e| bad(format!("outcome: {e}")))?;
+    Ok(Series {
+        kind,
+        domain,
+        endpoint,
+        last_unix_ms,
+        last_outcome,
+        last_reason: reason.map(|r| r.parse().unwrap_or(Reason::Other)),
+        target,
+        vantage,
+    })
 }

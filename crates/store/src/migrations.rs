@@ -30,6 +30,8 @@ pub enum Step {
     CreateResults,
     /// Adds the `results` columns whose `since` is this migration's version.
     AddColumns,
+    /// The roll-up tiers and the `series` table ([`crate::rollup_sql::create_tables`]).
+    CreateRollups,
     /// Anything else, spelled per dialect (`""`: nothing in that dialect).
     Sql {
         sqlite: &'static str,
@@ -62,6 +64,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 2,
         description: "the record's schema version and its HTTP method, domain and certificate expiry",
         steps: &[Step::AddColumns],
+    },
+    Migration {
+        version: 3,
+        description: "roll-ups per minute, hour and day; the latest check per series",
+        steps: &[Step::CreateRollups],
     },
 ];
 
@@ -98,6 +105,7 @@ impl Migration {
                         format!("ALTER TABLE results ADD COLUMN {}", c.definition(dialect))
                     }))
                 }
+                Step::CreateRollups => statements.extend(crate::rollup_sql::create_tables(dialect)),
                 Step::Sql { sqlite, postgres } => {
                     let sql = match dialect {
                         Dialect::Sqlite => sqlite,

@@ -19,7 +19,12 @@
 use crate::columns::{COLUMNS, Column, Dialect, SqlType, Value, columns_at, list, record_from};
 use crate::error::PgError;
 use crate::migrations::{self, LATEST};
-use crate::{Observation, ResultsPage, ResultsQuery, Store, StoreError, TimeRange, Written, sql};
+use crate::rollup::{self, Pruned, Retention, RollupRow, Tier};
+use crate::rollup_sql::{self, Num, Param};
+use crate::{
+    Observation, ROLLUPS_SINCE, ResultsPage, ResultsQuery, RollupQuery, Series, Store, StoreError,
+    TimeRange, Written, sql,
+};
 use bytes::{BufMut, BytesMut};
 use netvantage_core::ResultRecord;
 use std::collections::HashSet;
@@ -112,6 +117,12 @@ fn login_of(config: &tokio_postgres::Config) -> crate::pgpass::Login {
             .map_or_else(|| user.clone(), str::to_string),
         user,
     }
+}
+
+/// Whether a connection string holds a password (which a command line must not).
+pub fn has_password(url: &str) -> bool {
+    url.parse::<tokio_postgres::Config>()
+        .is_ok_and(|c| c.get_password().is_some())
 }
 
 impl PgStore {
@@ -299,6 +310,15 @@ impl PgStore {
         } else {
             copy_skipping_stored(&tx, records).await?
         };
+        // Roll-ups count what this transaction added, nothing stored before: a redelivered
+        // record changes nothing.
+        if self.version >= ROLLUPS_SINCE && !written.fresh.is_empty() {
+            let added = || written.fresh.iter().map(|&i| &records[i]);
+            for (tier, rows) in rollup::roll_up(added()) {
+                upsert_rollups(&tx, tier, &rows).await?;
+            }
+            upsert_series(&tx, rollup_sql::latest_per_series(added())).await?;
+        }
         for r in rejected {
             tx.execute(
                 "INSERT INTO rejected_messages (topic, kafka_partition, kafka_offset, payload, error)
@@ -415,6 +435,251 @@ impl PgStore {
     }
 }
 
+/// Rows per multi-row upsert: well under PostgreSQL's 65,535 parameters a statement.
+const UPSERT_ROWS: usize = 500;
+
+/// Past this many rows a tier's roll-ups go through a staging table: one binary `COPY` and one
+/// `INSERT … SELECT … ON CONFLICT`, instead of statements of thousands of parameters that the
+/// server parses one by one.
+const STAGED_ROLLUPS: usize = 64;
+
+async fn upsert_rollups_staged(
+    tx: &Transaction<'_>,
+    tier: Tier,
+    rows: &[RollupRow],
+) -> Result<(), StoreError> {
+    let staging = format!("netvantage_staging_{}", tier.as_str());
+    tx.batch_execute(&format!(
+        "CREATE TEMPORARY TABLE {staging} (LIKE {}) ON COMMIT DROP",
+        tier.table()
+    ))
+    .await
+    .map_err(pg("creating the roll-up staging table"))?;
+    let mut types = vec![Type::TEXT, Type::TEXT, Type::INT8];
+    types.extend(rollup_sql::figures().iter().map(
+        |f| {
+            if f.float { Type::FLOAT8 } else { Type::INT8 }
+        },
+    ));
+    let copy = async {
+        let sink = tx
+            .copy_in(&format!(
+                "COPY {staging} ({}) FROM STDIN (FORMAT binary)",
+                rollup_sql::all_columns()
+            ))
+            .await?;
+        let writer = BinaryCopyInWriter::new(sink, &types);
+        let mut writer = std::pin::pin!(writer);
+        for row in rows {
+            let values = rollup_sql::upsert_params(std::slice::from_ref(row));
+            writer.as_mut().write_raw(values).await?;
+        }
+        writer.as_mut().finish().await
+    };
+    copy.await
+        .map_err(pg("copying roll-ups into the staging table"))?;
+    tx.batch_execute(&rollup_sql::upsert_from(Dialect::Postgres, tier, &staging))
+        .await
+        .map_err(pg("adding to the roll-ups"))?;
+    Ok(())
+}
+
+async fn upsert_rollups(
+    tx: &Transaction<'_>,
+    tier: Tier,
+    rows: &[RollupRow],
+) -> Result<(), StoreError> {
+    if rows.len() > STAGED_ROLLUPS {
+        return upsert_rollups_staged(tx, tier, rows).await;
+    }
+    for chunk in rows.chunks(UPSERT_ROWS) {
+        let text = rollup_sql::upsert(Dialect::Postgres, tier, chunk.len());
+        let params = rollup_sql::upsert_params(chunk);
+        let params: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        tx.execute(&text, &params)
+            .await
+            .map_err(pg("adding to the roll-ups"))?;
+    }
+    Ok(())
+}
+
+async fn upsert_series(tx: &Transaction<'_>, latest: Vec<&ResultRecord>) -> Result<(), StoreError> {
+    for chunk in latest.chunks(UPSERT_ROWS) {
+        let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::with_capacity(chunk.len() * 8);
+        for r in chunk {
+            let http = r.check.http.as_ref();
+            params.push(Box::new(r.check.target.clone()));
+            params.push(Box::new(r.vantage.clone()));
+            params.push(Box::new(r.check.kind.as_str()));
+            params.push(Box::new(http.map(|h| h.domain.clone())));
+            params.push(Box::new(http.map(|h| h.name.clone())));
+            params.push(Box::new(r.check.ts_unix_ms));
+            params.push(Box::new(r.check.outcome.as_str()));
+            params.push(Box::new(r.check.reason.map(|reason| reason.as_str())));
+        }
+        let params: Vec<&(dyn ToSql + Sync)> = params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        tx.execute(
+            &rollup_sql::upsert_series(Dialect::Postgres, chunk.len()),
+            &params,
+        )
+        .await
+        .map_err(pg("keeping the latest check"))?;
+    }
+    Ok(())
+}
+
+impl PgStore {
+    /// See [`Store::add_rollups`].
+    pub async fn add_rollups(&mut self, tier: Tier, rows: &[RollupRow]) -> Result<u64, StoreError> {
+        self.writable()?;
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(pg("adding to the roll-ups"))?;
+        upsert_rollups(&tx, tier, rows).await?;
+        tx.commit().await.map_err(pg("adding to the roll-ups"))?;
+        Ok(rows.len() as u64)
+    }
+
+    /// See [`Store::rollups`].
+    pub async fn rollups(&self, query: &RollupQuery) -> Result<Vec<RollupRow>, StoreError> {
+        if self.version < ROLLUPS_SINCE {
+            return Ok(Vec::new());
+        }
+        let text = rollup_sql::select(
+            Dialect::Postgres,
+            query.tier,
+            query.summed,
+            query.target.is_some(),
+        );
+        let (from, until) = (query.range.from_unix_ms, query.range.until_unix_ms);
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&from, &until];
+        if let Some(target) = &query.target {
+            params.push(target);
+        }
+        let rows = self
+            .client
+            .query(&text, &params)
+            .await
+            .map_err(pg("reading roll-ups"))?;
+        let figures = rollup_sql::figures();
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut values = Vec::with_capacity(figures.len());
+            for (i, figure) in figures.iter().enumerate() {
+                values.push(if figure.float {
+                    Num::Float(row.try_get(3 + i).map_err(pg("reading roll-ups"))?)
+                } else {
+                    Num::Int(
+                        row.try_get::<_, Option<i64>>(3 + i)
+                            .map_err(pg("reading roll-ups"))?
+                            .unwrap_or(0),
+                    )
+                });
+            }
+            out.push(RollupRow {
+                target: row.get(0),
+                vantage: row.get(1),
+                start_unix_ms: row.get(2),
+                rollup: rollup_sql::rollup_of(&values),
+            });
+        }
+        Ok(out)
+    }
+
+    /// See [`Store::series`].
+    pub async fn series(&self) -> Result<Vec<Series>, StoreError> {
+        if self.version < ROLLUPS_SINCE {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .client
+            .query(rollup_sql::SELECT_SERIES, &[])
+            .await
+            .map_err(pg("reading the series"))?;
+        rows.iter()
+            .map(|row| {
+                crate::series_of(
+                    &self.location,
+                    (
+                        row.get(0),
+                        row.get(1),
+                        row.get(2),
+                        row.get(3),
+                        row.get(4),
+                        row.get(5),
+                        row.get(6),
+                        row.get(7),
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    /// See [`Store::prune`]: raw rows go by whole day partitions (a day is dropped once all of
+    /// it is older than the raw retention), roll-ups in batches of [`rollup::PRUNE_BATCH`]
+    /// rows, each its own transaction.
+    pub async fn prune(
+        &mut self,
+        retention: &Retention,
+        now_unix_ms: i64,
+    ) -> Result<Pruned, StoreError> {
+        self.writable()?;
+        let mut pruned = Pruned::default();
+        if let Some(keep) = retention.raw_ms {
+            pruned.partitions = self.drop_partitions_before(now_unix_ms - keep).await?;
+        }
+        if self.version >= ROLLUPS_SINCE {
+            for (i, tier) in Tier::ALL.into_iter().enumerate() {
+                let Some(keep) = retention.of(tier) else {
+                    continue;
+                };
+                let below = rollup_sql::first_kept_start(tier, now_unix_ms, keep);
+                let text =
+                    rollup_sql::delete_batch(Dialect::Postgres, tier.table(), "start_unix_ms");
+                loop {
+                    let n = self
+                        .client
+                        .execute(&text, &[&below, &rollup::PRUNE_BATCH])
+                        .await
+                        .map_err(pg("dropping expired roll-ups"))?;
+                    pruned.rollup_rows[i] += n;
+                    if (n as i64) < rollup::PRUNE_BATCH {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(pruned)
+    }
+}
+
+impl ToSql for Param<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Param::Text(t) => t.to_sql_checked(ty, out),
+            Param::Num(Num::Int(n)) => n.to_sql_checked(ty, out),
+            Param::Num(Num::Float(x)) => x.to_sql_checked(ty, out),
+        }
+    }
+
+    /// Each value checks the column's type itself.
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
 impl Store for PgStore {
     async fn migrate(&mut self) -> Result<Vec<i32>, StoreError> {
         PgStore::migrate(self).await
@@ -430,6 +695,26 @@ impl Store for PgStore {
 
     async fn observations(&self, window: TimeRange) -> Result<Vec<Observation>, StoreError> {
         PgStore::observations(self, window).await
+    }
+
+    async fn add_rollups(&mut self, tier: Tier, rows: &[RollupRow]) -> Result<u64, StoreError> {
+        PgStore::add_rollups(self, tier, rows).await
+    }
+
+    async fn rollups(&self, query: &RollupQuery) -> Result<Vec<RollupRow>, StoreError> {
+        PgStore::rollups(self, query).await
+    }
+
+    async fn series(&self) -> Result<Vec<Series>, StoreError> {
+        PgStore::series(self).await
+    }
+
+    async fn prune(
+        &mut self,
+        retention: &Retention,
+        now_unix_ms: i64,
+    ) -> Result<Pruned, StoreError> {
+        PgStore::prune(self, retention, now_unix_ms).await
     }
 }
 

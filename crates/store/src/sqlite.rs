@@ -18,7 +18,12 @@
 
 use crate::columns::{Column, Dialect, SqlType, Value, columns_at, list, record_from};
 use crate::migrations::{self, LATEST, MIGRATIONS};
-use crate::{Observation, ResultsPage, ResultsQuery, Store, StoreError, TimeRange, Written, sql};
+use crate::rollup::{self, Pruned, Retention, RollupRow, Tier};
+use crate::rollup_sql::{self, Num, Param};
+use crate::{
+    Observation, ROLLUPS_SINCE, ResultsPage, ResultsQuery, RollupQuery, Series, Store, StoreError,
+    TimeRange, Written, sql,
+};
 use netvantage_core::ResultRecord;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params_from_iter};
@@ -240,6 +245,29 @@ impl SqliteStore {
                     }
                 }
             }
+            // Roll-ups count what this transaction added, nothing stored before: a
+            // redelivered record changes nothing.
+            if self.version >= ROLLUPS_SINCE {
+                let added = || fresh.iter().map(|&i| &records[i]);
+                for (tier, rows) in rollup::roll_up(added()) {
+                    upsert_rollups(&tx, tier, &rows)?;
+                }
+                let mut statement =
+                    tx.prepare_cached(&rollup_sql::upsert_series(Dialect::Sqlite, 1))?;
+                for r in rollup_sql::latest_per_series(added()) {
+                    let http = r.check.http.as_ref();
+                    statement.execute((
+                        &r.check.target,
+                        &r.vantage,
+                        r.check.kind.as_str(),
+                        http.map(|h| h.domain.as_str()),
+                        http.map(|h| h.name.as_str()),
+                        r.check.ts_unix_ms,
+                        r.check.outcome.as_str(),
+                        r.check.reason.map(|reason| reason.as_str()),
+                    ))?;
+                }
+            }
             tx.commit()?;
             Ok(Written::from_fresh(records.len(), fresh))
         })();
@@ -320,6 +348,159 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// See [`Store::add_rollups`].
+    pub fn add_rollups(&mut self, tier: Tier, rows: &[RollupRow]) -> Result<u64, StoreError> {
+        self.writable()?;
+        let sqlite = StoreError::sqlite(&self.path);
+        let conn = self.conn.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let result = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            upsert_rollups(&tx, tier, rows)?;
+            tx.commit()
+        })();
+        result.map_err(sqlite)?;
+        Ok(rows.len() as u64)
+    }
+
+    /// See [`Store::rollups`].
+    pub fn rollups(&self, query: &RollupQuery) -> Result<Vec<RollupRow>, StoreError> {
+        if self.version < ROLLUPS_SINCE {
+            return Ok(Vec::new());
+        }
+        let conn = self.lock();
+        let sqlite = StoreError::sqlite(&self.path);
+        let text = rollup_sql::select(
+            Dialect::Sqlite,
+            query.tier,
+            query.summed,
+            query.target.is_some(),
+        );
+        let figures = rollup_sql::figures();
+        let result = (|| {
+            let mut statement = conn.prepare_cached(&text)?;
+            let mut params: Vec<rusqlite::types::Value> = vec![
+                query.range.from_unix_ms.into(),
+                query.range.until_unix_ms.into(),
+            ];
+            if let Some(target) = &query.target {
+                params.push(target.clone().into());
+            }
+            let rows = statement.query_map(params_from_iter(params), |row| {
+                let mut values = Vec::with_capacity(figures.len());
+                for (i, figure) in figures.iter().enumerate() {
+                    values.push(if figure.float {
+                        Num::Float(row.get::<_, Option<f64>>(3 + i)?)
+                    } else {
+                        Num::Int(row.get::<_, Option<i64>>(3 + i)?.unwrap_or(0))
+                    });
+                }
+                Ok(RollupRow {
+                    target: row.get(0)?,
+                    vantage: row.get(1)?,
+                    start_unix_ms: row.get(2)?,
+                    rollup: rollup_sql::rollup_of(&values),
+                })
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })();
+        result.map_err(sqlite)
+    }
+
+    /// See [`Store::series`].
+    pub fn series(&self) -> Result<Vec<Series>, StoreError> {
+        if self.version < ROLLUPS_SINCE {
+            return Ok(Vec::new());
+        }
+        let conn = self.lock();
+        let sqlite = StoreError::sqlite(&self.path);
+        let fields = (|| {
+            let mut statement = conn.prepare_cached(rollup_sql::SELECT_SERIES)?;
+            let rows = statement.query_map([], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                    row.get(6)?,
+                    row.get(7)?,
+                ))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })()
+        .map_err(sqlite)?;
+        let location = self.location();
+        fields
+            .into_iter()
+            .map(|f| crate::series_of(&location, f))
+            .collect()
+    }
+
+    /// See [`Store::prune`]: raw rows and each tier's expired buckets, [`rollup::PRUNE_BATCH`]
+    /// rows per statement, each statement its own transaction (so the agent's writes go on
+    /// between them).
+    pub fn prune(&mut self, retention: &Retention, now_unix_ms: i64) -> Result<Pruned, StoreError> {
+        self.writable()?;
+        let mut pruned = Pruned::default();
+        if let Some(keep) = retention.raw_ms {
+            let ts = crate::columns::column("ts").name_in(Dialect::Sqlite);
+            pruned.raw_rows = self.delete_batched("results", &ts, now_unix_ms - keep)?;
+        }
+        if self.version >= ROLLUPS_SINCE {
+            for (i, tier) in Tier::ALL.into_iter().enumerate() {
+                if let Some(keep) = retention.of(tier) {
+                    let below = rollup_sql::first_kept_start(tier, now_unix_ms, keep);
+                    pruned.rollup_rows[i] =
+                        self.delete_batched(tier.table(), "start_unix_ms", below)?;
+                }
+            }
+        }
+        Ok(pruned)
+    }
+
+    fn delete_batched(&mut self, table: &str, column: &str, below: i64) -> Result<u64, StoreError> {
+        let path = self.path.clone();
+        let conn = self.conn.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let text = rollup_sql::delete_batch(Dialect::Sqlite, table, column);
+        let mut deleted = 0u64;
+        loop {
+            let n = conn
+                .prepare_cached(&text)
+                .and_then(|mut s| s.execute((below, rollup::PRUNE_BATCH)))
+                .map_err(StoreError::sqlite(&path))?;
+            deleted += n as u64;
+            if (n as i64) < rollup::PRUNE_BATCH {
+                return Ok(deleted);
+            }
+        }
+    }
+}
+
+/// Adds roll-up rows to a tier inside the caller's transaction.
+fn upsert_rollups(
+    tx: &rusqlite::Transaction<'_>,
+    tier: Tier,
+    rows: &[RollupRow],
+) -> rusqlite::Result<()> {
+    let mut statement = tx.prepare_cached(&rollup_sql::upsert(Dialect::Sqlite, tier, 1))?;
+    for row in rows {
+        let params = rollup_sql::upsert_params(std::slice::from_ref(row));
+        statement.execute(params_from_iter(params.iter().map(sqlite_param)))?;
+    }
+    Ok(())
+}
+
+fn sqlite_param(param: &Param<'_>) -> rusqlite::types::Value {
+    use rusqlite::types::Value as V;
+    match *param {
+        Param::Text(t) => V::Text(t.to_string()),
+        Param::Num(Num::Int(n)) => V::Integer(n),
+        Param::Num(Num::Float(x)) => x.map_or(V::Null, V::Real),
+    }
+}
+
 impl Store for SqliteStore {
     async fn migrate(&mut self) -> Result<Vec<i32>, StoreError> {
         SqliteStore::migrate(self)
@@ -335,6 +516,26 @@ impl Store for SqliteStore {
 
     async fn observations(&self, window: TimeRange) -> Result<Vec<Observation>, StoreError> {
         SqliteStore::observations(self, window)
+    }
+
+    async fn add_rollups(&mut self, tier: Tier, rows: &[RollupRow]) -> Result<u64, StoreError> {
+        SqliteStore::add_rollups(self, tier, rows)
+    }
+
+    async fn rollups(&self, query: &RollupQuery) -> Result<Vec<RollupRow>, StoreError> {
+        SqliteStore::rollups(self, query)
+    }
+
+    async fn series(&self) -> Result<Vec<Series>, StoreError> {
+        SqliteStore::series(self)
+    }
+
+    async fn prune(
+        &mut self,
+        retention: &Retention,
+        now_unix_ms: i64,
+    ) -> Result<Pruned, StoreError> {
+        SqliteStore::prune(self, retention, now_unix_ms)
     }
 }
 

@@ -6,7 +6,11 @@ mod support;
 
 use netvantage_core::{Outcome, Reason};
 use netvantage_store::migrations::{LATEST, MIGRATIONS};
-use netvantage_store::{AnyStore, ResultsQuery, Store, StoreError, TimeRange, Written};
+use netvantage_store::rollup::{RollupRow, Tier, roll_up};
+use netvantage_store::seed::{KnownHistory, SeededSeries};
+use netvantage_store::{
+    AnyStore, ResultsQuery, Retention, RollupQuery, Store, StoreError, TimeRange, Written, totals,
+};
 use support::{Backend, Fixture, all_results, https, tcp};
 
 macro_rules! contract {
@@ -46,6 +50,11 @@ contract!(
     a_reader_refuses_a_store_nothing_was_written_to,
     a_store_from_a_newer_release_is_readable_but_not_writable,
     writers_racing_on_one_batch_store_it_once,
+    rollups_equal_an_aggregate_of_the_raw_rows,
+    a_redelivered_batch_leaves_the_rollups_as_they_were,
+    retention_drops_what_each_tier_no_longer_keeps_and_nothing_else,
+    availability_is_exact_over_every_window_of_a_seeded_history,
+    the_series_keep_their_latest_check,
 );
 
 const EVERYTHING: TimeRange = TimeRange {
@@ -445,4 +454,289 @@ async fn writers_racing_on_one_batch_store_it_once(f: Fixture) {
         all_results(&store, "race:1", EVERYTHING, 1_000).await.len(),
         500
     );
+}
+
+const MINUTE: i64 = 60_000;
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 86_400_000;
+
+/// Every roll-up row of a tier, of every series.
+async fn tier_rows(store: &impl Store, tier: Tier) -> Vec<RollupRow> {
+    let query = RollupQuery {
+        tier,
+        range: EVERYTHING,
+        target: None,
+        summed: false,
+    };
+    store.rollups(&query).await.unwrap()
+}
+
+/// Checks of two targets from two vantage points over minutes, hours and days: up, degraded
+/// and down for several reasons, latencies that add up exactly in any order.
+fn mixed_records() -> Vec<netvantage_core::ResultRecord> {
+    let mut records = Vec::new();
+    let start = 20_000 * DAY + 23 * HOUR + 58 * MINUTE;
+    for i in 0..120i64 {
+        let failure = match i % 7 {
+            3 => Some(Reason::Timeout),
+            5 => Some(Reason::Refused),
+            _ => None,
+        };
+        let mut r = tcp(
+            if i % 2 == 0 { "a:1" } else { "b:2" },
+            start + i * 20_000,
+            failure,
+        );
+        r.check.latency_ms = 0.25 * (i % 40) as f64 + 0.5;
+        if i % 3 == 0 {
+            r.vantage = "fra1".into();
+        }
+        records.push(r);
+        let outcome = [Outcome::Up, Outcome::Degraded, Outcome::Down][(i % 3) as usize];
+        let mut h = https("https://shop.test/", start + i * 45_000, outcome);
+        h.check.latency_ms = 2.0 * i as f64;
+        records.push(h);
+    }
+    records
+}
+
+async fn rollups_equal_an_aggregate_of_the_raw_rows(f: Fixture) {
+    let mut store = f.writer().await;
+    let records = mixed_records();
+    // Written in uneven batches, as a sink or ingest would.
+    for chunk in records.chunks(37) {
+        store.insert(chunk).await.unwrap();
+    }
+    drop(store);
+    let store = f.reader().await;
+    // Recomputed from the raw rows as stored.
+    let mut raw = Vec::new();
+    for target in ["a:1", "b:2", "https://shop.test/"] {
+        raw.extend(all_results(&store, target, EVERYTHING, 1000).await);
+    }
+    assert_eq!(raw.len(), records.len());
+    for (tier, expected) in roll_up(&raw) {
+        let stored = tier_rows(&store, tier).await;
+        assert_eq!(stored, expected, "{tier:?} roll-ups");
+        let checks: u64 = stored.iter().map(|r| r.rollup.checks).sum();
+        assert_eq!(checks, records.len() as u64);
+    }
+    // The records span midnight: the day tier has two days for each of the five series.
+    assert_eq!(tier_rows(&store, Tier::Day).await.len(), 2 * 5);
+}
+
+async fn a_redelivered_batch_leaves_the_rollups_as_they_were(f: Fixture) {
+    let mut store = f.writer().await;
+    let records = mixed_records();
+    let (first, rest) = records.split_at(100);
+    store.insert(first).await.unwrap();
+    store.insert(first).await.unwrap();
+    // A redelivery mixed with new records: only the new ones count.
+    let mut mixed: Vec<_> = first[..50].to_vec();
+    mixed.extend_from_slice(rest);
+    mixed.extend_from_slice(&rest[..10]);
+    let written = store.insert(&mixed).await.unwrap();
+    assert_eq!(written.inserted, rest.len() as u64);
+    for (tier, expected) in roll_up(&records) {
+        assert_eq!(tier_rows(&store, tier).await, expected, "{tier:?}");
+    }
+}
+
+async fn retention_drops_what_each_tier_no_longer_keeps_and_nothing_else(f: Fixture) {
+    let mut store = f.writer().await;
+    let now = 20_100 * DAY + 12 * HOUR;
+    let raw = [
+        tcp("a:1", now - 8 * DAY, None),
+        tcp("a:1", now - 6 * DAY, None),
+        tcp("a:1", now - MINUTE, None),
+    ];
+    store.insert(&raw).await.unwrap();
+    let row = |start: i64| {
+        let mut rollup = netvantage_store::Rollup::default();
+        rollup.add(Outcome::Up, None, 1.0);
+        RollupRow {
+            target: "seeded:1".into(),
+            vantage: "lab".into(),
+            start_unix_ms: start,
+            rollup,
+        }
+    };
+    let minute = [
+        now - 31 * DAY,
+        now - 30 * DAY - MINUTE,
+        now - 30 * DAY,
+        now - 29 * DAY,
+    ];
+    let hour = [
+        now - 401 * DAY,
+        now - 400 * DAY - HOUR,
+        now - 400 * DAY,
+        now - 399 * DAY,
+    ];
+    let day = [now - 3000 * DAY, now - 500 * DAY];
+    for (tier, starts) in [
+        (Tier::Minute, &minute[..]),
+        (Tier::Hour, &hour[..]),
+        (Tier::Day, &day[..]),
+    ] {
+        let starts: Vec<i64> = starts.iter().map(|s| tier.bucket_start(*s)).collect();
+        let rows: Vec<_> = starts.iter().map(|s| row(*s)).collect();
+        store.add_rollups(tier, &rows).await.unwrap();
+    }
+    let before = rows_per_tier(&store).await;
+    let pruned = store.prune(&Retention::default(), now).await.unwrap();
+    let aligned = |tier: Tier, starts: &[i64]| -> Vec<i64> {
+        starts.iter().map(|s| tier.bucket_start(*s)).collect()
+    };
+    let kept = |rows: Vec<RollupRow>| -> Vec<i64> {
+        rows.iter()
+            .filter(|r| r.target == "seeded:1")
+            .map(|r| r.start_unix_ms)
+            .collect()
+    };
+    // A bucket goes once it ended at or before the cutoff.
+    assert_eq!(
+        kept(tier_rows(&store, Tier::Minute).await),
+        aligned(Tier::Minute, &minute[2..])
+    );
+    assert_eq!(
+        kept(tier_rows(&store, Tier::Hour).await),
+        aligned(Tier::Hour, &hour[2..])
+    );
+    assert_eq!(
+        kept(tier_rows(&store, Tier::Day).await),
+        aligned(Tier::Day, &day),
+        "days stay forever"
+    );
+    // The raw records' own roll-ups are recent enough for every tier to keep.
+    let after = rows_per_tier(&store).await;
+    assert_eq!(
+        [
+            before[0] - after[0],
+            before[1] - after[1],
+            before[2] - after[2]
+        ],
+        [2, 2, 0]
+    );
+    assert_eq!(pruned.rollup_rows, [2, 2, 0]);
+    let left: Vec<i64> = all_results(&store, "a:1", EVERYTHING, 10)
+        .await
+        .iter()
+        .map(|r| r.check.ts_unix_ms)
+        .collect();
+    assert_eq!(left, vec![now - 6 * DAY, now - MINUTE], "raw: 7 days");
+    match f.backend {
+        support::Backend::Sqlite => assert_eq!(pruned.raw_rows, 1),
+        support::Backend::Postgres => assert_eq!(pruned.partitions.len(), 1, "one day partition"),
+    }
+    // Again: nothing more to drop.
+    let again = store.prune(&Retention::default(), now).await.unwrap();
+    assert_eq!(again.rollup_rows, [0, 0, 0]);
+}
+
+/// Rows per tier, in `Tier::ALL` order.
+async fn rows_per_tier(store: &impl Store) -> Vec<usize> {
+    let mut lens = Vec::new();
+    for tier in Tier::ALL {
+        lens.push(tier_rows(store, tier).await.len());
+    }
+    lens
+}
+
+async fn availability_is_exact_over_every_window_of_a_seeded_history(f: Fixture) {
+    let now = 20_500 * DAY + 15 * HOUR;
+    let series = vec![
+        SeededSeries {
+            target: "db:5432".into(),
+            vantage: "lab".into(),
+            domain: None,
+        },
+        SeededSeries {
+            target: "https://shop.test/".into(),
+            vantage: "fra1".into(),
+            domain: Some("shop.test".into()),
+        },
+    ];
+    let history = KnownHistory::new(now, 365, series)
+        // Inside the last hour, earlier in the raw day, at the raw day's first minute, across
+        // the raw day's start, in the last week, the last month, and the year.
+        .outage(0, now - 20 * MINUTE, 7, Reason::Refused)
+        .outage(0, now - 5 * HOUR, 30, Reason::Timeout)
+        .outage(0, now - DAY - 10 * MINUTE, 25, Reason::Timeout)
+        .outage(0, now - 3 * DAY - 17 * MINUTE, 95, Reason::Unreachable)
+        .outage(0, now - 20 * DAY, 600, Reason::Timeout)
+        .outage(0, now - 200 * DAY + 13 * MINUTE, 2000, Reason::Refused)
+        .outage(1, now - 40 * MINUTE, 3, Reason::Status);
+    let mut store = f.writer().await;
+    history.write_into(&mut store).await.unwrap();
+    // Written twice: a redelivery of the raw day changes nothing.
+    for chunk in history.raw_records(0).chunks(700) {
+        assert_eq!(store.insert(chunk).await.unwrap().inserted, 0);
+    }
+    drop(store);
+    let store = f.reader().await;
+    for (i, s) in history.series.iter().enumerate() {
+        for window in [HOUR, DAY, 7 * DAY, 30 * DAY, 365 * DAY] {
+            let got = totals(&store, now - window, now, Some(&s.target))
+                .await
+                .unwrap();
+            let got = &got[&(s.target.clone(), s.vantage.clone())];
+            let expected = history.expected(i, now - window, now);
+            assert_eq!(
+                (got.checks, got.answered()),
+                expected,
+                "{} over the last {} h",
+                s.target,
+                window / HOUR
+            );
+        }
+    }
+    let last_hour = history.expected(0, now - HOUR, now);
+    assert_eq!(last_hour, (60, 53));
+    assert_eq!(
+        history.expected(0, now - 365 * DAY, now).1,
+        365 * 1440 - 7 - 30 - 25 - 95 - 600 - 2000
+    );
+    // Every series at once, over a window ending off the hour (in the raw day, where the
+    // minute tier has rows).
+    let all = totals(&store, now - 7 * DAY, now - 30 * MINUTE, None)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2);
+    for (i, s) in history.series.iter().enumerate() {
+        let got = &all[&(s.target.clone(), s.vantage.clone())];
+        let expected = history.expected(i, now - 7 * DAY, now - 30 * MINUTE);
+        assert_eq!((got.checks, got.answered()), expected, "{}", s.target);
+    }
+}
+
+async fn the_series_keep_their_latest_check(f: Fixture) {
+    let mut store = f.writer().await;
+    let late = tcp("a:1", 5_000, Some(Reason::Refused));
+    store
+        .insert(&[tcp("a:1", 1_000, None), late.clone()])
+        .await
+        .unwrap();
+    // An older record arriving later doesn't replace the latest.
+    store.insert(&[tcp("a:1", 3_000, None)]).await.unwrap();
+    store
+        .insert(&[https("https://shop.test/", 2_000, Outcome::Degraded)])
+        .await
+        .unwrap();
+    drop(store);
+    let store = f.reader().await;
+    let series = store.series().await.unwrap();
+    assert_eq!(series.len(), 2);
+    assert_eq!(
+        (
+            series[0].target.as_str(),
+            series[0].last_unix_ms,
+            series[0].last_outcome,
+            series[0].last_reason
+        ),
+        ("a:1", 5_000, Outcome::Down, Some(Reason::Refused))
+    );
+    assert_eq!(series[1].domain.as_deref(), Some("example.test"));
+    assert_eq!(series[1].endpoint.as_deref(), Some("api"));
+    assert_eq!(series[1].kind, netvantage_core::CheckKind::Http);
 }

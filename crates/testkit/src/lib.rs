@@ -5,7 +5,7 @@
 //! free port, and the real fixtures the tests stand on, each written once: a network namespace
 //! ([`Netns`], [`Pair`]), the simulated fleet ([`Fleet`]), a PostgreSQL database of the test's
 //! own ([`Database`]), the tansu Kafka-API broker ([`Broker`]), loopback HTTP(S) servers
-//! ([`TestServer`]), the running `conns` monitor ([`Conns`]) and its fixture socket tables
+//! ([`TestServer`]) and a raw client ([`http_get`]), headless Chromium ([`dump_dom`], [`screenshot`]), the running `conns` monitor ([`Conns`]) and its fixture socket tables
 //! ([`proc_fixture`], [`ProcDir`]), and scratch directories ([`Scratch`]).
 //!
 //! What it must not do: skip a test (a missing tool fails it, naming the package to install),
@@ -14,9 +14,11 @@
 //! the test panics). It is a dev-dependency only, never part of the shipped binary.
 
 mod broker;
+mod browser;
 mod command;
 mod conns;
 mod fleet;
+mod http_client;
 mod http_server;
 mod metrics;
 mod net;
@@ -27,9 +29,11 @@ mod tools;
 mod wait;
 
 pub use broker::{Broker, tansu};
+pub use browser::{browse, chromium, dump_dom, links, screenshot};
 pub use command::{Run, Running, TestCommand, binary, nv};
 pub use conns::{Conns, ProcDir, proc_fixture, strip_timestamp};
 pub use fleet::{Fleet, testfleet};
+pub use http_client::{Answer, http_get, parse_answer};
 pub use http_server::{
     Reply, Seen, TestCert, TestServer, hang, pin, private_loopback, reply, reply_body,
 };

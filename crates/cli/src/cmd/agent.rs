@@ -16,6 +16,7 @@ use std::time::Duration;
 const EXAMPLE: &str = "\
 Example:
   netvantage agent --config examples/agent.yaml
+  netvantage agent --config examples/agent.yaml --listen 127.0.0.1:8080   # and its status page
   netvantage report --sqlite netvantage.db
 
 netvantage.yaml:
@@ -54,6 +55,11 @@ pub struct AgentArgs {
     /// Serve Prometheus metrics on ADDR's /metrics (checks, verdicts, sinks, the spool).
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve the status page over the agent's SQLite store on ADDR (as `netvantage serve`).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub page: crate::cmd::serve::PageArgs,
 }
 
 fn hostname() -> Option<String> {
@@ -92,6 +98,25 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<i32> {
             .await
             .map_err(|e| exit::usage(format!("--metrics-listen {addr}: {e}")))?;
         tracing::info!(%bound, "serving /metrics");
+    }
+    if let Some(addr) = args.listen {
+        let Some(path) = loaded.config.sinks.sqlite.clone() else {
+            return Err(exit::usage(
+                "--listen serves the agent's SQLite store: add `sinks: {sqlite: {path: …}}` to the config",
+            ));
+        };
+        // The sink opened (and migrated) the file above, so the reader finds a store.
+        let clock = std::sync::Arc::new(netvantage_core::clock::SystemClock);
+        let page = crate::cmd::serve::start_page(
+            netvantage_store::Location::Sqlite(path),
+            addr,
+            &args.page,
+            clock,
+            &shutdown,
+        )
+        .await?;
+        tracing::info!(bound = %page.local_addr(), "serving the status page");
+        tokio::spawn(page.stopped());
     }
     let budget = limits::socket_budget(
         limits::ensure_enough_files().map_err(|e| exit::usage(e.to_string()))?,

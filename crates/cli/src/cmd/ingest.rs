@@ -3,7 +3,9 @@
 //! `netvantage_pipeline::ingest` for the write-then-commit order that makes it safe.
 
 use crate::exit;
-use netvantage_config::agent::{Secret, is_secret_property, secret_property_refusal};
+use netvantage_config::agent::{
+    Keep, RetentionConfig, Secret, is_secret_property, secret_property_refusal,
+};
 use netvantage_pipeline::config::parse_agent_config;
 use netvantage_pipeline::ingest::{self, IngestOptions};
 use netvantage_pipeline::metrics::IngestMetrics;
@@ -17,7 +19,8 @@ const EXAMPLE: &str = "\
 Example:
   netvantage ingest --kafka 127.0.0.1:9092 --postgres 'host=127.0.0.1 user=postgres dbname=netvantage'
   netvantage ingest --config netvantage.yaml --postgres postgres://nv@db/netvantage \\
-      --postgres-password-file /run/secrets/pg --metrics-listen 127.0.0.1:9466 --retention 30d
+      --postgres-password-file /run/secrets/pg --metrics-listen 127.0.0.1:9466 --retention 30d \\
+      --retention-hour 730d
 
 Run several with the same --group to share the topic's partitions. Offsets are committed only
 after the batch's database transaction commits; a redelivered record is skipped by its id.
@@ -65,9 +68,22 @@ pub struct IngestArgs {
     /// Drop day partitions older than this (checked hourly), e.g. 30d; default: keep all.
     #[arg(long, value_name = "DURATION", value_parser = crate::args::positive_duration)]
     pub retention: Option<Duration>,
+    /// Keep minute roll-ups this long (`30d`, or `forever`).
+    #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = keep)]
+    pub retention_minute: Keep,
+    /// Keep hour roll-ups this long.
+    #[arg(long, value_name = "DURATION", default_value = "400d", value_parser = keep)]
+    pub retention_hour: Keep,
+    /// Keep day roll-ups this long.
+    #[arg(long, value_name = "DURATION", default_value = "forever", value_parser = keep)]
+    pub retention_day: Keep,
     /// Apply the database migrations and exit.
     #[arg(long)]
     pub migrate_only: bool,
+}
+
+fn keep(text: &str) -> Result<Keep, String> {
+    text.parse()
 }
 
 pub async fn run(args: IngestArgs) -> anyhow::Result<i32> {
@@ -156,6 +172,12 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<i32> {
         batch_max: args.batch as usize,
         batch_wait: args.batch_wait,
         retention: args.retention,
+        rollup_retention: RetentionConfig {
+            raw: None,
+            minute: Some(args.retention_minute),
+            hour: Some(args.retention_hour),
+            day: Some(args.retention_day),
+        },
     };
     tracing::info!(topic = %options.topic, group = %args.group, "ingest started");
     let summary = ingest::run(&consumer, &options, &metrics, stop).await?;

@@ -7,3 +7,4 @@ pub mod http;
 pub mod ingest;
 pub mod ports;
 pub mod report;
+pub mod serve;

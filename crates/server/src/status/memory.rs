@@ -199,20 +199,6 @@ impl MemorySource {
         self.targets.iter().find(|t| t.summary.id == id)
     }
 
-    fn matches(query: &TargetQuery, target: &TargetSummary) -> bool {
-        query.group.as_ref().is_none_or(|g| &target.group == g)
-            && query.kind.is_none_or(|k| target.kind == k)
-            && query
-                .domain
-                .as_ref()
-                .is_none_or(|d| target.domain.as_ref() == Some(d))
-            && (query.verdicts.is_empty() || query.verdicts.contains(&target.verdict))
-            && query
-                .search
-                .as_ref()
-                .is_none_or(|s| target.name.to_lowercase().contains(&s.to_lowercase()))
-    }
-
     /// A deterministic demo fleet of `count` targets as of `at`: groups, a tenth HTTP over
     /// three domains, three vantage points, and every verdict represented.
     pub fn demo(at: UnixMs, count: usize) -> MemorySource {
@@ -378,17 +364,6 @@ impl MemorySource {
     }
 }
 
-fn page_of<T: Clone>(items: &[T], page: PageRequest) -> Page<T> {
-    let start = (page.offset() as usize).min(items.len());
-    let end = (start + page.per_page as usize).min(items.len());
-    Page {
-        items: items[start..end].to_vec(),
-        page: page.page,
-        per_page: page.per_page,
-        total: items.len() as u64,
-    }
-}
-
 impl StatusSource for MemorySource {
     async fn overview(&self, _at: UnixMs) -> Result<Overview, SourceError> {
         let mut counts = VerdictCounts::default();
@@ -420,27 +395,7 @@ impl StatusSource for MemorySource {
         query: &TargetQuery,
         _at: UnixMs,
     ) -> Result<Page<TargetSummary>, SourceError> {
-        let mut matching: Vec<&TargetSummary> = self
-            .targets
-            .iter()
-            .map(|t| &t.summary)
-            .filter(|t| Self::matches(query, t))
-            .collect();
-        match query.sort {
-            TargetSort::Group => {
-                matching.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)))
-            }
-            TargetSort::Worst => {
-                matching.sort_by(|a, b| b.verdict.cmp(&a.verdict).then(a.name.cmp(&b.name)))
-            }
-            TargetSort::Changes => matching.sort_by(|a, b| {
-                b.state_changes_24h
-                    .cmp(&a.state_changes_24h)
-                    .then(a.name.cmp(&b.name))
-            }),
-        }
-        let owned: Vec<TargetSummary> = matching.into_iter().cloned().collect();
-        Ok(page_of(&owned, query.page))
+        Ok(query.answer(self.targets.iter().map(|t| &t.summary)))
     }
 
     async fn visuals(&self, ids: &[String], at: UnixMs) -> Result<Vec<TargetVisuals>, SourceError> {
@@ -470,12 +425,10 @@ impl StatusSource for MemorySource {
             return Ok(None);
         };
         let step = tier.millis();
-        let mut start = range.from.0 - range.from.0.rem_euclid(step);
-        let mut points = Vec::new();
-        while start < range.to.0 && points.len() < MAX_HISTORY_POINTS + 2 {
-            points.push(target.bucket(UnixMs(start), UnixMs((start + step).min(range.to.0))));
-            start += step;
-        }
+        let points = range
+            .bucket_starts(tier)
+            .map(|start| target.bucket(UnixMs(start), UnixMs((start + step).min(range.to.0))))
+            .collect();
         Ok(Some(History {
             target_id: id.to_string(),
             range,
@@ -552,7 +505,7 @@ impl StatusSource for MemorySource {
             .cloned()
             .collect();
         matching.sort_by(|a, b| b.at.cmp(&a.at).then(a.target_name.cmp(&b.target_name)));
-        Ok(page_of(&matching, query.page))
+        Ok(Page::of(&matching, query.page))
     }
 
     async fn findings(&self, at: UnixMs) -> Result<Vec<Finding>, SourceError> {

@@ -477,6 +477,19 @@ impl TimeRange {
     }
 }
 
+impl TimeRange {
+    /// The starts of the `tier` buckets a history of this range shows, the first holding
+    /// `from`, at most [`MAX_HISTORY_POINTS`] + 2 of them.
+    pub fn bucket_starts(&self, tier: Tier) -> impl Iterator<Item = i64> + use<> {
+        let step = tier.millis();
+        let first = self.from.0 - self.from.0.rem_euclid(step);
+        let to = self.to.0;
+        (0..MAX_HISTORY_POINTS as i64 + 2)
+            .map(move |i| first + i * step)
+            .take_while(move |start| *start < to)
+    }
+}
+
 /// One bucket of a target's history.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistoryPoint {
@@ -530,6 +543,47 @@ pub struct TargetQuery {
     pub search: Option<String>,
     pub sort: TargetSort,
     pub page: PageRequest,
+}
+
+impl TargetQuery {
+    /// Whether `target` passes the query's filters.
+    pub fn matches(&self, target: &TargetSummary) -> bool {
+        self.group.as_ref().is_none_or(|g| &target.group == g)
+            && self.kind.is_none_or(|k| target.kind == k)
+            && self
+                .domain
+                .as_ref()
+                .is_none_or(|d| target.domain.as_ref() == Some(d))
+            && (self.verdicts.is_empty() || self.verdicts.contains(&target.verdict))
+            && self
+                .search
+                .as_ref()
+                .is_none_or(|s| target.name.to_lowercase().contains(&s.to_lowercase()))
+    }
+
+    /// The matching targets in the query's order, one page of them: what every source
+    /// answers `targets` with.
+    pub fn answer<'a>(
+        &self,
+        targets: impl IntoIterator<Item = &'a TargetSummary>,
+    ) -> Page<TargetSummary> {
+        let mut matching: Vec<&TargetSummary> =
+            targets.into_iter().filter(|t| self.matches(t)).collect();
+        match self.sort {
+            TargetSort::Group => {
+                matching.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)))
+            }
+            TargetSort::Worst => {
+                matching.sort_by(|a, b| b.verdict.cmp(&a.verdict).then(a.name.cmp(&b.name)))
+            }
+            TargetSort::Changes => matching.sort_by(|a, b| {
+                b.state_changes_24h
+                    .cmp(&a.state_changes_24h)
+                    .then(a.name.cmp(&b.name))
+            }),
+        }
+        Page::of(&matching, self.page).map(|t| (*t).clone())
+    }
 }
 
 /// The order of a target list.
@@ -592,6 +646,30 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
+    /// The page `page` asks for of `items`.
+    pub fn of(items: &[T], page: PageRequest) -> Page<T>
+    where
+        T: Clone,
+    {
+        let start = (page.offset() as usize).min(items.len());
+        let end = (start + page.per_page as usize).min(items.len());
+        Page {
+            items: items[start..end].to_vec(),
+            page: page.page,
+            per_page: page.per_page,
+            total: items.len() as u64,
+        }
+    }
+
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            page: self.page,
+            per_page: self.per_page,
+            total: self.total,
+        }
+    }
+
     pub fn pages(&self) -> u64 {
         self.total.div_ceil(u64::from(self.per_page.max(1))).max(1)
     }

@@ -3,59 +3,13 @@
 //! process, the links of a page, and a process's CPU time.
 #![allow(dead_code)]
 
+pub use netvantage_testkit::{Answer, parse_answer};
 use netvantage_testkit::{Running, TestCommand, require_tool};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// One HTTP answer as the wire carried it.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    /// The body as text (lossy).
-    pub body: String,
-    /// The body's bytes as sent (gzip stays gzip).
-    pub raw_body: Vec<u8>,
-}
-
-impl Answer {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Parses a whole `Connection: close` answer.
-pub fn parse_answer(raw: &[u8]) -> Answer {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no end of headers in {:?}", String::from_utf8_lossy(raw)));
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let raw_body = raw[split + 4..].to_vec();
-    let mut lines = head.lines();
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
-        .collect();
-    Answer {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&raw_body).into_owned(),
-        raw_body,
-    }
-}
 
 /// `GET path` with extra header lines (`"Accept: x"`), on a fresh connection, within 10 s.
 pub async fn get_with(addr: SocketAddr, path: &str, extra: &[&str]) -> Answer {
@@ -140,21 +94,6 @@ pub fn cpu_time(pid: u32) -> Duration {
     // SAFETY: sysconf has no preconditions.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     Duration::from_millis(ticks * 1000 / per_second)
-}
-
-/// The `href`, `src` and `action` values of an HTML document, unescaped.
-pub fn links(html: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for attribute in ["href=\"", "src=\"", "action=\""] {
-        let mut rest = html;
-        while let Some(at) = rest.find(attribute) {
-            rest = &rest[at + attribute.len()..];
-            let end = rest.find('"').unwrap_or(rest.len());
-            found.push(rest[..end].replace("&amp;", "&"));
-            rest = &rest[end..];
-        }
-    }
-    found
 }
 
 /// A Python test tool (schemathesis, openapi-spec-validator): on `PATH`, or in

@@ -1,0 +1,408 @@
+//! `netvantage serve` over real stores (issue 13): both backends seeded with a known history
+//! (a year of hourly roll-ups, a day of raw one-minute checks, outages at known times); the
+//! availability of every window exact through the JSON API of the real process; the overview
+//! in headless Chromium from a real store, screenshot saved; `/readyz` false once the store
+//! goes away; a store that can't be read is an error at start (exit 3).
+
+use netvantage_core::Reason;
+use netvantage_store::seed::{KnownHistory, SeededSeries};
+use netvantage_store::{AnyStore, Location};
+use netvantage_testkit::*;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const MINUTE: i64 = 60_000;
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 86_400_000;
+/// 2026-11-23T15:00:00Z: the end of the seeded history and the page's "now".
+const NOW: i64 = 1_795_446_000_000;
+const WINDOWS: [(&str, i64); 5] = [
+    ("1h", HOUR),
+    ("24h", DAY),
+    ("7d", 7 * DAY),
+    ("30d", 30 * DAY),
+    ("365d", 365 * DAY),
+];
+
+fn series(target: &str, vantage: &str, domain: Option<&str>) -> SeededSeries {
+    SeededSeries {
+        target: target.into(),
+        vantage: vantage.into(),
+        domain: domain.map(str::to_string),
+    }
+}
+
+/// Three series of two targets: a database seen from two vantage points (down from one of
+/// them for the last 20 minutes: partly down) and a web shop, with outages at known times.
+fn history() -> KnownHistory {
+    let series = vec![
+        series("db.test:5432", "fra1", None),
+        series("db.test:5432", "iad1", None),
+        series("https://shop.test/health", "fra1", Some("shop.test")),
+    ];
+    KnownHistory::new(NOW, 365, series)
+        .outage(0, NOW - 20 * MINUTE, 20, Reason::Timeout)
+        .outage(0, NOW - 9 * HOUR, 45, Reason::Refused)
+        .outage(1, NOW - 3 * DAY, 180, Reason::Timeout)
+        .outage(2, NOW - 2 * HOUR, 13, Reason::Status)
+        .outage(2, NOW - 100 * DAY, 1440, Reason::Status)
+        .outage(0, NOW - 300 * DAY + 7 * MINUTE, 333, Reason::Unreachable)
+}
+
+async fn seed(location: &Location) {
+    let mut store = AnyStore::open_writer(location).await.expect("a writer");
+    history().write_into(&mut store).await.expect("seeded");
+}
+
+/// `netvantage serve` on a free port of 127.0.0.1; returns the process and its address.
+fn serve(args: &[&str], env: &[(&str, &str)]) -> (Running, SocketAddr) {
+    let mut command = nv()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--as-of",
+            &NOW.to_string(),
+        ])
+        .args(args);
+    for (key, value) in env {
+        command = command.env(key, value);
+    }
+    let mut process = command.spawn();
+    process.wait_for(Duration::from_secs(30), "serve to listen", |out, _| {
+        out.iter().any(|l| l.starts_with("listening http://"))
+    });
+    let line = process.stdout_lines()[0].clone();
+    let addr = line
+        .trim_start_matches("listening http://")
+        .split('/')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("serve said {line:?}"));
+    (process, addr)
+}
+
+/// The targets as the API lists them, by name.
+fn targets(addr: SocketAddr) -> Vec<serde_json::Value> {
+    let answer = http_get(addr, "/api/v1/targets?per_page=100", &[]);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.json()["items"].as_array().expect("items").clone()
+}
+
+/// Every window's availability of every target, through the API, equals the seeded
+/// history's, summed over the target's vantage points.
+fn assert_exact_availability(addr: SocketAddr) {
+    let history = history();
+    let listed = targets(addr);
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    for target in ["db.test:5432", "https://shop.test/health"] {
+        let item = listed
+            .iter()
+            .find(|t| t["name"] == target)
+            .unwrap_or_else(|| panic!("{target} not listed: {listed:?}"));
+        for (key, window) in WINDOWS {
+            let (mut checks, mut answered) = (0, 0);
+            for (i, s) in history.series.iter().enumerate() {
+                if s.target == target {
+                    let (c, a) = history.expected(i, NOW - window, NOW);
+                    checks += c;
+                    answered += a;
+                }
+            }
+            let expected = answered as f64 / checks as f64;
+            let got = item["availability"][key].as_f64().expect("a figure");
+            // serde_json's parser may be off by one unit in the last place; one check more or
+            // less in a year (two series) moves the figure by 1e-6.
+            assert!(
+                (got - expected).abs() < 1e-12,
+                "{target} {key}: {got} is not {answered}/{checks}: {}",
+                item["availability"]
+            );
+        }
+    }
+    let db = listed.iter().find(|t| t["name"] == "db.test:5432").unwrap();
+    assert_eq!(db["verdict"], "partial", "down from fra1 only: {db}");
+    let shop = listed
+        .iter()
+        .find(|t| t["name"] == "https://shop.test/health")
+        .unwrap();
+    assert_eq!(shop["verdict"], "ok", "{shop}");
+    assert_eq!(shop["domain"], "shop.test");
+    // The figures are what they must be, not just equal to a recomputation.
+    let db_hour = db["availability"]["1h"].as_f64().unwrap();
+    assert!(
+        (db_hour - 100.0 / 120.0).abs() < 1e-12,
+        "20 of fra1's 60 minutes down, iad1 up: {db_hour}"
+    );
+}
+
+fn sqlite_store(dir: &Path) -> PathBuf {
+    let path = dir.join("netvantage.db");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(seed(&Location::Sqlite(path.clone())));
+    path
+}
+
+#[test]
+fn serve_answers_exact_availability_per_window_from_a_seeded_sqlite_store() {
+    let dir = Scratch::new();
+    let db = sqlite_store(dir.path());
+    let (mut process, addr) = serve(&["--sqlite", db.to_str().unwrap()], &[]);
+    assert_exact_availability(addr);
+    let ready = http_get(addr, "/readyz", &[]);
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    // The target page and its history come from the tiers too.
+    let id = targets(addr)[0]["id"].as_str().unwrap().to_string();
+    let history = http_get(
+        addr,
+        &format!("/api/v1/targets/{id}/history?range=365d"),
+        &[],
+    );
+    assert_eq!(history.status, 200, "{}", history.body);
+    let points = history.json()["points"].as_array().unwrap().len();
+    assert!((365..=367).contains(&points), "{points} daily points");
+    // The store goes away: not ready any more, and it says why.
+    std::fs::remove_file(&db).unwrap();
+    let gone = http_get(addr, "/readyz", &[]);
+    assert_eq!(gone.status, 503, "{}", gone.body);
+    assert_eq!(process.terminate(Duration::from_secs(20)), 0);
+}
+
+#[test]
+fn serve_answers_exact_availability_per_window_from_a_seeded_postgres_database() {
+    let database = Database::new("nvserve");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(seed(&Location::Postgres(database.url())));
+    let (mut process, addr) = serve(&["--postgres", &database.url()], &[]);
+    assert_exact_availability(addr);
+    assert_eq!(http_get(addr, "/readyz", &[]).status, 200);
+    // The database goes away (connections ended, then dropped): not ready.
+    drop(database);
+    wait_for(Duration::from_secs(20), "/readyz to turn false", || {
+        http_get(addr, "/readyz", &[]).status == 503
+    });
+    assert_eq!(process.terminate(Duration::from_secs(20)), 0);
+}
+
+/// `netvantage serve ARGS` that must stop at start with exit 3, saying `why`.
+fn refused(args: &[&str], why: &str) {
+    let run = nv()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .timeout(Duration::from_secs(30))
+        .run();
+    run.assert_code(3);
+    assert!(run.stderr.contains(why), "{why:?} not in {}", run.stderr);
+}
+
+#[test]
+fn serve_refuses_at_start_what_it_cannot_read() {
+    let dir = Scratch::new();
+    let missing = dir.join("missing.db");
+    refused(&["--sqlite", missing.to_str().unwrap()], "no such file");
+    let foreign = dir.join("foreign.db");
+    std::fs::write(&foreign, b"not a database at all, just text\n").unwrap();
+    refused(
+        &["--sqlite", foreign.to_str().unwrap()],
+        "not a netvantage store",
+    );
+    // Nothing listens on this port of loopback.
+    let url = format!(
+        "host=127.0.0.1 port={} user=postgres dbname=none connect_timeout=5",
+        free_port()
+    );
+    refused(&["--postgres", &url], "postgres");
+    refused(
+        &["--postgres", "host=127.0.0.1 user=postgres password=secret"],
+        "PGPASSWORD",
+    );
+}
+
+/// The output folder of a test, kept under the target directory for a person to look at.
+fn output_dir(test: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("netvantage-serve")
+        .join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn the_served_overview_of_a_real_store_renders_in_chromium() {
+    let dir = output_dir("overview");
+    let store_dir = Scratch::new();
+    let db = sqlite_store(store_dir.path());
+    let (mut process, addr) = serve(
+        &["--sqlite", db.to_str().unwrap(), "--base-path", "/status"],
+        &[],
+    );
+    let url = format!("http://{addr}/status/");
+    let dom = dump_dom(&dir, &url, false);
+    std::fs::write(dir.join("overview.html"), &dom).unwrap();
+    assert!(
+        dom.contains(r#"data-verdict="partial" data-count="1""#),
+        "the db is partly down"
+    );
+    assert!(
+        dom.contains(r#"data-verdict="ok" data-count="1""#),
+        "the shop is ok"
+    );
+    let rows = dom.split(r#"<tr class="target""#).skip(1).count();
+    assert!(rows >= 2, "{rows} target rows");
+    assert!(
+        dom.matches(r#"<rect class="d "#).count() >= 2 * 90,
+        "90 daily bars a target"
+    );
+    // The shop's 24 h: 13 minutes down of 1440.
+    let shop_day = netvantage_server::status::format::percent(Some(1427.0 / 1440.0));
+    assert!(
+        dom.contains(&format!(r#"data-window="24h">{shop_day}</td>"#)),
+        "{shop_day} not in the overview"
+    );
+    // Under the base path, every link of the rendered page resolves.
+    let found = links(&dom);
+    assert!(found.len() > 5, "{found:?}");
+    for link in found {
+        assert!(link.starts_with("/status/"), "the overview links to {link}");
+        let answer = http_get(addr, &link, &[]);
+        assert_eq!(
+            answer.status, 200,
+            "the overview links to {link}: {}",
+            answer.body
+        );
+    }
+    screenshot(&dir, &url, true, "overview.png", "1280,1200");
+    assert_eq!(process.terminate(Duration::from_secs(20)), 0);
+}
+
+#[test]
+fn agent_listen_serves_the_page_from_the_agents_own_store() {
+    let dir = Scratch::new();
+    let listener = listen("127.0.0.1:0");
+    let port = listener.local_addr().unwrap().port();
+    let config = dir.join("agent.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "vantage: lab\ninterval: 200ms\ntimeout: 100ms\ntcp:\n  - name: up\n    port: {port}\n    hosts: [127.0.0.1]\n"
+        ),
+    )
+    .unwrap();
+    let page_port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{page_port}").parse().unwrap();
+    let mut agent = nv()
+        .args([
+            "agent",
+            "--config",
+            config.to_str().unwrap(),
+            "--run-for",
+            "60s",
+        ])
+        .args(["--listen", &addr.to_string()])
+        .current_dir(dir.path())
+        .spawn();
+    let target = format!("127.0.0.1:{port}");
+    wait_for(
+        Duration::from_secs(40),
+        "the agent's page to list its target as ok",
+        || {
+            std::net::TcpStream::connect(addr).is_ok()
+                && targets(addr)
+                    .iter()
+                    .any(|t| t["name"] == target.as_str() && t["verdict"] == "ok")
+        },
+    );
+    let overview = http_get(addr, "/", &[]);
+    assert_eq!(overview.status, 200);
+    assert!(overview.body.contains(&target), "{}", overview.body);
+    assert_eq!(http_get(addr, "/readyz", &[]).status, 200);
+    assert_eq!(agent.terminate(Duration::from_secs(60)), 0);
+    drop(listener);
+}
+
+#[test]
+fn serve_enforces_read_only_auth_from_the_environment_and_leaves_healthz_open() {
+    let dir = Scratch::new();
+    let db = sqlite_store(dir.path());
+    let token = "0123456789abcdef-serve-test";
+    let (mut process, addr) = serve(
+        &[
+            "--sqlite",
+            db.to_str().unwrap(),
+            "--auth-env",
+            "NV_TEST_READERS",
+        ],
+        &[("NV_TEST_READERS", &format!("token {token}"))],
+    );
+    assert_eq!(http_get(addr, "/api/v1/targets", &[]).status, 401);
+    assert_eq!(http_get(addr, "/", &[]).status, 401);
+    let bearer = format!("Authorization: Bearer {token}");
+    let answer = http_get(addr, "/api/v1/targets", &[&bearer]);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json()["total"], 2);
+    assert_eq!(http_get(addr, "/healthz", &[]).status, 200);
+    assert_eq!(process.terminate(Duration::from_secs(20)), 0);
+}
+
+#[test]
+fn the_status_page_shows_the_findings_of_the_stored_last_hour() {
+    // Issue 12 on the page: an agent in a namespace checks two /24s, one of which refuses
+    // everything; `serve` over its SQLite store lists the subnet outage in /api/v1/findings
+    // and on the overview, and blames nothing in the healthy /24.
+    let ns = Netns::new();
+    let _fleet = ns.fleet(&["--port", "80", "--refused", "127.22.1.0/24"]);
+    let dir = Scratch::new();
+    let hosts: Vec<String> = (1..=20)
+        .flat_map(|i| [format!("127.22.1.{i}"), format!("127.22.2.{i}")])
+        .collect();
+    let config = dir.write(
+        "agent.yaml",
+        format!(
+            "vantage: lab\ntcp:\n  - name: web\n    port: 80\n    hosts: [{}]\n    interval: 300ms\n    timeout: 150ms\nsinks:\n  sqlite: {{path: nv.db}}\n",
+            hosts.join(", ")
+        ),
+    );
+    nv().args(["agent", "--config", config.to_str().unwrap(), "--run-for", "2s"])
+        .current_dir(dir.path())
+        .in_netns(&ns)
+        .run()
+        .assert_code(0);
+    let db = dir.path().join("nv.db");
+    let mut process = nv()
+        .args(["serve", "--listen", "127.0.0.1:0", "--sqlite", db.to_str().unwrap()])
+        .spawn();
+    process.wait_for(Duration::from_secs(30), "serve to listen", |out, _| {
+        out.iter().any(|l| l.starts_with("listening http://"))
+    });
+    let line = process.stdout_lines()[0].clone();
+    let addr: SocketAddr = line
+        .trim_start_matches("listening http://")
+        .split('/')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("serve said {line:?}"));
+    let answer = http_get(addr, "/api/v1/findings", &[]);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let findings = answer.json()["findings"].as_array().expect("findings").clone();
+    let subnet = findings
+        .iter()
+        .find(|f| f["kind"] == "subnet_outage")
+        .unwrap_or_else(|| panic!("no subnet outage in {findings:?}"));
+    assert!(
+        subnet["scope"].as_str().unwrap_or_default().starts_with("127.22.1.0/"),
+        "{subnet}"
+    );
+    assert!(
+        !findings.iter().any(|f| f["scope"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("127.22.2."))),
+        "the healthy subnet is blamed for nothing: {findings:?}"
+    );
+    let overview = http_get(addr, "/", &[]);
+    assert_eq!(overview.status, 200);
+    assert!(overview.body.contains(r#"id="findings""#), "{}", overview.body);
+    assert!(overview.body.contains("127.22.1.0/"), "{}", overview.body);
+    assert_eq!(process.terminate(Duration::from_secs(30)), 0);
+}

@@ -1,0 +1,400 @@
+//! The roll-up tables and their statements, generated for both dialects from one list of
+//! figures ([`figures`]), as `columns.rs` does for `results`.
+//!
+//! Each tier is a table `rollups_{minute,hour,day}` keyed by (target, vantage, start_unix_ms)
+//! with an index on the bucket start (for windows across every target and for retention).
+//! Times are `start_unix_ms` integers in both dialects: a bucket start is a number to compare,
+//! never shown as it is. `series` holds one row per (target, vantage): what a list of targets
+//! needs (kind, HTTP domain and endpoint, the latest check) without reading raw rows.
+
+use crate::columns::Dialect;
+use crate::rollup::{BUCKETS, Rollup, RollupRow, Tier};
+use netvantage_core::Reason;
+
+/// How a stored figure takes in the figures of the same bucket written later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Merge {
+    Add,
+    Least,
+    Greatest,
+}
+
+pub(crate) struct Figure {
+    pub name: String,
+    /// A float (latency) rather than a count.
+    pub float: bool,
+    pub merge: Merge,
+}
+
+/// A figure's value, as bound to or read from a statement.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Num {
+    Int(i64),
+    Float(Option<f64>),
+}
+
+/// The figures of a roll-up row, in table order.
+pub(crate) fn figures() -> Vec<Figure> {
+    let count = |name: String| Figure {
+        name,
+        float: false,
+        merge: Merge::Add,
+    };
+    let mut figures: Vec<Figure> = ["checks", "up", "degraded", "down"]
+        .into_iter()
+        .map(|n| count(n.to_string()))
+        .collect();
+    figures.extend(
+        Reason::ALL
+            .iter()
+            .map(|r| count(format!("fail_{}", r.as_str()))),
+    );
+    for (name, merge) in [
+        ("latency_min_ms", Merge::Least),
+        ("latency_max_ms", Merge::Greatest),
+        ("latency_sum_ms", Merge::Add),
+    ] {
+        figures.push(Figure {
+            name: name.to_string(),
+            float: true,
+            merge,
+        });
+    }
+    figures.extend((0..BUCKETS).map(|k| count(format!("h{k:02}"))));
+    figures
+}
+
+/// A roll-up's values in [`figures`] order.
+pub(crate) fn values(r: &Rollup) -> Vec<Num> {
+    let int = |n: u64| Num::Int(n as i64);
+    let mut values = vec![int(r.checks), int(r.up), int(r.degraded), int(r.down)];
+    values.extend(r.failures.iter().map(|n| int(*n)));
+    values.push(Num::Float(r.latency_min_ms));
+    values.push(Num::Float(r.latency_max_ms));
+    values.push(Num::Float(Some(r.latency_sum_ms)));
+    values.extend(r.histogram.iter().map(|n| int(*n)));
+    values
+}
+
+/// The inverse of [`values`].
+pub(crate) fn rollup_of(values: &[Num]) -> Rollup {
+    let int = |i: usize| match values.get(i) {
+        Some(Num::Int(n)) => (*n).max(0) as u64,
+        _ => 0,
+    };
+    let float = |i: usize| match values.get(i) {
+        Some(Num::Float(x)) => *x,
+        _ => None,
+    };
+    let reasons = Reason::ALL.len();
+    let mut r = Rollup {
+        checks: int(0),
+        up: int(1),
+        degraded: int(2),
+        down: int(3),
+        latency_min_ms: float(4 + reasons),
+        latency_max_ms: float(5 + reasons),
+        latency_sum_ms: float(6 + reasons).unwrap_or(0.0),
+        ..Rollup::default()
+    };
+    for (k, slot) in r.failures.iter_mut().enumerate() {
+        *slot = int(4 + k);
+    }
+    for (k, slot) in r.histogram.iter_mut().enumerate() {
+        *slot = int(7 + reasons + k);
+    }
+    r
+}
+
+fn int_type(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "INTEGER",
+        Dialect::Postgres => "bigint",
+    }
+}
+
+fn text_type(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "TEXT",
+        Dialect::Postgres => "text",
+    }
+}
+
+pub(crate) fn placeholder(dialect: Dialect, n: usize) -> String {
+    match dialect {
+        Dialect::Sqlite => format!("?{n}"),
+        Dialect::Postgres => format!("${n}"),
+    }
+}
+
+/// The tables of migration 3.
+pub(crate) fn create_tables(dialect: Dialect) -> Vec<String> {
+    let (int, text) = (int_type(dialect), text_type(dialect));
+    let float = match dialect {
+        Dialect::Sqlite => "REAL",
+        Dialect::Postgres => "double precision",
+    };
+    let mut statements = Vec::new();
+    for tier in Tier::ALL {
+        let table = tier.table();
+        let mut definitions = vec![
+            format!("target {text} NOT NULL"),
+            format!("vantage {text} NOT NULL"),
+            format!("start_unix_ms {int} NOT NULL"),
+        ];
+        for figure in figures() {
+            definitions.push(match (figure.float, figure.merge) {
+                (true, Merge::Add) => format!("{} {float} NOT NULL DEFAULT 0", figure.name),
+                (true, _) => format!("{} {float}", figure.name),
+                (false, _) => format!("{} {int} NOT NULL DEFAULT 0", figure.name),
+            });
+        }
+        definitions.push("PRIMARY KEY (target, vantage, start_unix_ms)".into());
+        // SQLite: the rows are kept in key order in the table itself, not in a table and a
+        // second copy of the key in its index (a third less space per series-year).
+        let clustered = match dialect {
+            Dialect::Sqlite => " WITHOUT ROWID",
+            Dialect::Postgres => "",
+        };
+        statements.push(format!(
+            "CREATE TABLE {table} (\n    {}\n){clustered}",
+            definitions.join(",\n    ")
+        ));
+        statements.push(format!(
+            "CREATE INDEX {table}_start ON {table} (start_unix_ms)"
+        ));
+    }
+    statements.push(format!(
+        "CREATE TABLE series (
+    target {text} NOT NULL,
+    vantage {text} NOT NULL,
+    kind {text} NOT NULL,
+    domain {text},
+    endpoint {text},
+    last_unix_ms {int} NOT NULL,
+    last_outcome {text} NOT NULL,
+    last_reason {text},
+    PRIMARY KEY (target, vantage)
+)"
+    ));
+    statements
+}
+
+/// `ON CONFLICT … DO UPDATE`: a stored bucket takes in the new figures.
+fn merge_clause(dialect: Dialect, tier: Tier) -> String {
+    let table = tier.table();
+    let updates: Vec<String> = figures()
+        .iter()
+        .map(|f| {
+            let (old, new) = (
+                format!("{table}.{}", f.name),
+                format!("excluded.{}", f.name),
+            );
+            let merged = match (f.merge, dialect) {
+                (Merge::Add, _) => format!("{old} + {new}"),
+                (Merge::Least, Dialect::Postgres) => format!("LEAST({old}, {new})"),
+                (Merge::Greatest, Dialect::Postgres) => format!("GREATEST({old}, {new})"),
+                // SQLite's scalar min/max are NULL when either side is.
+                (Merge::Least, Dialect::Sqlite) => {
+                    format!("coalesce(min({old}, {new}), {old}, {new})")
+                }
+                (Merge::Greatest, Dialect::Sqlite) => {
+                    format!("coalesce(max({old}, {new}), {old}, {new})")
+                }
+            };
+            format!("{} = {merged}", f.name)
+        })
+        .collect();
+    format!(
+        "ON CONFLICT (target, vantage, start_unix_ms) DO UPDATE SET {}",
+        updates.join(", ")
+    )
+}
+
+/// `target, vantage, start_unix_ms, checks, …`: every column of a roll-up table.
+pub(crate) fn all_columns() -> String {
+    let names: Vec<String> = figures().into_iter().map(|f| f.name).collect();
+    format!("target, vantage, start_unix_ms, {}", names.join(", "))
+}
+
+/// Adds `rows` rows to a tier: new buckets are inserted, stored ones take in the figures.
+/// Parameters per row: target, vantage, start, then the [`figures`].
+pub(crate) fn upsert(dialect: Dialect, tier: Tier, rows: usize) -> String {
+    let per_row = 3 + figures().len();
+    let tuples: Vec<String> = (0..rows)
+        .map(|row| {
+            let params: Vec<String> = (1..=per_row)
+                .map(|n| placeholder(dialect, row * per_row + n))
+                .collect();
+            format!("({})", params.join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO {} ({}) VALUES {}\n         {}",
+        tier.table(),
+        all_columns(),
+        tuples.join(", "),
+        merge_clause(dialect, tier)
+    )
+}
+
+/// Adds every row of `staging` (a table of the same columns) to a tier, as [`upsert`] does.
+pub(crate) fn upsert_from(dialect: Dialect, tier: Tier, staging: &str) -> String {
+    let columns = all_columns();
+    format!(
+        "INSERT INTO {} ({columns}) SELECT {columns} FROM {staging}\n         {}",
+        tier.table(),
+        merge_clause(dialect, tier)
+    )
+}
+
+/// The parameters of [`upsert`] for `rows`.
+pub(crate) fn upsert_params(rows: &[RollupRow]) -> Vec<Param<'_>> {
+    let mut params = Vec::with_capacity(rows.len() * (3 + figures().len()));
+    for row in rows {
+        params.push(Param::Text(&row.target));
+        params.push(Param::Text(&row.vantage));
+        params.push(Param::Num(Num::Int(row.start_unix_ms)));
+        params.extend(values(&row.rollup).into_iter().map(Param::Num));
+    }
+    params
+}
+
+/// One bound parameter.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Param<'a> {
+    Text(&'a str),
+    Num(Num),
+}
+
+/// Rows of a tier in `[from, until)` (parameters 1 and 2), of one target (parameter 3) or all.
+/// `summed`: one row per series with the figures added up (the bucket column is the first
+/// bucket's start), else every bucket, oldest first.
+pub(crate) fn select(dialect: Dialect, tier: Tier, summed: bool, one_target: bool) -> String {
+    let table = tier.table();
+    let filter = if one_target {
+        format!(" AND target = {}", placeholder(dialect, 3))
+    } else {
+        String::new()
+    };
+    let (from, until) = (placeholder(dialect, 1), placeholder(dialect, 2));
+    let figures = figures();
+    if summed {
+        let aggregates: Vec<String> = figures
+            .iter()
+            .map(|f| match (f.merge, f.float) {
+                (Merge::Least, _) => format!("min({})", f.name),
+                (Merge::Greatest, _) => format!("max({})", f.name),
+                (Merge::Add, true) => format!("sum({})", f.name),
+                // PostgreSQL's sum of bigint is numeric.
+                (Merge::Add, false) => format!("CAST(sum({}) AS bigint)", f.name),
+            })
+            .collect();
+        format!(
+            "SELECT target, vantage, min(start_unix_ms), {} FROM {table}
+             WHERE start_unix_ms >= {from} AND start_unix_ms < {until}{filter}
+             GROUP BY target, vantage ORDER BY target, vantage",
+            aggregates.join(", ")
+        )
+    } else {
+        let names: Vec<&str> = figures.iter().map(|f| f.name.as_str()).collect();
+        format!(
+            "SELECT target, vantage, start_unix_ms, {} FROM {table}
+             WHERE start_unix_ms >= {from} AND start_unix_ms < {until}{filter}
+             ORDER BY target, vantage, start_unix_ms",
+            names.join(", ")
+        )
+    }
+}
+
+/// Keeps the latest check of each series, for `rows` series (distinct). Parameters per row:
+/// target, vantage, kind, domain, endpoint, last time, outcome, reason.
+pub(crate) fn upsert_series(dialect: Dialect, rows: usize) -> String {
+    let tuples: Vec<String> = (0..rows)
+        .map(|row| {
+            let p: Vec<String> = (1..=8).map(|n| placeholder(dialect, row * 8 + n)).collect();
+            format!("({})", p.join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO series (target, vantage, kind, domain, endpoint, last_unix_ms, last_outcome, last_reason)
+         VALUES {}
+         ON CONFLICT (target, vantage) DO UPDATE SET kind = excluded.kind, domain = excluded.domain,
+           endpoint = excluded.endpoint, last_unix_ms = excluded.last_unix_ms,
+           last_outcome = excluded.last_outcome, last_reason = excluded.last_reason
+         WHERE excluded.last_unix_ms >= series.last_unix_ms",
+        tuples.join(", ")
+    )
+}
+
+pub(crate) const SELECT_SERIES: &str =
+    "SELECT target, vantage, kind, domain, endpoint, last_unix_ms, last_outcome, last_reason
+     FROM series ORDER BY target, vantage";
+
+/// The latest record of each series in a batch: what [`upsert_series`] binds.
+pub(crate) fn latest_per_series<'r>(
+    records: impl IntoIterator<Item = &'r netvantage_core::ResultRecord>,
+) -> Vec<&'r netvantage_core::ResultRecord> {
+    let mut latest: std::collections::BTreeMap<(&str, &str), &netvantage_core::ResultRecord> =
+        Default::default();
+    for r in records {
+        let slot = latest
+            .entry((r.check.target.as_str(), r.vantage.as_str()))
+            .or_insert(r);
+        if r.check.ts_unix_ms >= slot.check.ts_unix_ms {
+            *slot = r;
+        }
+    }
+    latest.into_values().collect()
+}
+
+/// Deletes at most `LIMIT` (parameter 2) rows of `table` whose `column` is below parameter 1.
+pub(crate) fn delete_batch(dialect: Dialect, table: &str, column: &str) -> String {
+    match dialect {
+        Dialect::Sqlite if table == "results" => format!(
+            "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {column} < ?1 LIMIT ?2)"
+        ),
+        // The roll-up tables have no rowid: their key picks the rows.
+        Dialect::Sqlite => format!(
+            "DELETE FROM {table} WHERE (target, vantage, start_unix_ms) IN
+             (SELECT target, vantage, start_unix_ms FROM {table} WHERE {column} < ?1 LIMIT ?2)"
+        ),
+        Dialect::Postgres => format!(
+            "DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} WHERE {column} < $1 LIMIT $2))"
+        ),
+    }
+}
+
+/// The first start a tier keeps when it keeps `keep_ms` as of `now`: a bucket goes once it
+/// ended at or before `now - keep_ms`.
+pub(crate) fn first_kept_start(tier: Tier, now_unix_ms: i64, keep_ms: i64) -> i64 {
+    now_unix_ms - keep_ms - tier.millis() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip_through_the_figures() {
+        let mut r = Rollup::default();
+        r.add(netvantage_core::Outcome::Up, None, 12.5);
+        r.add(netvantage_core::Outcome::Down, Some(Reason::Dns), 0.0);
+        let values = values(&r);
+        assert_eq!(values.len(), figures().len());
+        assert_eq!(rollup_of(&values), r);
+    }
+
+    #[test]
+    fn upserts_add_counts_and_keep_extremes_in_each_dialect() {
+        let sqlite = upsert(Dialect::Sqlite, Tier::Hour, 2);
+        let per_row = 3 + figures().len();
+        assert!(sqlite.contains(&format!("?{}", 2 * per_row)));
+        assert!(!sqlite.contains(&format!("?{}", 2 * per_row + 1)));
+        assert!(sqlite.contains("checks = rollups_hour.checks + excluded.checks"));
+        assert!(sqlite.contains("coalesce(min(rollups_hour.latency_min_ms"));
+        let pg = upsert(Dialect::Postgres, Tier::Day, 1);
+        assert!(pg.contains("LEAST(rollups_day.latency_min_ms, excluded.latency_min_ms)"));
+        assert!(pg.contains("h27 = rollups_day.h27 + excluded.h27"));
+    }
+}
