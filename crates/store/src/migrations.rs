@@ -30,6 +30,9 @@ pub enum Step {
     CreateResults,
     /// Adds the `results` columns whose `since` is this migration's version.
     AddColumns,
+    /// The connection log's tables (`connections`, `scans`, `blocks`) from
+    /// [`crate::conns_tables::TABLES`].
+    CreateConnsTables,
     /// Anything else, spelled per dialect (`""`: nothing in that dialect).
     Sql {
         sqlite: &'static str,
@@ -62,6 +65,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 2,
         description: "the record's schema version and its HTTP method, domain and certificate expiry",
         steps: &[Step::AddColumns],
+    },
+    Migration {
+        version: 3,
+        description: "the connection log: connections, scans and blocks",
+        steps: &[Step::CreateConnsTables],
     },
 ];
 
@@ -97,6 +105,9 @@ impl Migration {
                     statements.extend(COLUMNS.iter().filter(|c| c.since == self.version).map(|c| {
                         format!("ALTER TABLE results ADD COLUMN {}", c.definition(dialect))
                     }))
+                }
+                Step::CreateConnsTables => {
+                    statements.extend(crate::conns_tables::create_all(dialect))
                 }
                 Step::Sql { sqlite, postgres } => {
                     let sql = match dialect {

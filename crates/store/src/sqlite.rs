@@ -17,9 +17,10 @@
 //! thread of its own, like the agent's sink; the [`Store`] methods call them in place.
 
 use crate::columns::{Column, Dialect, SqlType, Value, columns_at, list, record_from};
+use crate::conns_tables;
 use crate::migrations::{self, LATEST, MIGRATIONS};
 use crate::{Observation, ResultsPage, ResultsQuery, Store, StoreError, TimeRange, Written, sql};
-use netvantage_core::ResultRecord;
+use netvantage_core::{ConnsRecord, ResultRecord};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params_from_iter};
 use std::borrow::Cow;
@@ -238,6 +239,28 @@ impl SqliteStore {
                     if statement.execute(params_from_iter(values))? == 1 {
                         fresh.push(i);
                     }
+                }
+            }
+            tx.commit()?;
+            Ok(Written::from_fresh(records.len(), fresh))
+        })();
+        result.map_err(sqlite)
+    }
+
+    /// Inserts connection-log records (each into its kind's table) in one transaction; a
+    /// record already stored (same id) is skipped.
+    pub fn insert_conns(&mut self, records: &[ConnsRecord]) -> Result<Written, StoreError> {
+        self.writable()?;
+        let sqlite = StoreError::sqlite(&self.path);
+        let conn = self.conn.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let result = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut fresh = Vec::new();
+            for (i, record) in records.iter().enumerate() {
+                let table = conns_tables::table_of(record);
+                let mut statement = tx.prepare_cached(&table.insert(Dialect::Sqlite))?;
+                if statement.execute(params_from_iter(conns_tables::values(record)))? == 1 {
+                    fresh.push(i);
                 }
             }
             tx.commit()?;

@@ -56,7 +56,7 @@ pub struct AgentArgs {
     pub metrics_listen: Option<SocketAddr>,
 }
 
-fn hostname() -> Option<String> {
+pub fn hostname() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_string())
