@@ -6,7 +6,8 @@
 use crate::args;
 use anyhow::Context;
 use ipnet::IpNet;
-use netvantage_config::agent::Sinks;
+use netvantage_config::agent::{KafkaSettings, Sinks};
+use netvantage_config::plan::defaults;
 use netvantage_conns::NewConnection;
 use netvantage_conns::conntrack::{self, ConntrackError, ConntrackSource};
 use netvantage_conns::scan::ScanAlert;
@@ -118,10 +119,17 @@ pub struct ConnsArgs {
     #[arg(long, value_name = "BYTES", default_value_t = conntrack::DEFAULT_BUFFER, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=1 << 30))]
     conntrack_buffer: usize,
     /// Also write each new connection, scan and block as a record (docs/pipeline.md) to a
-    /// sink: `stdout` (JSON lines instead of the text lines) or `sqlite:PATH` (tables
-    /// connections, scans, blocks). Repeatable.
+    /// sink: `stdout` (JSON lines instead of the text lines), `sqlite:PATH` (tables
+    /// connections, scans, blocks) or `kafka:BROKERS` (behind a disk spool; `ingest` stores
+    /// them in PostgreSQL). Repeatable.
     #[arg(long = "sink", value_name = "SINK", value_parser = parse_sink)]
     sinks: Vec<SinkSpec>,
+    /// The Kafka topic of `--sink kafka:…` (created when missing).
+    #[arg(long, value_name = "TOPIC", default_value = "netvantage.conns")]
+    kafka_topic: String,
+    /// Where `--sink kafka:…` spools records while the broker is away.
+    #[arg(long, value_name = "DIR", default_value = "netvantage-conns-spool")]
+    spool_dir: PathBuf,
     /// The host name in the records (default: this host's name).
     #[arg(long, value_name = "NAME")]
     host: Option<String>,
@@ -134,14 +142,17 @@ pub struct ConnsArgs {
 pub enum SinkSpec {
     Stdout,
     Sqlite(PathBuf),
+    /// Brokers, `host:port[,host:port]`.
+    Kafka(String),
 }
 
 fn parse_sink(text: &str) -> Result<SinkSpec, String> {
     match text.split_once(':') {
         None if text == "stdout" => Ok(SinkSpec::Stdout),
         Some(("sqlite", path)) if !path.is_empty() => Ok(SinkSpec::Sqlite(PathBuf::from(path))),
+        Some(("kafka", brokers)) if !brokers.is_empty() => Ok(SinkSpec::Kafka(brokers.into())),
         _ => Err(format!(
-            "{text:?} is not a sink: use stdout or sqlite:PATH (e.g. sqlite:conns.db)"
+            "{text:?} is not a sink: use stdout, sqlite:PATH or kafka:HOST:PORT[,HOST:PORT] (e.g. sqlite:conns.db)"
         )),
     }
 }
@@ -333,11 +344,22 @@ fn open_records(args: &ConnsArgs) -> anyhow::Result<Option<Records>> {
     let config = Sinks {
         sqlite: args.sinks.iter().find_map(|s| match s {
             SinkSpec::Sqlite(path) => Some(path.clone()),
-            SinkSpec::Stdout => None,
+            _ => None,
         }),
         stdout: args.sinks.contains(&SinkSpec::Stdout),
-        kafka: None,
+        kafka: args.sinks.iter().find_map(|s| match s {
+            SinkSpec::Kafka(brokers) => Some(kafka_settings(args, brokers)),
+            _ => None,
+        }),
     };
+    if let Some(kafka) = &config.kafka
+        && let Err(err) = std::fs::create_dir_all(&kafka.spool_dir)
+    {
+        return Err(crate::exit::usage(format!(
+            "--spool-dir {}: {err}",
+            kafka.spool_dir.display()
+        )));
+    }
     let opened = open_sinks(&config).map_err(|err| crate::exit::usage(format!("--sink: {err}")))?;
     let fanout = Fanout::start(opened.sinks, RunnerOptions::default())?;
     let host = args
@@ -350,6 +372,22 @@ fn open_records(args: &ConnsArgs) -> anyhow::Result<Option<Records>> {
         fanout: Arc::new(Mutex::new(Some(fanout))),
         batch: Vec::new(),
     }))
+}
+
+/// The agent's Kafka defaults, with this command's brokers, topic and spool.
+fn kafka_settings(args: &ConnsArgs, brokers: &str) -> KafkaSettings {
+    KafkaSettings {
+        brokers: brokers.to_string(),
+        topic: args.kafka_topic.clone(),
+        partitions: defaults::KAFKA_PARTITIONS,
+        replication: defaults::KAFKA_REPLICATION,
+        tls: None,
+        sasl: None,
+        memory_records: defaults::KAFKA_MEMORY_RECORDS,
+        spool_dir: args.spool_dir.clone(),
+        spool_max_bytes: defaults::SPOOL_MAX_BYTES,
+        properties: Vec::new(),
+    }
 }
 
 impl Records {
