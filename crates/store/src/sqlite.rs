@@ -226,30 +226,32 @@ impl SqliteStore {
 
     /// Inserts records in one transaction; a record already stored (same id) is skipped.
     pub fn insert(&mut self, records: &[ResultRecord]) -> Result<Written, StoreError> {
-        self.writable()?;
-        let sqlite = StoreError::sqlite(&self.path);
-        let conn = self.conn.get_mut().unwrap_or_else(PoisonError::into_inner);
-        let result = (|| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut fresh = Vec::new();
-            {
-                let mut statement = tx.prepare_cached(&insert_statement(self.version))?;
-                for (i, record) in records.iter().enumerate() {
-                    let values = columns_at(self.version).map(|c| (c.get)(record));
-                    if statement.execute(params_from_iter(values))? == 1 {
-                        fresh.push(i);
-                    }
-                }
-            }
-            tx.commit()?;
-            Ok(Written::from_fresh(records.len(), fresh))
-        })();
-        result.map_err(sqlite)
+        let version = self.version;
+        let insert = insert_statement(version);
+        self.insert_each(records, |tx, record| {
+            let values = columns_at(version).map(|c| (c.get)(record));
+            tx.prepare_cached(&insert)?
+                .execute(params_from_iter(values))
+        })
     }
 
     /// Inserts connection-log records (each into its kind's table) in one transaction; a
     /// record already stored (same id) is skipped.
     pub fn insert_conns(&mut self, records: &[ConnsRecord]) -> Result<Written, StoreError> {
+        self.insert_each(records, |tx, record| {
+            let table = conns_tables::table_of(record);
+            tx.prepare_cached(&table.insert(Dialect::Sqlite))?
+                .execute(params_from_iter(conns_tables::values(record)))
+        })
+    }
+
+    /// Runs `insert` (which returns the rows it changed: 1 new, 0 skipped) for each record in
+    /// one write transaction.
+    fn insert_each<R>(
+        &mut self,
+        records: &[R],
+        insert: impl Fn(&rusqlite::Transaction<'_>, &R) -> rusqlite::Result<usize>,
+    ) -> Result<Written, StoreError> {
         self.writable()?;
         let sqlite = StoreError::sqlite(&self.path);
         let conn = self.conn.get_mut().unwrap_or_else(PoisonError::into_inner);
@@ -257,9 +259,7 @@ impl SqliteStore {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut fresh = Vec::new();
             for (i, record) in records.iter().enumerate() {
-                let table = conns_tables::table_of(record);
-                let mut statement = tx.prepare_cached(&table.insert(Dialect::Sqlite))?;
-                if statement.execute(params_from_iter(conns_tables::values(record)))? == 1 {
+                if insert(&tx, record)? == 1 {
                     fresh.push(i);
                 }
             }
