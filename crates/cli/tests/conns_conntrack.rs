@@ -388,3 +388,128 @@ fn without_cap_net_admin_conntrack_exits_3_naming_what_is_missing_and_the_altern
         "a table was created without the privilege"
     );
 }
+
+fn count_rows(db: &rusqlite::Connection, sql: &str) -> usize {
+    db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap() as usize
+}
+
+#[test]
+fn connections_a_scan_and_its_block_reach_sqlite_as_records_exactly_once() {
+    require_tool("nmap", "nmap");
+    const CONNECTIONS: usize = 40;
+    let Pair { peer, host } = Pair::new();
+    let stop = accept_and_drop(&host, "198.18.0.1:7001");
+    let dir = Scratch::new();
+    let db_path = dir.join("conns.db");
+    let sink = format!("sqlite:{}", db_path.display());
+    let mut conns = host.conns(&[
+        "--source",
+        "conntrack",
+        "--interval",
+        "300ms",
+        "--block",
+        "--block-ttl",
+        "1m",
+        "--host",
+        "web-1",
+        "--sink",
+        &sink,
+    ]);
+    conns.wait_baseline();
+    let (clients, _, _) = short_connections(&peer, "198.18.0.1:7001", CONNECTIONS);
+    conns.wait_for(
+        Duration::from_secs(30),
+        "every connection reported",
+        |out, _| {
+            let suffix = "New connection: 198.18.0.2:";
+            out.iter().filter(|l| l.contains(suffix)).count() >= CONNECTIONS
+        },
+    );
+    // Closed ports only: a connect scan of them makes refused attempts, no connections.
+    let report = peer.exec(&[
+        "nmap",
+        "-n",
+        "-Pn",
+        "--max-retries",
+        "0",
+        "-sT",
+        "-p",
+        "7010-7030",
+        "198.18.0.1",
+    ]);
+    assert!(report.contains("7010/tcp closed"), "{report}");
+    conns.wait_for(Duration::from_secs(10), "the block", |out, _| {
+        out.iter()
+            .any(|l| l.ends_with("Blocked 198.18.0.2 for 60s"))
+    });
+    let events = conns.settle(Duration::from_millis(300), 2);
+    assert_eq!(conns.terminate(), 0, "{:#?}", conns.err_lines());
+    // The conntrack source reports every new flow, a refused attempt too (the scan's 21), as
+    // the text output does: one row per line.
+    let lines = new_connection_lines(&events, "198.18.0.1:7001");
+    assert_eq!(lines.len(), CONNECTIONS, "{events:#?}");
+    let all_lines = events
+        .iter()
+        .filter(|e| e.starts_with("New connection: "))
+        .count();
+    assert_eq!(all_lines, CONNECTIONS + 21, "{events:#?}");
+
+    let db = rusqlite::Connection::open(&db_path).unwrap();
+    assert_eq!(
+        count_rows(&db, "SELECT count(*) FROM connections"),
+        all_lines
+    );
+    assert_eq!(
+        count_rows(
+            &db,
+            "SELECT count(DISTINCT destination) FROM connections WHERE destination <> '198.18.0.1:7001'"
+        ),
+        21,
+        "one row per scanned port"
+    );
+    let mut statement = db
+        .prepare("SELECT source, destination, direction, host, schema FROM connections WHERE destination = '198.18.0.1:7001'")
+        .unwrap();
+    let rows: HashSet<(String, String, String, String, i64)> = statement
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let expected: HashSet<_> = clients
+        .iter()
+        .map(|c| {
+            let c = c.to_string();
+            (
+                c,
+                "198.18.0.1:7001".into(),
+                "inbound".into(),
+                "web-1".into(),
+                1,
+            )
+        })
+        .collect();
+    assert_eq!(rows, expected, "each connection once, as it was made");
+    assert_eq!(count_rows(&db, "SELECT count(*) FROM scans"), 1);
+    let (source, closed): (String, i64) = db
+        .query_row("SELECT source, closed_ports FROM scans", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(source, "198.18.0.2");
+    assert!(closed >= 1, "closed ports counted: {closed}");
+    assert_eq!(count_rows(&db, "SELECT count(*) FROM blocks"), 1);
+    let (target, ts, expires, offenses): (String, i64, i64, i64) = db
+        .query_row(
+            "SELECT target, ts_unix_ms, expires_unix_ms, offenses FROM blocks",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(target, "198.18.0.2/32");
+    assert_eq!(expires - ts, 60_000, "the ban's absolute expiry");
+    assert_eq!(offenses, 1);
+    assert_eq!(count_rows(&db, "SELECT count(*) FROM results"), 0);
+    stop.store(true, Ordering::Relaxed);
+}

@@ -238,3 +238,23 @@ fn dockerfile_entrypoint_reads_a_mounted_proc() {
     let events: Vec<&str> = run.stdout.lines().map(strip_timestamp).collect();
     assert_eq!(events, expected_before());
 }
+
+#[test]
+fn a_sink_that_cannot_be_used_is_a_usage_error_before_any_poll() {
+    let root = proc_fixture("before");
+    let root = root.to_str().unwrap();
+    for (sink, needle) in [
+        ("nope", "is not a sink"),
+        (
+            "sqlite:/nonexistent-netvantage-dir/conns.db",
+            "does not exist",
+        ),
+    ] {
+        let run = nv()
+            .args(["conns", "--proc-root", root, "--count", "1", "--sink", sink])
+            .run();
+        assert_eq!(run.code, 3, "{sink}: {}", run.stderr);
+        assert!(run.stderr.contains(needle), "{sink}: {}", run.stderr);
+        assert!(run.stdout.is_empty(), "{sink}: {}", run.stdout);
+    }
+}

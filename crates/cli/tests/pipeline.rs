@@ -678,3 +678,92 @@ fn an_agent_group_whose_timeout_is_not_below_its_interval_exits_3_naming_the_lin
         "{err}"
     );
 }
+
+/// The ids of the connection-log records a `conns --sink stdout` printed.
+fn conns_record_ids(conns: &Running) -> Vec<String> {
+    conns
+        .stdout_lines()
+        .iter()
+        .map(|line| {
+            let json: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(json["record"], "connection", "{line}");
+            json["id"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn conns_records_reach_postgres_through_the_broker_exactly_once_even_redelivered() {
+    let dir = Scratch::new();
+    let broker = Broker::start();
+    let db = Database::new("nv_conns");
+    let root = proc_fixture("before");
+    let brokers = format!("kafka:{}", broker.address());
+    let spool = dir.join("conns-spool");
+    let mut conns = start(
+        dir.path(),
+        &[
+            "conns",
+            "--proc-root",
+            root.to_str().unwrap(),
+            "--include-existing",
+            "--count",
+            "1",
+            "--host",
+            "web-1",
+            "--sink",
+            &brokers,
+            "--kafka-topic",
+            "conns",
+            "--spool-dir",
+            spool.to_str().unwrap(),
+            "--sink",
+            "stdout",
+        ],
+    );
+    assert_eq!(conns.wait(AGENT_EXIT), 0, "{}", conns.stderr_text());
+    let produced = conns_record_ids(&conns);
+    assert_eq!(produced.len(), 14, "every fixture connection, once");
+    let url = db.url();
+    let ingest_rows = |db: &Database| db.count_rows("connections");
+    let address = broker.address();
+    // The second group reads every message again: a redelivery, skipped by id.
+    for (group, new_rows) in [("nv-conns-1", produced.len()), ("nv-conns-2", 0)] {
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let mut args = ingest_args(&address, &url, "conns");
+        args[8] = group;
+        args.extend(["--metrics-listen", &metrics]);
+        let mut ingest = start(dir.path(), &args);
+        let duplicates = format!("{} duplicates skipped", produced.len() - new_rows);
+        // Both counters settle on exact values once the whole topic is read.
+        let counted = |name: &str| {
+            std::panic::catch_unwind(|| metric(&scrape(&metrics), name)).unwrap_or(-1.0)
+        };
+        let read = wait_until(Duration::from_secs(60), || {
+            counted("netvantage_ingest_rows_written_total") == new_rows as f64
+                && counted("netvantage_ingest_duplicates_skipped_total")
+                    == (produced.len() - new_rows) as f64
+        });
+        assert!(read, "{}", ingest.stderr_text());
+        assert_eq!(ingest.terminate(INGEST_EXIT), 0, "{}", ingest.stderr_text());
+        let log = ingest.stderr_text();
+        assert_eq!(rows_written(&log), new_rows as u64, "{log}");
+        if new_rows == 0 {
+            assert!(log.contains(&duplicates), "{log}");
+        }
+        assert_eq!(ingest_rows(&db), produced.len(), "{log}");
+    }
+    let stored: HashSet<String> = db
+        .query("SELECT id FROM connections")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let produced: HashSet<String> = produced.into_iter().collect();
+    assert_eq!(stored, produced);
+    assert_eq!(
+        db.query("SELECT host, direction FROM connections WHERE destination = '10.0.0.5:22'"),
+        "web-1|inbound"
+    );
+    assert_eq!(db.count_rows("results"), 0);
+    assert_eq!(db.count_rows("rejected_messages"), 0);
+}

@@ -364,14 +364,26 @@ fn the_status_page_shows_the_findings_of_the_stored_last_hour() {
             hosts.join(", ")
         ),
     );
-    nv().args(["agent", "--config", config.to_str().unwrap(), "--run-for", "2s"])
-        .current_dir(dir.path())
-        .in_netns(&ns)
-        .run()
-        .assert_code(0);
+    nv().args([
+        "agent",
+        "--config",
+        config.to_str().unwrap(),
+        "--run-for",
+        "2s",
+    ])
+    .current_dir(dir.path())
+    .in_netns(&ns)
+    .run()
+    .assert_code(0);
     let db = dir.path().join("nv.db");
     let mut process = nv()
-        .args(["serve", "--listen", "127.0.0.1:0", "--sqlite", db.to_str().unwrap()])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--sqlite",
+            db.to_str().unwrap(),
+        ])
         .spawn();
     process.wait_for(Duration::from_secs(30), "serve to listen", |out, _| {
         out.iter().any(|l| l.starts_with("listening http://"))
@@ -385,13 +397,19 @@ fn the_status_page_shows_the_findings_of_the_stored_last_hour() {
         .unwrap_or_else(|| panic!("serve said {line:?}"));
     let answer = http_get(addr, "/api/v1/findings", &[]);
     assert_eq!(answer.status, 200, "{}", answer.body);
-    let findings = answer.json()["findings"].as_array().expect("findings").clone();
+    let findings = answer.json()["findings"]
+        .as_array()
+        .expect("findings")
+        .clone();
     let subnet = findings
         .iter()
         .find(|f| f["kind"] == "subnet_outage")
         .unwrap_or_else(|| panic!("no subnet outage in {findings:?}"));
     assert!(
-        subnet["scope"].as_str().unwrap_or_default().starts_with("127.22.1.0/"),
+        subnet["scope"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("127.22.1.0/"),
         "{subnet}"
     );
     assert!(
@@ -402,7 +420,11 @@ fn the_status_page_shows_the_findings_of_the_stored_last_hour() {
     );
     let overview = http_get(addr, "/", &[]);
     assert_eq!(overview.status, 200);
-    assert!(overview.body.contains(r#"id="findings""#), "{}", overview.body);
+    assert!(
+        overview.body.contains(r#"id="findings""#),
+        "{}",
+        overview.body
+    );
     assert!(overview.body.contains("127.22.1.0/"), "{}", overview.body);
     assert_eq!(process.terminate(Duration::from_secs(30)), 0);
 }

@@ -12,7 +12,7 @@ use crate::flows::{Batch, FlowTracker};
 use crate::metrics::Metrics;
 use crate::nft::{self, Firewall, NftError};
 use crate::policy::{BanSchedule, BlockPolicy};
-use crate::scan::{ScanConfig, ScanDetector};
+use crate::scan::{ScanAlert, ScanConfig, ScanDetector};
 use crate::source::{ReadStats, Source, SourceError};
 use crate::table::{Direction, NewConnection};
 use crate::{Monitor, clock, format};
@@ -102,6 +102,18 @@ pub trait LineSink: Send {
     fn write_lines(&mut self, lines: &[String]) -> io::Result<()>;
 }
 
+/// Where each event goes as a record (`--sink`: the CLI turns them into the connection log's
+/// records for the agent's sinks). Called in the poll that saw the event; `unix` is that
+/// poll's wall clock in seconds.
+pub trait EventLog: Send {
+    fn connection(&mut self, unix: i64, connection: &NewConnection);
+    fn scan(&mut self, unix: i64, alert: &ScanAlert);
+    /// A ban put in place until `until_unix` (absolute, seconds); `offenses` counts from 1.
+    fn block(&mut self, unix: i64, target: IpNet, until_unix: i64, offenses: u32);
+    /// The poll is done: hand over what it logged (one batch per poll).
+    fn end_of_poll(&mut self) {}
+}
+
 /// What bans a target (nftables in production).
 pub trait Blocker: Send {
     fn block(&mut self, target: IpNet, ttl: Duration) -> Result<(), NftError>;
@@ -181,6 +193,7 @@ pub struct Watcher {
     bans: HashMap<IpNet, Ban>,
     metrics: Metrics,
     out: Box<dyn LineSink>,
+    events: Option<Box<dyn EventLog>>,
 }
 
 impl Watcher {
@@ -207,7 +220,14 @@ impl Watcher {
             bans: HashMap::new(),
             metrics,
             out,
+            events: None,
         }
+    }
+
+    /// Also hands every new connection, scan and block to `events`.
+    pub fn with_event_log(mut self, events: Box<dyn EventLog>) -> Watcher {
+        self.events = Some(events);
+        self
     }
 
     /// Polls at every interval until `shutdown` (or `--count` polls, or a closed output). The
@@ -332,6 +352,9 @@ impl Watcher {
         for conn in shown_existing.iter().chain(new) {
             lines.push(format::new_connection(&ts, conn));
             self.metrics.new_connection(conn.direction);
+            if let Some(events) = &mut self.events {
+                events.connection(unix, conn);
+            }
         }
         // Connections of the baseline are of unknown age: they never count towards a scan.
         let inbound = new
@@ -364,9 +387,15 @@ impl Watcher {
         for alert in &alerts {
             lines.push(format::port_scan(&ts, alert));
             self.metrics.port_scans.inc();
-            if own_listed && let Some(line) = self.block_source(alert.source, now, &ts) {
+            if let Some(events) = &mut self.events {
+                events.scan(unix, alert);
+            }
+            if own_listed && let Some(line) = self.block_source(alert.source, now, unix, &ts) {
                 lines.push(line);
             }
+        }
+        if let Some(events) = &mut self.events {
+            events.end_of_poll();
         }
         let active = self.bans.values().filter(|ban| ban.until > now).count();
         self.metrics
@@ -386,7 +415,13 @@ impl Watcher {
     }
 
     /// Bans `source` (its prefix, for IPv6) if policy allows; returns the line to print.
-    fn block_source(&mut self, source: IpAddr, now: Instant, ts: &str) -> Option<String> {
+    fn block_source(
+        &mut self,
+        source: IpAddr,
+        now: Instant,
+        unix: i64,
+        ts: &str,
+    ) -> Option<String> {
         let plan = self.plan.block.as_ref()?;
         let address = match self.policy.check(source) {
             Ok(address) => address,
@@ -413,6 +448,10 @@ impl Watcher {
                 Ok(()) => {
                     if offenses > 1 {
                         tracing::info!("{shown} banned again (ban {offenses}): {seconds}s");
+                    }
+                    if let Some(events) = &mut self.events {
+                        let until = unix.saturating_add(i64::try_from(seconds).unwrap_or(i64::MAX));
+                        events.block(unix, target, until, offenses);
                     }
                     Some(format::blocked(ts, target, seconds))
                 }
@@ -638,5 +677,39 @@ mod tests {
         assert!(bans.0.lock().unwrap().is_empty());
         assert!(!out.0.lock().unwrap().iter().any(|l| l.contains("Blocked")));
         assert_eq!(w.bans.len(), 1);
+    }
+
+    impl EventLog for Recorded {
+        fn connection(&mut self, unix: i64, c: &NewConnection) {
+            let line = format!("{unix} connection {} {}", c.source, c.destination);
+            self.0.lock().unwrap().push(line);
+        }
+        fn scan(&mut self, unix: i64, alert: &ScanAlert) {
+            let line = format!("{unix} scan {} {:?}", alert.source, alert.ports);
+            self.0.lock().unwrap().push(line);
+        }
+        fn block(&mut self, unix: i64, target: IpNet, until: i64, offenses: u32) {
+            let line = format!("{unix} block {target} until {until} ban {offenses}");
+            self.0.lock().unwrap().push(line);
+        }
+    }
+
+    #[test]
+    fn the_event_log_gets_each_connection_scan_and_block_once() {
+        let (w, _out, _bans) = watcher(scans(&["192.0.2.9"], 2), Some(plan(false)), own_ok());
+        let events = Recorded::default();
+        let mut w = w.with_event_log(Box::new(events.clone()));
+        let t = Instant::now();
+        w.cycle(t, 1000).unwrap();
+        w.cycle(t + Duration::from_secs(1), 1001).unwrap();
+        w.cycle(t + Duration::from_secs(2), 1002).unwrap();
+        let events = events.0.lock().unwrap().clone();
+        let count = |kind: &str| events.iter().filter(|e| e.contains(kind)).count();
+        assert_eq!(count(" connection "), 10, "{events:#?}");
+        assert_eq!(count(" scan "), 1, "{events:#?}");
+        assert!(
+            events.contains(&"1001 block 192.0.2.9/32 until 1061 ban 1".to_string()),
+            "{events:#?}"
+        );
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod clock;
+pub mod conns_record;
 pub mod diagnosis;
 pub mod duration;
 pub mod findings;
@@ -21,6 +22,7 @@ pub mod vantage;
 pub mod verdict;
 
 pub use check::{CheckKind, CheckResult, HttpDetails, HttpObservation, Outcome, Phases, Reason};
+pub use conns_record::{ConnsEvent, ConnsRecord};
 pub use duration::parse_duration;
 pub use record::ResultRecord;
 pub use status::ExitStatus;

@@ -15,7 +15,8 @@
 //! `rejected_messages` with the reason, in the same transaction, and their offsets committed.
 
 use crate::metrics::{IngestMetrics, PartitionLabel};
-use netvantage_core::ResultRecord;
+use netvantage_core::{ConnsRecord, ResultRecord};
+use netvantage_sinks::{Envelope, Record};
 use netvantage_store::{PgStore, Rejected, StoreError, Written};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -146,6 +147,8 @@ pub struct IngestSummary {
 
 struct Batch {
     records: Vec<ResultRecord>,
+    /// Connection-log records (`conns --sink kafka:…`), stored in their own tables.
+    conns: Vec<ConnsRecord>,
     rejected: Vec<Rejected>,
     /// Next offset to consume, per (topic, partition): what gets committed.
     next_offsets: BTreeMap<(String, i32), i64>,
@@ -155,13 +158,14 @@ impl Batch {
     fn new() -> Batch {
         Batch {
             records: Vec::new(),
+            conns: Vec::new(),
             rejected: Vec::new(),
             next_offsets: BTreeMap::new(),
         }
     }
 
     fn len(&self) -> usize {
-        self.records.len() + self.rejected.len()
+        self.records.len() + self.conns.len() + self.rejected.len()
     }
 
     fn add(&mut self, topic: &str, partition: i32, offset: i64, payload: Option<&[u8]>) {
@@ -169,10 +173,13 @@ impl Batch {
             .insert((topic.to_string(), partition), offset + 1);
         let parsed = match payload {
             None => Err("empty message".to_string()),
-            Some(bytes) => ResultRecord::from_json(bytes),
+            Some(bytes) => Envelope::from_json(bytes).map_err(|e| e.to_string()),
         };
         match parsed {
-            Ok(record) => self.records.push(record),
+            Ok(envelope) => match &*envelope.record {
+                Record::Check(record) => self.records.push(record.clone()),
+                Record::Conns(record) => self.conns.push(record.clone()),
+            },
             Err(error) => {
                 tracing::warn!(topic, partition, offset, %error, "ingest: not a result record; kept in rejected_messages");
                 self.rejected.push(Rejected {
@@ -323,7 +330,10 @@ async fn write_with_retry(
     let mut last_try = false;
     loop {
         let started = std::time::Instant::now();
-        match writer.write(&batch.records, &batch.rejected).await {
+        match writer
+            .write_with_conns(&batch.records, &batch.conns, &batch.rejected)
+            .await
+        {
             Ok(written) => {
                 metrics
                     .batch_seconds

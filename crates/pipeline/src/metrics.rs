@@ -61,7 +61,7 @@ impl IngestMetrics {
         };
         registry.register(
             "netvantage_ingest_rows_written",
-            "Result rows inserted into PostgreSQL",
+            "Rows inserted into PostgreSQL (results and the connection log)",
             metrics.rows_written.clone(),
         );
         registry.register(

@@ -3,7 +3,7 @@
 //! point of view (a full disk, a locked file): the runner keeps the records in bounded memory
 //! and retries with backoff, so a disk that fills for a second and is freed again loses nothing.
 
-use netvantage_core::ResultRecord;
+use netvantage_core::{ConnsRecord, ResultRecord};
 use netvantage_sinks::{Envelope, Guarantee, Settle, Settlement, Sink, SinkError, SinkReport};
 use netvantage_store::SqliteStore;
 use std::path::{Path, PathBuf};
@@ -98,13 +98,24 @@ impl Sink for SqliteSink {
     fn send(&mut self, batch: &[Envelope], settle: &Arc<dyn Settle>) -> Result<(), SinkError> {
         let records: Vec<ResultRecord> =
             batch.iter().filter_map(|e| e.as_check().cloned()).collect();
-        match self.store.insert(&records) {
+        let conns: Vec<ConnsRecord> = batch.iter().filter_map(|e| e.as_conns().cloned()).collect();
+        // Two transactions when a batch mixes kinds (no producer does today); a failure of the
+        // second retries the whole batch, and the first's rows are then skipped by id.
+        let written = self.store.insert(&records).and_then(|checks| {
+            let conns = if conns.is_empty() {
+                Default::default()
+            } else {
+                self.store.insert_conns(&conns)?
+            };
+            Ok(checks.inserted + conns.inserted)
+        });
+        match written {
             Ok(written) => {
                 for envelope in batch {
                     settle.settle(envelope, Settlement::Delivered);
                 }
                 self.delivered += batch.len() as u64;
-                self.new += written.inserted;
+                self.new += written;
                 self.prune_when_due();
                 Ok(())
             }

@@ -1,7 +1,7 @@
 //! The sink contract: what every destination of records (stdout, SQLite, Kafka, …) promises,
 //! as vector's sinks declare their acknowledgements.
 
-use netvantage_core::ResultRecord;
+use netvantage_core::{ConnsRecord, ResultRecord};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,10 +28,11 @@ impl Guarantee {
     }
 }
 
-/// What travels to sinks. Checks today; the connection log's records join as variants.
+/// What travels to sinks: check results (the agent) and the connection log (`conns`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
     Check(ResultRecord),
+    Conns(ConnsRecord),
 }
 
 /// One record ready for any sink: its typed form, its JSON (serialized once, shared by every
@@ -54,25 +55,55 @@ impl Envelope {
         }
     }
 
-    /// Reads a record back from its JSON (a spooled line).
-    pub fn from_json(json: &[u8]) -> Result<Envelope, serde_json::Error> {
-        let record: ResultRecord = serde_json::from_slice(json)?;
-        Ok(Envelope {
+    pub fn conns(record: ConnsRecord) -> Envelope {
+        let json = serde_json::to_vec(&record).unwrap_or_default();
+        Envelope {
             key: record.key().into(),
             json: json.into(),
-            record: Arc::new(Record::Check(record)),
+            record: Arc::new(Record::Conns(record)),
+        }
+    }
+
+    /// Reads a record back from its JSON (a spooled line): a connection-log record has a
+    /// `record` field, a check result has none.
+    pub fn from_json(json: &[u8]) -> Result<Envelope, serde_json::Error> {
+        #[derive(serde::Deserialize)]
+        struct Tag {
+            record: Option<serde::de::IgnoredAny>,
+        }
+        let record = match serde_json::from_slice::<Tag>(json)?.record {
+            Some(_) => Record::Conns(serde_json::from_slice(json)?),
+            None => Record::Check(serde_json::from_slice(json)?),
+        };
+        let key: Arc<str> = match &record {
+            Record::Check(r) => r.key().into(),
+            Record::Conns(r) => r.key().into(),
+        };
+        Ok(Envelope {
+            key,
+            json: json.into(),
+            record: Arc::new(record),
         })
     }
 
     pub fn id(&self) -> uuid::Uuid {
         match &*self.record {
             Record::Check(r) => r.id,
+            Record::Conns(r) => r.id,
         }
     }
 
     pub fn as_check(&self) -> Option<&ResultRecord> {
         match &*self.record {
             Record::Check(r) => Some(r),
+            Record::Conns(_) => None,
+        }
+    }
+
+    pub fn as_conns(&self) -> Option<&ConnsRecord> {
+        match &*self.record {
+            Record::Conns(r) => Some(r),
+            Record::Check(_) => None,
         }
     }
 }
@@ -179,4 +210,32 @@ pub trait Sink: Send {
     /// Stops, waiting up to `grace` for the destination to take what is queued (a remote's
     /// leftovers are settled as failed, so the spool keeps them), and reports.
     fn close(self: Box<Self>, grace: Duration) -> SinkReport;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netvantage_core::ConnsEvent;
+
+    #[test]
+    fn from_json_tells_connection_records_from_check_results() {
+        let conns = Envelope::conns(ConnsRecord::new(
+            uuid::Uuid::from_u64_pair(0, 7),
+            "web-1",
+            5,
+            ConnsEvent::Block {
+                target: "192.0.2.1/32".into(),
+                until_unix_ms: 65,
+                offenses: 1,
+            },
+        ));
+        let back = Envelope::from_json(&conns.json).unwrap();
+        assert_eq!(back.as_conns(), conns.as_conns());
+        assert_eq!(&*back.key, "web-1");
+        assert_eq!(back.id(), uuid::Uuid::from_u64_pair(0, 7));
+        let check = crate::test_support::envelope(3);
+        let back = Envelope::from_json(&check.json).unwrap();
+        assert_eq!(back.as_check(), check.as_check());
+        assert!(back.as_conns().is_none());
+    }
 }

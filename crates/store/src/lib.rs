@@ -3,6 +3,8 @@
 //!
 //! - [`columns`]: the one description of a stored record's columns; the DDL, the inserts, the
 //!   `COPY` and the row mappers of both backends are generated from it.
+//! - [`conns_tables`]: the connection log's tables (`connections`, `scans`, `blocks`), one
+//!   description each, keyed by record id like `results`.
 //! - [`migrations`]: one ordered list of migrations and one bookkeeping table
 //!   (`netvantage_migrations`) for both backends; stores made by earlier releases are adopted.
 //! - [`sqlite`] and [`postgres`]: the two backends. SQLite is blocking and also offers a plain
@@ -22,6 +24,7 @@
 //! refuses a file or database that isn't a netvantage store without changing it.
 
 pub mod columns;
+pub mod conns_tables;
 pub mod error;
 pub mod migrations;
 pub mod pgpass;

@@ -32,6 +32,9 @@ pub enum Step {
     AddColumns,
     /// The roll-up tiers and the `series` table ([`crate::rollup_sql::create_tables`]).
     CreateRollups,
+    /// The connection log's tables (`connections`, `scans`, `blocks`) from
+    /// [`crate::conns_tables::TABLES`].
+    CreateConnsTables,
     /// Anything else, spelled per dialect (`""`: nothing in that dialect).
     Sql {
         sqlite: &'static str,
@@ -70,6 +73,11 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "roll-ups per minute, hour and day; the latest check per series",
         steps: &[Step::CreateRollups],
     },
+    Migration {
+        version: 4,
+        description: "the connection log: connections, scans and blocks",
+        steps: &[Step::CreateConnsTables],
+    },
 ];
 
 /// The version a store is at once every migration is applied.
@@ -106,6 +114,9 @@ impl Migration {
                     }))
                 }
                 Step::CreateRollups => statements.extend(crate::rollup_sql::create_tables(dialect)),
+                Step::CreateConnsTables => {
+                    statements.extend(crate::conns_tables::create_all(dialect))
+                }
                 Step::Sql { sqlite, postgres } => {
                     let sql = match dialect {
                         Dialect::Sqlite => sqlite,

@@ -17,6 +17,7 @@
 //! A reader ([`PgStore::connect_reader`]) runs its session read-only and never migrates.
 
 use crate::columns::{COLUMNS, Column, Dialect, SqlType, Value, columns_at, list, record_from};
+use crate::conns_tables;
 use crate::error::PgError;
 use crate::migrations::{self, LATEST};
 use crate::rollup::{self, Pruned, Retention, RollupRow, Tier};
@@ -26,7 +27,7 @@ use crate::{
     TimeRange, Written, sql,
 };
 use bytes::{BufMut, BytesMut};
-use netvantage_core::ResultRecord;
+use netvantage_core::{ConnsRecord, ResultRecord};
 use std::collections::HashSet;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
@@ -296,6 +297,18 @@ impl PgStore {
         records: &[ResultRecord],
         rejected: &[Rejected],
     ) -> Result<Written, StoreError> {
+        self.write_with_conns(records, &[], rejected).await
+    }
+
+    /// [`PgStore::write`] with connection-log records too, all in one transaction. Each conns
+    /// record goes to its kind's table, skipped when its id is stored (exactly once). The
+    /// returned counts add both kinds.
+    pub async fn write_with_conns(
+        &mut self,
+        records: &[ResultRecord],
+        conns: &[ConnsRecord],
+        rejected: &[Rejected],
+    ) -> Result<Written, StoreError> {
         self.writable()?;
         self.ensure_partitions(records).await?;
         let mut tx = self
@@ -318,6 +331,22 @@ impl PgStore {
                 upsert_rollups(&tx, tier, &rows).await?;
             }
             upsert_series(&tx, rollup_sql::latest_per_series(added())).await?;
+        }
+        let mut written = written;
+        for record in conns {
+            let table = conns_tables::table_of(record);
+            let values = conns_tables::values(record);
+            let params: Vec<&(dyn ToSql + Sync)> =
+                values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+            let inserted = tx
+                .execute(&table.insert(Dialect::Postgres), &params)
+                .await
+                .map_err(pg("writing a connection-log record"))?;
+            if inserted == 1 {
+                written.inserted += 1;
+            } else {
+                written.duplicates += 1;
+            }
         }
         for r in rejected {
             tx.execute(

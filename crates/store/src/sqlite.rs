@@ -17,6 +17,7 @@
 //! thread of its own, like the agent's sink; the [`Store`] methods call them in place.
 
 use crate::columns::{Column, Dialect, SqlType, Value, columns_at, list, record_from};
+use crate::conns_tables;
 use crate::migrations::{self, LATEST, MIGRATIONS};
 use crate::rollup::{self, Pruned, Retention, RollupRow, Tier};
 use crate::rollup_sql::{self, Num, Param};
@@ -24,7 +25,7 @@ use crate::{
     Observation, ROLLUPS_SINCE, ResultsPage, ResultsQuery, RollupQuery, Series, Store, StoreError,
     TimeRange, Written, sql,
 };
-use netvantage_core::ResultRecord;
+use netvantage_core::{ConnsRecord, ResultRecord};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params_from_iter};
 use std::borrow::Cow;
@@ -230,44 +231,58 @@ impl SqliteStore {
 
     /// Inserts records in one transaction; a record already stored (same id) is skipped.
     pub fn insert(&mut self, records: &[ResultRecord]) -> Result<Written, StoreError> {
+        let version = self.version;
+        let insert = insert_statement(version);
+        self.insert_each(
+            records,
+            |tx, record| {
+                let values = columns_at(version).map(|c| (c.get)(record));
+                tx.prepare_cached(&insert)?
+                    .execute(params_from_iter(values))
+            },
+            |tx, fresh| {
+                if version >= ROLLUPS_SINCE {
+                    roll_up_added(tx, records, fresh)?;
+                }
+                Ok(())
+            },
+        )
+    }
+
+    /// Inserts connection-log records (each into its kind's table) in one transaction; a
+    /// record already stored (same id) is skipped.
+    pub fn insert_conns(&mut self, records: &[ConnsRecord]) -> Result<Written, StoreError> {
+        self.insert_each(
+            records,
+            |tx, record| {
+                let table = conns_tables::table_of(record);
+                tx.prepare_cached(&table.insert(Dialect::Sqlite))?
+                    .execute(params_from_iter(conns_tables::values(record)))
+            },
+            |_, _| Ok(()),
+        )
+    }
+
+    /// Runs `insert` (which returns the rows it changed: 1 new, 0 skipped) for each record in
+    /// one write transaction, then `after` with the indexes of the records it added.
+    fn insert_each<R>(
+        &mut self,
+        records: &[R],
+        insert: impl Fn(&rusqlite::Transaction<'_>, &R) -> rusqlite::Result<usize>,
+        after: impl FnOnce(&rusqlite::Transaction<'_>, &[usize]) -> rusqlite::Result<()>,
+    ) -> Result<Written, StoreError> {
         self.writable()?;
         let sqlite = StoreError::sqlite(&self.path);
         let conn = self.conn.get_mut().unwrap_or_else(PoisonError::into_inner);
         let result = (|| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut fresh = Vec::new();
-            {
-                let mut statement = tx.prepare_cached(&insert_statement(self.version))?;
-                for (i, record) in records.iter().enumerate() {
-                    let values = columns_at(self.version).map(|c| (c.get)(record));
-                    if statement.execute(params_from_iter(values))? == 1 {
-                        fresh.push(i);
-                    }
+            for (i, record) in records.iter().enumerate() {
+                if insert(&tx, record)? == 1 {
+                    fresh.push(i);
                 }
             }
-            // Roll-ups count what this transaction added, nothing stored before: a
-            // redelivered record changes nothing.
-            if self.version >= ROLLUPS_SINCE {
-                let added = || fresh.iter().map(|&i| &records[i]);
-                for (tier, rows) in rollup::roll_up(added()) {
-                    upsert_rollups(&tx, tier, &rows)?;
-                }
-                let mut statement =
-                    tx.prepare_cached(&rollup_sql::upsert_series(Dialect::Sqlite, 1))?;
-                for r in rollup_sql::latest_per_series(added()) {
-                    let http = r.check.http.as_ref();
-                    statement.execute((
-                        &r.check.target,
-                        &r.vantage,
-                        r.check.kind.as_str(),
-                        http.map(|h| h.domain.as_str()),
-                        http.map(|h| h.name.as_str()),
-                        r.check.ts_unix_ms,
-                        r.check.outcome.as_str(),
-                        r.check.reason.map(|reason| reason.as_str()),
-                    ))?;
-                }
-            }
+            after(&tx, &fresh)?;
             tx.commit()?;
             Ok(Written::from_fresh(records.len(), fresh))
         })();
@@ -537,6 +552,34 @@ impl Store for SqliteStore {
     ) -> Result<Pruned, StoreError> {
         SqliteStore::prune(self, retention, now_unix_ms)
     }
+}
+
+/// Roll-ups count what this transaction added (`fresh`: indexes into `records`), nothing
+/// stored before: a redelivered record changes nothing.
+fn roll_up_added(
+    tx: &rusqlite::Transaction<'_>,
+    records: &[ResultRecord],
+    fresh: &[usize],
+) -> rusqlite::Result<()> {
+    let added = || fresh.iter().map(|&i| &records[i]);
+    for (tier, rows) in rollup::roll_up(added()) {
+        upsert_rollups(tx, tier, &rows)?;
+    }
+    let mut statement = tx.prepare_cached(&rollup_sql::upsert_series(Dialect::Sqlite, 1))?;
+    for r in rollup_sql::latest_per_series(added()) {
+        let http = r.check.http.as_ref();
+        statement.execute((
+            &r.check.target,
+            &r.vantage,
+            r.check.kind.as_str(),
+            http.map(|h| h.domain.as_str()),
+            http.map(|h| h.name.as_str()),
+            r.check.ts_unix_ms,
+            r.check.outcome.as_str(),
+            r.check.reason.map(|reason| reason.as_str()),
+        ))?;
+    }
+    Ok(())
 }
 
 fn insert_statement(version: i32) -> String {

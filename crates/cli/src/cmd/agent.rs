@@ -62,7 +62,7 @@ pub struct AgentArgs {
     pub page: crate::cmd::serve::PageArgs,
 }
 
-fn hostname() -> Option<String> {
+pub fn hostname() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_string())

@@ -6,19 +6,29 @@
 use crate::args;
 use anyhow::Context;
 use ipnet::IpNet;
+use netvantage_config::agent::{KafkaSettings, Sinks};
+use netvantage_config::plan::defaults;
+use netvantage_conns::NewConnection;
 use netvantage_conns::conntrack::{self, ConntrackError, ConntrackSource};
+use netvantage_conns::scan::ScanAlert;
 use netvantage_conns::scan::ScanConfig;
-use netvantage_conns::watch::{BlockPlan, Blocker, ConntrackFeed, LineSink, WatchError, WatchPlan};
+use netvantage_conns::watch::{
+    BlockPlan, Blocker, ConntrackFeed, EventLog, LineSink, WatchError, WatchPlan,
+};
 use netvantage_conns::{
     Feed, Monitor, NetlinkSource, ProcSource, Source, SourceError, Watcher, hostaddrs,
     metrics::Metrics,
     nft::{self, Firewall},
     policy::{self, BanSchedule},
 };
+use netvantage_core::{ConnsEvent, ConnsRecord};
+use netvantage_pipeline::sinks::open_sinks;
 use netvantage_runtime::Shutdown;
+use netvantage_sinks::{Envelope, Fanout, RunnerOptions};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 const AFTER_HELP: &str = "\
@@ -33,6 +43,7 @@ Examples:
   netvantage conns --source conntrack --interval 1s --block --block-prefix6 64
   netvantage conns --block --block-ttl 10m --allow 10.0.0.0/8 --allow 2001:db8::/32
   netvantage conns --proc-root /host/proc --include-existing --count 1
+  netvantage conns --source conntrack --block --sink sqlite:/var/lib/netvantage/conns.db
 
 See docs/conns.md for when each source can miss a connection.";
 
@@ -107,9 +118,43 @@ pub struct ConnsArgs {
     /// between two reads is an overrun (counted, logged, re-synced from a dump).
     #[arg(long, value_name = "BYTES", default_value_t = conntrack::DEFAULT_BUFFER, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=1 << 30))]
     conntrack_buffer: usize,
+    /// Also write each new connection, scan and block as a record (docs/pipeline.md) to a
+    /// sink: `stdout` (JSON lines instead of the text lines), `sqlite:PATH` (tables
+    /// connections, scans, blocks) or `kafka:BROKERS` (behind a disk spool; `ingest` stores
+    /// them in PostgreSQL). Repeatable.
+    #[arg(long = "sink", value_name = "SINK", value_parser = parse_sink)]
+    sinks: Vec<SinkSpec>,
+    /// The Kafka topic of `--sink kafka:…` (created when missing).
+    #[arg(long, value_name = "TOPIC", default_value = "netvantage.conns")]
+    kafka_topic: String,
+    /// Where `--sink kafka:…` spools records while the broker is away.
+    #[arg(long, value_name = "DIR", default_value = "netvantage-conns-spool")]
+    spool_dir: PathBuf,
+    /// The host name in the records (default: this host's name).
+    #[arg(long, value_name = "NAME")]
+    host: Option<String>,
     /// Stop after this many polls (default: run until SIGINT/SIGTERM).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SinkSpec {
+    Stdout,
+    Sqlite(PathBuf),
+    /// Brokers, `host:port[,host:port]`.
+    Kafka(String),
+}
+
+fn parse_sink(text: &str) -> Result<SinkSpec, String> {
+    match text.split_once(':') {
+        None if text == "stdout" => Ok(SinkSpec::Stdout),
+        Some(("sqlite", path)) if !path.is_empty() => Ok(SinkSpec::Sqlite(PathBuf::from(path))),
+        Some(("kafka", brokers)) if !brokers.is_empty() => Ok(SinkSpec::Kafka(brokers.into())),
+        _ => Err(format!(
+            "{text:?} is not a sink: use stdout, sqlite:PATH or kafka:HOST:PORT[,HOST:PORT] (e.g. sqlite:conns.db)"
+        )),
+    }
 }
 
 fn ban_factor(text: &str) -> Result<f64, String> {
@@ -132,6 +177,8 @@ pub async fn run(args: ConnsArgs) -> anyhow::Result<i32> {
     }
     let shutdown = Shutdown::new();
     shutdown.stop_on_signals()?;
+    // Sinks first: a path that cannot be written is said before any table is touched.
+    let records = open_records(&args)?;
 
     // The table holds our drop chain (--block) and the rule that switches conntrack on
     // (--source conntrack); it exists while either needs it.
@@ -186,17 +233,30 @@ pub async fn run(args: ConnsArgs) -> anyhow::Result<i32> {
     };
     let blocker: Option<Box<dyn Blocker>> =
         (args.block && !args.dry_run).then(|| Box::new(firewall.clone()) as Box<dyn Blocker>);
+    // With the stdout sink the records are the output: the text lines would garble them.
+    let lines: Box<dyn LineSink> = if args.sinks.contains(&SinkSpec::Stdout) {
+        Box::new(Discard)
+    } else {
+        Box::new(Stdout)
+    };
     let mut watcher = Watcher::new(
         plan,
         feed,
         metrics,
-        Box::new(Stdout),
+        lines,
         blocker,
         Box::new(hostaddrs::own_addresses),
     );
+    let fanout = records.as_ref().map(|r| r.fanout.clone());
+    if let Some(records) = records {
+        watcher = watcher.with_event_log(Box::new(records));
+    }
     let outcome = watcher.run(&shutdown).await;
     // The conntrack reader thread stops before the table that feeds it goes away.
     drop(watcher);
+    if let Some(fanout) = fanout {
+        close_sinks(fanout).await;
+    }
     if owns_table {
         remove_table(&firewall, args.keep_rules).await;
     }
@@ -267,6 +327,160 @@ async fn remove_table(firewall: &Firewall, keep: bool) {
         Ok(Ok(())) => tracing::info!("nftables table inet {} removed", nft::TABLE),
         Ok(Err(err)) => tracing::error!("cannot remove the nftables table inet netvantage: {err}"),
         Err(err) => tracing::error!("cannot remove the nftables table inet netvantage: {err}"),
+    }
+}
+
+/// The connection log's records, batched per poll, to the sinks.
+struct Records {
+    host: String,
+    fanout: Arc<Mutex<Option<Fanout>>>,
+    batch: Vec<Envelope>,
+}
+
+fn open_records(args: &ConnsArgs) -> anyhow::Result<Option<Records>> {
+    if args.sinks.is_empty() {
+        return Ok(None);
+    }
+    let config = Sinks {
+        sqlite: args.sinks.iter().find_map(|s| match s {
+            SinkSpec::Sqlite(path) => Some(path.clone()),
+            _ => None,
+        }),
+        stdout: args.sinks.contains(&SinkSpec::Stdout),
+        kafka: args.sinks.iter().find_map(|s| match s {
+            SinkSpec::Kafka(brokers) => Some(kafka_settings(args, brokers)),
+            _ => None,
+        }),
+        // The connection log has no roll-ups; its tables keep what they get.
+        sqlite_retention: Default::default(),
+    };
+    if let Some(kafka) = &config.kafka
+        && let Err(err) = std::fs::create_dir_all(&kafka.spool_dir)
+    {
+        return Err(crate::exit::usage(format!(
+            "--spool-dir {}: {err}",
+            kafka.spool_dir.display()
+        )));
+    }
+    let opened = open_sinks(&config).map_err(|err| crate::exit::usage(format!("--sink: {err}")))?;
+    let fanout = Fanout::start(opened.sinks, RunnerOptions::default())?;
+    let host = args
+        .host
+        .clone()
+        .or_else(crate::cmd::agent::hostname)
+        .unwrap_or_else(|| "localhost".into());
+    Ok(Some(Records {
+        host,
+        fanout: Arc::new(Mutex::new(Some(fanout))),
+        batch: Vec::new(),
+    }))
+}
+
+/// The agent's Kafka defaults, with this command's brokers, topic and spool.
+fn kafka_settings(args: &ConnsArgs, brokers: &str) -> KafkaSettings {
+    KafkaSettings {
+        brokers: brokers.to_string(),
+        topic: args.kafka_topic.clone(),
+        partitions: defaults::KAFKA_PARTITIONS,
+        replication: defaults::KAFKA_REPLICATION,
+        tls: None,
+        sasl: None,
+        memory_records: defaults::KAFKA_MEMORY_RECORDS,
+        spool_dir: args.spool_dir.clone(),
+        spool_max_bytes: defaults::SPOOL_MAX_BYTES,
+        properties: Vec::new(),
+    }
+}
+
+impl Records {
+    fn push(&mut self, unix: i64, event: ConnsEvent) {
+        let ts = unix.saturating_mul(1000);
+        let record = ConnsRecord::new(uuid::Uuid::now_v7(), &self.host, ts, event);
+        self.batch.push(Envelope::conns(record));
+    }
+}
+
+impl EventLog for Records {
+    fn connection(&mut self, unix: i64, connection: &NewConnection) {
+        self.push(
+            unix,
+            ConnsEvent::Connection {
+                source: connection.source,
+                destination: connection.destination,
+                direction: connection.direction.as_str().into(),
+            },
+        );
+    }
+
+    fn scan(&mut self, unix: i64, alert: &ScanAlert) {
+        self.push(
+            unix,
+            ConnsEvent::Scan {
+                source: alert.source,
+                destinations: alert.destinations.clone(),
+                ports: alert.ports.clone(),
+                closed: alert.closed.and_then(|n| u32::try_from(n).ok()),
+            },
+        );
+    }
+
+    fn block(&mut self, unix: i64, target: IpNet, until_unix: i64, offenses: u32) {
+        self.push(
+            unix,
+            ConnsEvent::Block {
+                target: target.to_string(),
+                until_unix_ms: until_unix.saturating_mul(1000),
+                offenses,
+            },
+        );
+    }
+
+    fn end_of_poll(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        if let Some(fanout) = &*self.fanout.lock().unwrap_or_else(PoisonError::into_inner) {
+            fanout.send(batch);
+        }
+    }
+}
+
+/// Waits for the sinks to take what is queued, then logs what each did.
+async fn close_sinks(fanout: Arc<Mutex<Option<Fanout>>>) {
+    let taken = fanout.lock().unwrap_or_else(PoisonError::into_inner).take();
+    let Some(fanout) = taken else { return };
+    let reports = tokio::task::spawn_blocking(move || fanout.close(SINK_GRACE)).await;
+    for report in reports.into_iter().flatten() {
+        let failure = report.failure.as_deref().unwrap_or("none");
+        tracing::info!(
+            sink = report.name,
+            delivered = report.delivered,
+            new = report.new,
+            spooled = report.spooled,
+            dropped = report.dropped,
+            failure,
+            "sink closed"
+        );
+        if report.dropped > 0 {
+            tracing::error!(
+                sink = report.name,
+                dropped = report.dropped,
+                "records were lost"
+            );
+        }
+    }
+}
+
+/// How long the sinks get at exit to take what is queued.
+const SINK_GRACE: Duration = Duration::from_secs(10);
+
+/// Text lines nobody reads (the stdout sink writes records instead).
+struct Discard;
+
+impl LineSink for Discard {
+    fn write_lines(&mut self, _: &[String]) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -168,6 +168,11 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<i32> {
         .map(|endpoint| HttpTarget::new(endpoint, &defaults))
         .collect();
     let (events, mut incoming) = tokio::sync::mpsc::unbounded_channel();
+    // A cycle's time runs from its first check's start (relative to the run's start, as the
+    // scheduler reports it) to its last result; the benchmark reads it from the log.
+    let run_started = std::time::Instant::now();
+    let mut cycle_started: std::collections::HashMap<u64, std::time::Duration> =
+        std::collections::HashMap::new();
     tokio::spawn(scheduler::run(
         schedule,
         Arc::new(HttpProbe::new(checker)),
@@ -191,6 +196,10 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<i32> {
         };
         let done = tracker.observe(&event);
         if let Event::Checked { slot, results } = &event {
+            cycle_started
+                .entry(slot.round)
+                .and_modify(|at| *at = (*at).min(slot.started))
+                .or_insert(slot.started);
             for result in results {
                 report.record(slot.target, result);
                 if json && !reader_gone {
@@ -206,7 +215,16 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<i32> {
             continue;
         };
         cycles += 1;
-        tracing::info!(cycle = done.round, checks = done.checks, "cycle done");
+        let elapsed = cycle_started
+            .remove(&done.round)
+            .map(|started| run_started.elapsed().saturating_sub(started))
+            .unwrap_or_default();
+        tracing::info!(
+            cycle = done.round,
+            checks = done.checks,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "cycle done"
+        );
         let lines: Vec<String> = report
             .availability_lines(rounding)
             .iter()
