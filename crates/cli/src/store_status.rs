@@ -32,18 +32,33 @@ use netvantage_store::{
     AnyStore, Location, ResultsQuery, Retention, Rollup, RollupQuery, RollupRow, Series, Store,
     StoreError, totals,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a snapshot answers before it is computed again.
 const SNAPSHOT_TTL: Duration = Duration::from_secs(5);
 
+/// At most this many targets' pictures are cached (about 5 KB each).
+const MAX_CACHED_VISUALS: usize = 20_000;
+
+/// Whether something made at `made` for the page time `when` still answers for `at`: made
+/// within the last [`SNAPSHOT_TTL`], for a time within that much of `at`.
+fn fresh(when: UnixMs, made: Instant, at: UnixMs) -> bool {
+    (when.0 - at.0).abs() < SNAPSHOT_TTL.as_millis() as i64 && made.elapsed() < SNAPSHOT_TTL
+}
+
 /// The status page's source: a read-only store and the snapshot of the moment.
 pub struct StoreStatus {
     location: Location,
     store: tokio::sync::RwLock<Arc<AnyStore>>,
     snapshot: Mutex<Option<(UnixMs, Instant, Arc<Snapshot>)>>,
+    /// One computation at a time: 32 requests arriving as the snapshot expires wait for one
+    /// computation instead of each running every query on the store's one reader.
+    computing: tokio::sync::Mutex<()>,
+    /// Each target's pictures (sparkline, 90-day bars), kept as long as a snapshot: an
+    /// overview page asks for 50 of them, each two roll-up queries.
+    visuals: Mutex<HashMap<String, (UnixMs, Instant, Arc<TargetVisuals>)>>,
     /// What retention the store is kept under: history asks a coarser tier where a finer one
     /// has expired.
     retention: Retention,
@@ -228,6 +243,8 @@ impl StoreStatus {
             location,
             store: tokio::sync::RwLock::new(Arc::new(store)),
             snapshot: Mutex::new(None),
+            computing: tokio::sync::Mutex::new(()),
+            visuals: Mutex::new(HashMap::new()),
             retention,
             rules: VerdictRules {
                 down_after: 5,
@@ -273,11 +290,19 @@ impl StoreStatus {
             .find(|target| target_id(target) == id))
     }
 
+    /// The snapshot made for a time close to `at` within the last [`SNAPSHOT_TTL`], if any.
+    fn fresh_snapshot(&self, at: UnixMs) -> Option<Arc<Snapshot>> {
+        let (when, made, snapshot) = self.snapshot.lock().ok().and_then(|s| s.clone())?;
+        fresh(when, made, at).then_some(snapshot)
+    }
+
     async fn snapshot(&self, at: UnixMs) -> Result<Arc<Snapshot>, SourceError> {
-        if let Some((when, made, snapshot)) = self.snapshot.lock().ok().and_then(|s| s.clone())
-            && (when.0 - at.0).abs() < SNAPSHOT_TTL.as_millis() as i64
-            && made.elapsed() < SNAPSHOT_TTL
-        {
+        if let Some(snapshot) = self.fresh_snapshot(at) {
+            return Ok(snapshot);
+        }
+        let _one_at_a_time = self.computing.lock().await;
+        // Another request may have computed it while this one waited.
+        if let Some(snapshot) = self.fresh_snapshot(at) {
             return Ok(snapshot);
         }
         let snapshot = Arc::new(self.compute(at).await?);
@@ -440,6 +465,34 @@ impl StoreStatus {
         })
     }
 
+    /// A target's pictures, from the cache while they are fresh.
+    async fn pictures(
+        &self,
+        name: &str,
+        id: &str,
+        at: UnixMs,
+    ) -> Result<TargetVisuals, SourceError> {
+        let cached = self.visuals.lock().ok().and_then(|cache| {
+            let (when, made, pictures) = cache.get(id)?;
+            fresh(*when, *made, at).then(|| pictures.clone())
+        });
+        if let Some(pictures) = cached {
+            return Ok((*pictures).clone());
+        }
+        let pictures = self.visuals_of(name, id, at).await?;
+        if let Ok(mut cache) = self.visuals.lock() {
+            // Bounded: a cache as large as the fleet is dropped whole and refilled.
+            if cache.len() >= MAX_CACHED_VISUALS {
+                cache.clear();
+            }
+            cache.insert(
+                id.to_string(),
+                (at, Instant::now(), Arc::new(pictures.clone())),
+            );
+        }
+        Ok(pictures)
+    }
+
     async fn visuals_of(
         &self,
         name: &str,
@@ -583,7 +636,7 @@ impl StatusSource for StoreStatus {
         let mut visuals = Vec::new();
         for id in ids {
             if let Some(facts) = snapshot.details.get(id) {
-                visuals.push(self.visuals_of(&facts.name, id, at).await?);
+                visuals.push(self.pictures(&facts.name, id, at).await?);
             }
         }
         Ok(visuals)
@@ -635,7 +688,7 @@ impl StatusSource for StoreStatus {
             .collect();
         Ok(Some(TargetDetail {
             summary: summary.clone(),
-            visuals: self.visuals_of(&facts.name, id, at).await?,
+            visuals: self.pictures(&facts.name, id, at).await?,
             vantage_points,
             findings,
         }))

@@ -609,6 +609,9 @@ fn utc_text_of_known_times() {
     assert_eq!(rfc3339(T0), "2026-11-23T05:48:00Z");
     assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
     assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
+    assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
+    assert_eq!(rfc3339(253_402_300_799_999), "9999-12-31T23:59:59Z");
+    assert_eq!(rfc3339(1_619_623_685_123), "2021-04-28T15:28:05Z");
     assert_eq!(window_text(T0 + 3_000, T0 + 8_999), "05:48:03–05:48:08 UTC");
     assert_eq!(window_text(T0, T0 + 999), "at 05:48:00 UTC");
     assert_eq!(
