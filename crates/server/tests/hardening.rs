@@ -137,6 +137,56 @@ async fn connections_past_the_cap_wait_until_one_closes() {
     server.stopped().await;
 }
 
+/// A client that sends its request and then shuts its write side (the fuzz harness does, as do
+/// `nc -N` and many scripts) is answered even when the server reads the request and the FIN
+/// together — here certainly, as the connection waits behind a cap of one while both arrive.
+/// Checked while chasing the fuzzer's empty `/healthz` answers (fuzz/README.md): hyper without
+/// `half_close` could take that EOF for a client that left; it does not, so that is not the
+/// cause.
+#[tokio::test]
+async fn a_request_followed_by_a_half_close_is_answered_even_when_read_late() {
+    let shutdown = CancellationToken::new();
+    let limits = Limits {
+        max_connections: 1,
+        header_read_timeout: Duration::from_secs(30),
+        ..Limits::default()
+    };
+    let server = start(limits, &shutdown).await;
+    let addr = server.local_addr();
+    let healthz = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    // The one slot, held by an idle keep-alive connection once it has been answered.
+    let mut holder = TcpStream::connect(addr).await.unwrap();
+    holder.write_all(healthz).await.unwrap();
+    let mut answered = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answered.ends_with(b"\r\n\r\nok\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), holder.read(&mut buf))
+            .await
+            .expect("the holder is answered")
+            .unwrap();
+        assert!(n > 0, "the holder was closed: {answered:?}");
+        answered.extend_from_slice(&buf[..n]);
+    }
+    // Request and FIN wait in the kernel's queue until the slot frees.
+    let mut late = TcpStream::connect(addr).await.unwrap();
+    late.write_all(healthz).await.unwrap();
+    late.shutdown().await.unwrap();
+    drop(holder);
+    let (answer, closed) = read_until_closed(&mut late, Duration::from_secs(10)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        closed,
+        "the server never closed after answering: {answer:?}"
+    );
+    assert!(
+        answer.starts_with("HTTP/1.1 200 OK\r\n"),
+        "answered {answer:?}"
+    );
+    assert!(answer.ends_with("\r\n\r\nok\n"), "answered {answer:?}");
+    shutdown.cancel();
+    server.stopped().await;
+}
+
 #[tokio::test]
 async fn a_handler_past_the_request_timeout_answers_503() {
     let shutdown = CancellationToken::new();
