@@ -48,6 +48,9 @@ fn fresh(when: UnixMs, made: Instant, at: UnixMs) -> bool {
     (when.0 - at.0).abs() < SNAPSHOT_TTL.as_millis() as i64 && made.elapsed() < SNAPSHOT_TTL
 }
 
+/// Something computed for the page time (first) at an instant (second).
+type Cached<T> = (UnixMs, Instant, Arc<T>);
+
 /// The status page's source: a read-only store and the snapshot of the moment.
 pub struct StoreStatus {
     location: Location,
@@ -58,7 +61,7 @@ pub struct StoreStatus {
     computing: tokio::sync::Mutex<()>,
     /// Each target's pictures (sparkline, 90-day bars), kept as long as a snapshot: an
     /// overview page asks for 50 of them, each two roll-up queries.
-    visuals: Mutex<HashMap<String, (UnixMs, Instant, Arc<TargetVisuals>)>>,
+    visuals: Mutex<HashMap<String, Cached<TargetVisuals>>>,
     /// What retention the store is kept under: history asks a coarser tier where a finer one
     /// has expired.
     retention: Retention,
