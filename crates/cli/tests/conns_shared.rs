@@ -13,19 +13,8 @@ const PORTS: [u16; 5] = [7001, 7002, 7003, 7004, 7005];
 /// loaded machine takes seconds).
 const SHARED_WITHIN: Duration = Duration::from_secs(60);
 
-/// Connects from `source` (an address of `scanner`) to every port of `target`, kept open.
-fn scan(scanner: &Netns, source: &'static str, target: &'static str) -> Vec<TcpStream> {
-    scanner.run_in(move || {
-        PORTS
-            .iter()
-            .map(|port| {
-                let to = std::net::SocketAddr::new(target.parse().unwrap(), *port);
-                let from = std::net::SocketAddr::new(source.parse().unwrap(), 0);
-                connect_from(from, to, Duration::from_secs(2))
-                    .unwrap_or_else(|e| panic!("{from} -> {to}: {e}"))
-            })
-            .collect()
-    })
+fn scan(scanner: &Netns, source: &str, target: &str) -> Vec<TcpStream> {
+    scanner.connect_ports(source, target, &PORTS)
 }
 
 fn shared_conns(ns: &Netns, host: &str, spool: &std::path::Path, allow: &str) -> Conns {

@@ -3,11 +3,14 @@
 //! Nothing here touches the host's own network or firewall: nftables tables are created inside
 //! the namespace and disappear with it.
 
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use crate::command::TestCommand;
+use crate::net::connect_from;
 use crate::tools::require_tool;
 
 static NEXT_NS: AtomicUsize = AtomicUsize::new(0);
@@ -96,6 +99,24 @@ impl Netns {
                 }
             })
             .collect()
+    }
+
+    /// Connects from `source` (an address of this namespace) to each of `ports` on `target` and
+    /// keeps the connections open: a scanner that completes its handshakes.
+    pub fn connect_ports(&self, source: &str, target: &str, ports: &[u16]) -> Vec<TcpStream> {
+        let from = SocketAddr::new(source.parse().expect("an IP address"), 0);
+        let target: IpAddr = target.parse().expect("an IP address");
+        let ports = ports.to_vec();
+        self.run_in(move || {
+            ports
+                .iter()
+                .map(|port| {
+                    let to = SocketAddr::new(target, *port);
+                    connect_from(from, to, Duration::from_secs(2))
+                        .unwrap_or_else(|e| panic!("{from} -> {to}: {e}"))
+                })
+                .collect()
+        })
     }
 
     /// Joins this namespace to `other` by a veth pair, each end `(name, addresses)` up with its
