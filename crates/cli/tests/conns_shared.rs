@@ -12,6 +12,8 @@ const PORTS: [u16; 5] = [7001, 7002, 7003, 7004, 7005];
 /// How long a shared ban may take to show up in the second host (a consumer group join on a
 /// loaded machine takes seconds).
 const SHARED_WITHIN: Duration = Duration::from_secs(60);
+/// How much later than A the second host starts (more than the 2 s the expiry check allows).
+const LATE_START: Duration = Duration::from_secs(5);
 
 fn scan(scanner: &Netns, source: &str, target: &str) -> Vec<TcpStream> {
     scanner.connect_ports(source, target, &PORTS)
@@ -77,9 +79,7 @@ fn a_ban_decided_in_one_namespace_is_applied_in_the_other_unless_its_allow_list_
 
     // A allows nothing of C; B allows the second scanner.
     let mut in_a = shared_conns(&a, "site-a", &scratch.join("spool-a"), "203.0.113.0/24");
-    let mut in_b = shared_conns(&b, "site-b", &scratch.join("spool-b"), "198.19.0.10");
     in_a.wait_baseline();
-    in_b.wait_baseline();
 
     let _first = scan(&scanner, "198.19.0.9", "198.19.0.1");
     let _second = scan(&scanner, "198.19.0.10", "198.19.0.1");
@@ -91,12 +91,29 @@ fn a_ban_decided_in_one_namespace_is_applied_in_the_other_unless_its_allow_list_
     a_set.sort();
     assert_eq!(a_set, vec!["198.19.0.10", "198.19.0.9"]);
 
+    // B joins the fleet a few seconds later: it reads the topic from the start, and a ban
+    // applied now must end when A's ends, not 600 s from now (the check below sees the gap).
+    std::thread::sleep(LATE_START);
+    let mut in_b = shared_conns(&b, "site-b", &scratch.join("spool-b"), "198.19.0.10");
+    in_b.wait_baseline();
+
     // B applies A's first ban (its own rules let it), within seconds, and says where from.
     in_b.wait_for(SHARED_WITHIN, "the shared ban applied in B", |out, _| {
         out.iter()
             .any(|l| l.contains("Blocked 198.19.0.9 for ") && l.ends_with("(shared by site-a)"))
     });
     assert_eq!(b.nft_set("blocked_v4"), vec!["198.19.0.9"]);
+    // The same expiry in both: B's timeout is the time left of A's ban, not a new 600 s.
+    let (in_a_left, in_b_left) = (
+        a.nft_expires("blocked_v4", "198.19.0.9")
+            .expect("in A's set"),
+        b.nft_expires("blocked_v4", "198.19.0.9")
+            .expect("in B's set"),
+    );
+    assert!(
+        in_a_left.abs_diff(in_b_left) <= 2,
+        "expires in {in_a_left}s in A but {in_b_left}s in B"
+    );
     // The second is refused by B's allow list: logged, never in B's table.
     in_b.wait_for(SHARED_WITHIN, "the allow-list refusal in B", |_, err| {
         err.iter().any(|l| {

@@ -146,6 +146,23 @@ impl Netns {
         }
     }
 
+    /// Seconds until `addr`'s element of `inet netvantage SET` expires (the kernel's count
+    /// down), or None when it is not there.
+    pub fn nft_expires(&self, set: &str, addr: &str) -> Option<u64> {
+        let listed = TestCommand::new("nft")
+            .args(["-j", "list", "set", "inet", "netvantage", set])
+            .in_netns(self)
+            .run();
+        let json: serde_json::Value = serde_json::from_str(&listed.stdout).ok()?;
+        json["nftables"]
+            .as_array()?
+            .iter()
+            .filter_map(|item| item["set"]["elem"].as_array())
+            .flatten()
+            .find(|e| e["elem"]["val"].as_str() == Some(addr))
+            .and_then(|e| e["elem"]["expires"].as_u64())
+    }
+
     /// `nft list tables` in this namespace.
     pub fn nft_tables(&self) -> String {
         self.exec(&["nft", "list", "tables"])
