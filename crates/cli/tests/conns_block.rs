@@ -10,17 +10,7 @@ const PORTS: [u16; 5] = [7001, 7002, 7003, 7004, 7005];
 
 /// Connects from `source` to every port of `target` and keeps the connections open.
 fn scan(peer: &Netns, source: &'static str, target: &'static str) -> Vec<TcpStream> {
-    peer.run_in(move || {
-        PORTS
-            .iter()
-            .map(|port| {
-                let to = std::net::SocketAddr::new(target.parse().unwrap(), *port);
-                let from = std::net::SocketAddr::new(source.parse().unwrap(), 0);
-                connect_from(from, to, Duration::from_secs(2))
-                    .unwrap_or_else(|e| panic!("{from} -> {to}: {e}"))
-            })
-            .collect()
-    })
+    peer.connect_ports(source, target, &PORTS)
 }
 
 fn can_connect(peer: &Netns, source: &'static str, target: &'static str) -> bool {

@@ -125,7 +125,7 @@ fn time_of(line: &str) -> i64 {
 
 #[test]
 fn usage_errors_exit_3_and_name_the_problem() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (
             &["--proc-root", "/nonexistent-nvc"],
             "/nonexistent-nvc/net/tcp",
@@ -136,6 +136,10 @@ fn usage_errors_exit_3_and_name_the_problem() {
         ),
         (&["--interval", "0s"], "must be greater than zero"),
         (&["--allow", "10.0.0.0/33"], "10.0.0.0/33"),
+        (
+            &["--block", "--shared", "--dry-run"],
+            "--shared reads the bans other hosts publish: it needs --sink kafka:BROKERS",
+        ),
     ];
     for (args, message) in cases {
         let run = nv().arg("conns").args(args).args(["--count", "1"]).run();

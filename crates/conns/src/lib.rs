@@ -28,6 +28,7 @@ pub mod nft;
 pub mod policy;
 pub mod procnet;
 pub mod scan;
+pub mod shared;
 pub mod source;
 pub mod table;
 pub mod watch;

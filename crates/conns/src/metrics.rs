@@ -11,6 +11,14 @@ use prometheus_client::registry::Registry;
 use std::sync::Arc;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+/// What became of a ban decided by another host (`--shared`), as the metric's `outcome`.
+pub const SHARED_OUTCOMES: [&str; 5] = ["applied", "allow_list", "refused", "expired", "invalid"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DirectionLabel {
     direction: &'static str,
 }
@@ -27,6 +35,7 @@ pub struct Metrics {
     pub conntrack_overruns: Counter,
     /// Inbound attempts refused by this host (a SYN answered only by an RST), conntrack only.
     pub refused_connections: Counter,
+    shared_bans: Family<OutcomeLabel, Counter>,
     registry: Arc<Registry>,
 }
 
@@ -88,7 +97,17 @@ impl Metrics {
             "Inbound connection attempts answered only by a reset (closed ports; conntrack source)",
             refused_connections.clone(),
         );
+        let shared_bans = Family::<OutcomeLabel, Counter>::default();
+        for outcome in SHARED_OUTCOMES {
+            let _ = shared_bans.get_or_create(&OutcomeLabel { outcome });
+        }
+        registry.register(
+            "netvantage_shared_bans",
+            "Bans decided by other hosts read from the topic (--shared), by outcome: applied, allow_list (refused by --allow), refused (loopback, own address, not unicast), expired, invalid",
+            shared_bans.clone(),
+        );
         Metrics {
+            shared_bans,
             conntrack_overruns,
             refused_connections,
             new_connections,
@@ -105,6 +124,13 @@ impl Metrics {
             .get_or_create(&DirectionLabel {
                 direction: direction.as_str(),
             })
+            .inc();
+    }
+
+    /// Counts one shared ban; `outcome` is one of [`SHARED_OUTCOMES`].
+    pub fn shared_ban(&self, outcome: &'static str) {
+        self.shared_bans
+            .get_or_create(&OutcomeLabel { outcome })
             .inc();
     }
 
@@ -135,6 +161,7 @@ mod tests {
             "netvantage_blocked_sources 2",
             "netvantage_poll_duration_seconds_count 1",
             "netvantage_malformed_lines_total 3",
+            "netvantage_shared_bans_total{outcome=\"allow_list\"} 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

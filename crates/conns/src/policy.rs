@@ -73,6 +73,36 @@ impl BlockPolicy {
 }
 
 impl BlockPolicy {
+    /// The rules of [`BlockPolicy::check`] for a whole network (a ban decided by another host):
+    /// refused when its first address is refused, or when it holds one of this host's
+    /// addresses or touches an allow-listed network.
+    pub fn check_target(&self, target: IpNet) -> Result<IpNet, Refusal> {
+        let target = target.trunc();
+        self.check(target.network())?;
+        if target.prefix_len() < target.max_prefix_len() {
+            if self.own.iter().any(|own| target.contains(own)) {
+                return Err(Refusal::OwnAddress);
+            }
+            let loopback: IpAddr = match target {
+                IpNet::V4(_) => IpAddr::from([127, 0, 0, 1]),
+                IpNet::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            };
+            if target.contains(&loopback) {
+                return Err(Refusal::Loopback);
+            }
+            if let Some(net) = self
+                .allow
+                .iter()
+                .find(|allowed| target.contains(*allowed) || allowed.contains(&target))
+            {
+                return Err(Refusal::Allowed(*net));
+            }
+        }
+        Ok(target)
+    }
+}
+
+impl BlockPolicy {
     /// What to ban for an address [`BlockPolicy::check`] allowed: an IPv4 address as is, an
     /// IPv6 address widened to its `/prefix6` (a scanner holds a whole /64 and walks it, as
     /// fail2ban's single-address IPv6 bans show) — but only the address when the prefix would

@@ -13,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::nft::{self, Firewall, NftError};
 use crate::policy::{BanSchedule, BlockPolicy};
 use crate::scan::{ScanAlert, ScanConfig, ScanDetector};
+use crate::shared::{self, SharedBan, SharedDecision};
 use crate::source::{ReadStats, Source, SourceError};
 use crate::table::{Direction, NewConnection};
 use crate::{Monitor, clock, format};
@@ -21,6 +22,7 @@ use netvantage_runtime::{Shutdown, StopReason};
 use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 /// Where the watcher's connections come from.
@@ -194,6 +196,8 @@ pub struct Watcher {
     metrics: Metrics,
     out: Box<dyn LineSink>,
     events: Option<Box<dyn EventLog>>,
+    /// Bans decided by other hosts (`--shared`), and this host's name in their records.
+    shared: Option<(Receiver<SharedBan>, String)>,
 }
 
 impl Watcher {
@@ -221,7 +225,15 @@ impl Watcher {
             metrics,
             out,
             events: None,
+            shared: None,
         }
+    }
+
+    /// Also applies the bans other hosts decided (`--shared`), read from `bans` at every poll;
+    /// records of `this_host` are its own and skipped.
+    pub fn with_shared_bans(mut self, bans: Receiver<SharedBan>, this_host: String) -> Watcher {
+        self.shared = Some((bans, this_host));
+        self
     }
 
     /// Also hands every new connection, scan and block to `events`.
@@ -394,6 +406,7 @@ impl Watcher {
                 lines.push(line);
             }
         }
+        self.apply_shared_bans(now, unix, &ts, &mut lines);
         if let Some(events) = &mut self.events {
             events.end_of_poll();
         }
@@ -463,6 +476,102 @@ impl Watcher {
         };
         self.remember_ban(target, now + ttl, offenses);
         line
+    }
+
+    /// Applies what other hosts banned since the last poll, through this host's own rules.
+    /// They are not logged as events again: the deciding host published them already.
+    fn apply_shared_bans(&mut self, now: Instant, unix: i64, ts: &str, lines: &mut Vec<String>) {
+        let Some((bans, this_host)) = &self.shared else {
+            return;
+        };
+        let pending: Vec<SharedBan> = bans.try_iter().collect();
+        if pending.is_empty() || self.plan.block.is_none() {
+            return;
+        }
+        let this_host = this_host.clone();
+        match (self.own_addresses)() {
+            Ok(addrs) => self.policy.set_own_addresses(addrs),
+            Err(err) => {
+                // Fail closed, as for local bans.
+                tracing::error!(
+                    "cannot list this host's addresses ({err}), so {} shared ban(s) are not applied",
+                    pending.len()
+                );
+                return;
+            }
+        }
+        let now_ms = unix.saturating_mul(1000);
+        for ban in pending {
+            let from = &ban.host;
+            let (target, seconds) = match shared::decide(&ban, &this_host, &self.policy, now_ms) {
+                SharedDecision::Apply {
+                    target,
+                    ttl_seconds,
+                } => (target, ttl_seconds),
+                SharedDecision::OwnDecision => continue,
+                SharedDecision::Expired => {
+                    tracing::info!(
+                        "shared ban of {} from {from} has expired: skipped",
+                        ban.target
+                    );
+                    self.metrics.shared_ban("expired");
+                    continue;
+                }
+                SharedDecision::Invalid => {
+                    tracing::warn!(
+                        "shared ban from {from}: {:?} is not a network: skipped",
+                        ban.target
+                    );
+                    self.metrics.shared_ban("invalid");
+                    continue;
+                }
+                SharedDecision::Refused(refusal) => {
+                    tracing::warn!(
+                        "not applying the shared ban of {} from {from}: {refusal}",
+                        ban.target
+                    );
+                    let outcome = match refusal {
+                        crate::policy::Refusal::Allowed(_) => "allow_list",
+                        _ => "refused",
+                    };
+                    self.metrics.shared_ban(outcome);
+                    continue;
+                }
+            };
+            let ttl = Duration::from_secs(seconds);
+            let previous = self.bans.get(&target).copied();
+            if previous.is_some_and(|ban| ban.until >= now + ttl) {
+                continue;
+            }
+            let shown = format::ban_target(target);
+            match &mut self.blocker {
+                None => {
+                    tracing::warn!(
+                        "dry run: would apply the shared ban of {shown} from {from} for {seconds}s"
+                    );
+                    continue;
+                }
+                Some(blocker) => match blocker.block(target, ttl) {
+                    Ok(()) => {
+                        tracing::info!(
+                            "applied the shared ban of {shown} from {from}: {seconds}s left"
+                        );
+                        lines.push(format!(
+                            "{} (shared by {from})",
+                            format::blocked(ts, target, seconds)
+                        ));
+                    }
+                    Err(err) => {
+                        tracing::error!(
+                            "cannot apply the shared ban of {shown} from {from}: {err}"
+                        );
+                        continue;
+                    }
+                },
+            }
+            self.metrics.shared_ban("applied");
+            self.remember_ban(target, now + ttl, previous.map_or(1, |ban| ban.offenses));
+        }
     }
 
     fn remember_ban(&mut self, target: IpNet, until: Instant, offenses: u32) {
@@ -666,6 +775,55 @@ mod tests {
                 .any(|l| l.ends_with("Blocked 2001:db8:1::/64 for 120s")),
             "{lines:#?}"
         );
+    }
+
+    #[test]
+    fn shared_bans_are_applied_for_the_time_left_and_this_hosts_rules_win() {
+        let mut block = plan(false);
+        block.allow = vec!["198.18.6.0/24".parse().unwrap()];
+        let (w, out, bans) = watcher(scans(&[], 1), Some(block), own_ok());
+        let (send, receive) = std::sync::mpsc::channel();
+        let mut w = w.with_shared_bans(receive, "web-2".into());
+        let shared = |host: &str, target: &str, until_unix: i64| SharedBan {
+            host: host.into(),
+            target: target.into(),
+            until_unix_ms: until_unix * 1000,
+        };
+        for ban in [
+            shared("web-1", "198.18.5.9/32", 1600),
+            shared("web-1", "198.18.6.9/32", 1600),
+            shared("web-1", "10.0.0.5/32", 1600),
+            shared("web-1", "2001:db8:1::/64", 999),
+            shared("web-2", "198.18.7.9/32", 1600),
+        ] {
+            send.send(ban).unwrap();
+        }
+        let t = Instant::now();
+        w.cycle(t, 1000).unwrap();
+        // Read again in the next poll: already in place, not applied twice.
+        send.send(shared("web-1", "198.18.5.9/32", 1600)).unwrap();
+        w.cycle(t + Duration::from_secs(1), 1001).unwrap();
+        assert_eq!(*bans.0.lock().unwrap(), vec!["198.18.5.9/32 600"]);
+        let lines = out.0.lock().unwrap().clone();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.ends_with("Blocked 198.18.5.9 for 600s (shared by web-1)")),
+            "{lines:#?}"
+        );
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &w.metrics.registry()).unwrap();
+        for line in [
+            "netvantage_shared_bans_total{outcome=\"applied\"} 1",
+            "netvantage_shared_bans_total{outcome=\"allow_list\"} 1",
+            "netvantage_shared_bans_total{outcome=\"refused\"} 1",
+            "netvantage_shared_bans_total{outcome=\"expired\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
     }
 
     #[test]

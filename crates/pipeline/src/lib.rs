@@ -18,5 +18,6 @@ pub mod agent;
 pub use netvantage_config::agent as config;
 pub mod ingest;
 pub mod metrics;
+pub mod shared_bans;
 pub mod sinks;
 pub mod sqlite_sink;

@@ -1,5 +1,5 @@
 //! A real Kafka-protocol broker: tansu 0.6.0 on its PostgreSQL storage engine, in a database of
-//! its own, on a free loopback port. See `/tests/tansu/` for the schema it needs and why tansu.
+//! its own, on a free loopback port (or inside a test namespace, [`Broker::start_in`]). See `/tests/tansu/` for the schema it needs and why tansu.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -7,8 +7,16 @@ use std::time::Duration;
 
 use crate::command::{Running, TestCommand};
 use crate::net::free_port;
+use crate::netns::{Netns, run_in_netns};
 use crate::postgres::Database;
+use crate::tools::require_tool;
 use crate::wait::wait_until;
+
+/// The machine's PostgreSQL socket: a unix socket, which a network namespace still reaches.
+const POSTGRES_SOCKET: &str = "/var/run/postgresql/.s.PGSQL.5432";
+/// Inside a test namespace: where the bridge to PostgreSQL listens, and the broker's port.
+const NETNS_POSTGRES_PORT: u16 = 15432;
+const NETNS_BROKER_PORT: u16 = 19092;
 
 /// tansu's own schema (its `etc/initdb.d/010-schema.sql`), applied to the storage database.
 const SCHEMA: &str = concat!(
@@ -47,6 +55,12 @@ pub fn tansu() -> PathBuf {
 /// and started again on the same port and storage, as a broker restart. Killed on drop.
 pub struct Broker {
     pub port: u16,
+    /// The address it listens on (127.0.0.1, or an address inside [`Broker::start_in`]'s namespace).
+    ip: String,
+    /// `ip netns exec NS`, for a broker inside a namespace.
+    netns: Option<String>,
+    /// Inside a namespace: socat from 127.0.0.1:15432 there to PostgreSQL's unix socket.
+    bridge: Option<Running>,
     storage: Database,
     process: Option<Running>,
     /// What earlier runs (before a [`stop`](Self::stop)) printed.
@@ -59,6 +73,9 @@ impl Broker {
         storage.apply_file(Path::new(SCHEMA));
         let mut broker = Broker {
             port: free_port(),
+            ip: "127.0.0.1".into(),
+            netns: None,
+            bridge: None,
             storage,
             process: None,
             earlier_log: String::new(),
@@ -67,16 +84,63 @@ impl Broker {
         broker
     }
 
-    /// `127.0.0.1:PORT`, for `bootstrap.servers`.
+    /// A broker inside `ns`, listening on `ip` (an address of `ns`, e.g. one end of a veth
+    /// pair, so a second namespace reaches it). The host's loopback, where PostgreSQL listens,
+    /// is not reachable from a namespace, so storage goes through PostgreSQL's unix socket:
+    /// socat in `ns` bridges 127.0.0.1:15432 there to it. (tansu's `memory://` engine is no
+    /// substitute: it returns nothing for a fetch from an offset other than 0, see
+    /// `tests/tansu`; and a unix-socket URL fails in tansu's TLS set-up even with
+    /// `sslmode=disable`.) Stopped with the namespace at the latest.
+    pub fn start_in(ns: &Netns, ip: &str) -> Broker {
+        require_tool("socat", "socat");
+        let storage = Database::new("nv_tansu");
+        storage.apply_file(Path::new(SCHEMA));
+        let bridge = TestCommand::new("socat")
+            .arg(format!(
+                "TCP-LISTEN:{NETNS_POSTGRES_PORT},bind=127.0.0.1,fork,reuseaddr"
+            ))
+            .arg(format!("UNIX-CONNECT:{POSTGRES_SOCKET}"))
+            .in_netns(ns)
+            .spawn();
+        let mut broker = Broker {
+            port: NETNS_BROKER_PORT,
+            ip: ip.into(),
+            netns: Some(ns.name.clone()),
+            bridge: Some(bridge),
+            storage,
+            process: None,
+            earlier_log: String::new(),
+        };
+        broker.resume();
+        broker
+    }
+
+    /// `IP:PORT`, for `bootstrap.servers`.
     pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
+    }
+
+    /// The storage URL as tansu sees it (through the bridge inside a namespace).
+    fn storage_url(&self) -> String {
+        let host = match self.netns {
+            Some(_) => format!("localhost:{NETNS_POSTGRES_PORT}"),
+            None => "localhost".into(),
+        };
+        format!(
+            "postgres://postgres:postgres@{host}/{}?sslmode=disable",
+            self.storage.name
+        )
     }
 
     /// Starts (again) and waits until it accepts connections.
     pub fn resume(&mut self) {
         assert!(self.process.is_none(), "already running");
-        let listener = format!("tcp://127.0.0.1:{}", self.port);
-        let process = TestCommand::new(tansu())
+        let listener = format!("tcp://{}", self.address());
+        let mut command = TestCommand::new(tansu());
+        if let Some(ns) = &self.netns {
+            command = command.wrap(["ip", "netns", "exec", ns.as_str()]);
+        }
+        let process = command
             .args([
                 "broker",
                 "--listener-url",
@@ -85,16 +149,16 @@ impl Broker {
                 &listener,
             ])
             .arg("--storage-engine")
-            .arg(format!(
-                "postgres://postgres:postgres@localhost/{}?sslmode=disable",
-                self.storage.name
-            ))
+            .arg(self.storage_url())
             .env("RUST_LOG", "warn")
             .spawn();
         self.process = Some(process);
         let addr: SocketAddr = self.address().parse().expect("a socket address");
-        let listening = wait_until(LISTENING_WITHIN, || {
-            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        let listening = wait_until(LISTENING_WITHIN, || match &self.netns {
+            None => TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok(),
+            Some(ns) => run_in_netns(ns, move || {
+                TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            }),
         });
         assert!(
             listening,
@@ -126,5 +190,8 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         self.stop();
+        if let Some(mut bridge) = self.bridge.take() {
+            bridge.kill9();
+        }
     }
 }

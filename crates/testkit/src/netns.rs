@@ -3,11 +3,14 @@
 //! Nothing here touches the host's own network or firewall: nftables tables are created inside
 //! the namespace and disappear with it.
 
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use crate::command::TestCommand;
+use crate::net::connect_from;
 use crate::tools::require_tool;
 
 static NEXT_NS: AtomicUsize = AtomicUsize::new(0);
@@ -62,16 +65,7 @@ impl Netns {
 
     /// Runs `f` on a thread that has entered the namespace: sockets it creates belong there.
     pub fn run_in<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/run/netns/{}", self.name);
-        std::thread::spawn(move || {
-            let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-            // SAFETY: setns on a valid namespace fd; it only affects this thread.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .expect("thread in namespace panicked")
+        run_in_netns(&self.name, f)
     }
 
     /// The members of the set `inet netvantage SET` in this namespace (empty if the table is
@@ -105,6 +99,68 @@ impl Netns {
                 }
             })
             .collect()
+    }
+
+    /// Connects from `source` (an address of this namespace) to each of `ports` on `target` and
+    /// keeps the connections open: a scanner that completes its handshakes.
+    pub fn connect_ports(&self, source: &str, target: &str, ports: &[u16]) -> Vec<TcpStream> {
+        let from = SocketAddr::new(source.parse().expect("an IP address"), 0);
+        let target: IpAddr = target.parse().expect("an IP address");
+        let ports = ports.to_vec();
+        self.run_in(move || {
+            ports
+                .iter()
+                .map(|port| {
+                    let to = SocketAddr::new(target, *port);
+                    connect_from(from, to, Duration::from_secs(2))
+                        .unwrap_or_else(|e| panic!("{from} -> {to}: {e}"))
+                })
+                .collect()
+        })
+    }
+
+    /// Joins this namespace to `other` by a veth pair, each end `(name, addresses)` up with its
+    /// addresses (IPv6 ones without duplicate address detection, so they work at once).
+    pub fn veth(&self, other: &Netns, here: (&str, &[&str]), there: (&str, &[&str])) {
+        self.ip(&[
+            "link",
+            "add",
+            here.0,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            there.0,
+            "netns",
+            &other.name,
+        ]);
+        for (ns, (device, addrs)) in [(self, here), (other, there)] {
+            for addr in addrs {
+                if addr.contains(':') {
+                    ns.ip(&["-6", "addr", "add", addr, "dev", device, "nodad"]);
+                } else {
+                    ns.ip(&["addr", "add", addr, "dev", device]);
+                }
+            }
+            ns.ip(&["link", "set", device, "up"]);
+        }
+    }
+
+    /// Seconds until `addr`'s element of `inet netvantage SET` expires (the kernel's count
+    /// down), or None when it is not there.
+    pub fn nft_expires(&self, set: &str, addr: &str) -> Option<u64> {
+        let listed = TestCommand::new("nft")
+            .args(["-j", "list", "set", "inet", "netvantage", set])
+            .in_netns(self)
+            .run();
+        let json: serde_json::Value = serde_json::from_str(&listed.stdout).ok()?;
+        json["nftables"]
+            .as_array()?
+            .iter()
+            .filter_map(|item| item["set"]["elem"].as_array())
+            .flatten()
+            .find(|e| e["elem"]["val"].as_str() == Some(addr))
+            .and_then(|e| e["elem"]["expires"].as_u64())
     }
 
     /// `nft list tables` in this namespace.
@@ -144,6 +200,20 @@ impl Drop for Netns {
     }
 }
 
+/// Runs `f` on a thread that has entered the namespace named `name` (see [`Netns::run_in`]).
+pub fn run_in_netns<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{name}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        // SAFETY: setns on a valid namespace fd; it only affects this thread.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .expect("thread in namespace panicked")
+}
+
 /// Two namespaces joined by a veth pair: `host` (198.18.0.1, 2001:db8::1) runs the monitor,
 /// `peer` (198.18.0.2-3, 2001:db8::2-3) plays the remote clients. 198.18.0.0/15 is reserved for
 /// benchmarking and 2001:db8::/32 for documentation; both exist only inside these namespaces.
@@ -157,19 +227,19 @@ impl Pair {
     pub fn new() -> Pair {
         let host = Netns::new();
         let peer = Netns::new();
-        host.ip(&[
-            "link", "add", "nvh", "type", "veth", "peer", "name", "nvp", "netns", &peer.name,
-        ]);
-        host.ip(&["addr", "add", "198.18.0.1/24", "dev", "nvh"]);
-        host.ip(&["-6", "addr", "add", "2001:db8::1/64", "dev", "nvh", "nodad"]);
-        host.ip(&["link", "set", "nvh", "up"]);
-        for addr in ["198.18.0.2/24", "198.18.0.3/24"] {
-            peer.ip(&["addr", "add", addr, "dev", "nvp"]);
-        }
-        for addr in ["2001:db8::2/64", "2001:db8::3/64"] {
-            peer.ip(&["-6", "addr", "add", addr, "dev", "nvp", "nodad"]);
-        }
-        peer.ip(&["link", "set", "nvp", "up"]);
+        host.veth(
+            &peer,
+            ("nvh", &["198.18.0.1/24", "2001:db8::1/64"]),
+            (
+                "nvp",
+                &[
+                    "198.18.0.2/24",
+                    "198.18.0.3/24",
+                    "2001:db8::2/64",
+                    "2001:db8::3/64",
+                ],
+            ),
+        );
         Pair { peer, host }
     }
 }

@@ -12,6 +12,7 @@ use netvantage_conns::NewConnection;
 use netvantage_conns::conntrack::{self, ConntrackError, ConntrackSource};
 use netvantage_conns::scan::ScanAlert;
 use netvantage_conns::scan::ScanConfig;
+use netvantage_conns::shared::SharedBan;
 use netvantage_conns::watch::{
     BlockPlan, Blocker, ConntrackFeed, EventLog, LineSink, WatchError, WatchPlan,
 };
@@ -22,12 +23,15 @@ use netvantage_conns::{
     policy::{self, BanSchedule},
 };
 use netvantage_core::{ConnsEvent, ConnsRecord};
+use netvantage_pipeline::shared_bans;
 use netvantage_pipeline::sinks::open_sinks;
 use netvantage_runtime::Shutdown;
+use netvantage_sinks::kafka::client_config;
 use netvantage_sinks::{Envelope, Fanout, RunnerOptions};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -44,6 +48,7 @@ Examples:
   netvantage conns --block --block-ttl 10m --allow 10.0.0.0/8 --allow 2001:db8::/32
   netvantage conns --proc-root /host/proc --include-existing --count 1
   netvantage conns --source conntrack --block --sink sqlite:/var/lib/netvantage/conns.db
+  netvantage conns --source conntrack --block --shared --sink kafka:kafka-1:9092 --allow 10.0.0.0/8
 
 See docs/conns.md for when each source can miss a connection.";
 
@@ -108,6 +113,12 @@ pub struct ConnsArgs {
     /// Leave the nftables table in place on exit.
     #[arg(long)]
     keep_rules: bool,
+    /// Also apply the bans other hosts publish to the `--sink kafka:…` topic (each host reads
+    /// in a consumer group of its own), through this host's own rules: its --allow list,
+    /// loopback and its own addresses always win, and a ban ends when it ends on the host that
+    /// decided it.
+    #[arg(long, requires = "block")]
+    shared: bool,
     /// Log what --block would do without touching nftables.
     #[arg(long, requires = "block")]
     dry_run: bool,
@@ -173,6 +184,15 @@ pub async fn run(args: ConnsArgs) -> anyhow::Result<i32> {
     if args.scan_ports == 0 || args.scan_max_sources == 0 {
         return Err(crate::exit::usage(
             "--scan-ports and --scan-max-sources must be at least 1",
+        ));
+    }
+    let shared_brokers = args.sinks.iter().find_map(|s| match s {
+        SinkSpec::Kafka(brokers) => Some(brokers.clone()),
+        _ => None,
+    });
+    if args.shared && shared_brokers.is_none() {
+        return Err(crate::exit::usage(
+            "--shared reads the bans other hosts publish: it needs --sink kafka:BROKERS",
         ));
     }
     let shutdown = Shutdown::new();
@@ -247,6 +267,13 @@ pub async fn run(args: ConnsArgs) -> anyhow::Result<i32> {
         blocker,
         Box::new(hostaddrs::own_addresses),
     );
+    if args.shared
+        && let Some(brokers) = &shared_brokers
+    {
+        let host = host_name(&args);
+        let bans = read_shared_bans(&args, brokers, &host, &shutdown)?;
+        watcher = watcher.with_shared_bans(bans, host);
+    }
     let fanout = records.as_ref().map(|r| r.fanout.clone());
     if let Some(records) = records {
         watcher = watcher.with_event_log(Box::new(records));
@@ -364,16 +391,59 @@ fn open_records(args: &ConnsArgs) -> anyhow::Result<Option<Records>> {
     }
     let opened = open_sinks(&config).map_err(|err| crate::exit::usage(format!("--sink: {err}")))?;
     let fanout = Fanout::start(opened.sinks, RunnerOptions::default())?;
-    let host = args
-        .host
-        .clone()
-        .or_else(crate::cmd::agent::hostname)
-        .unwrap_or_else(|| "localhost".into());
     Ok(Some(Records {
-        host,
+        host: host_name(args),
         fanout: Arc::new(Mutex::new(Some(fanout))),
         batch: Vec::new(),
     }))
+}
+
+/// The host name in the records: `--host`, else this host's name.
+fn host_name(args: &ConnsArgs) -> String {
+    args.host
+        .clone()
+        .or_else(crate::cmd::agent::hostname)
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Starts the reader of other hosts' bans (`--shared`); the watcher takes them at each poll.
+fn read_shared_bans(
+    args: &ConnsArgs,
+    brokers: &str,
+    host: &str,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Receiver<SharedBan>> {
+    let config = client_config(&kafka_settings(args, brokers), &[]).map_err(crate::exit::usage)?;
+    let consumer = shared_bans::subscribe(config, host, &args.kafka_topic)
+        .map_err(|err| crate::exit::usage(format!("--shared: {err}")))?;
+    tracing::info!(
+        group = shared_bans::group(host),
+        topic = args.kafka_topic,
+        "reading the bans other hosts publish"
+    );
+    let (send, receive) = std::sync::mpsc::channel();
+    let stop = shutdown.token();
+    tokio::spawn(async move {
+        let read = shared_bans::read_blocks(&consumer, |record| {
+            if let ConnsEvent::Block {
+                target,
+                until_unix_ms,
+                ..
+            } = record.event
+            {
+                let _ = send.send(SharedBan {
+                    host: record.host,
+                    target,
+                    until_unix_ms,
+                });
+            }
+        });
+        tokio::select! {
+            _ = read => {}
+            _ = stop.cancelled() => {}
+        }
+    });
+    Ok(receive)
 }
 
 /// The agent's Kafka defaults, with this command's brokers, topic and spool.
