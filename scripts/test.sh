@@ -11,6 +11,7 @@ command -v promtool >/dev/null || need_pkgs+=(prometheus)   # `promtool check me
 command -v prlimit >/dev/null || need_pkgs+=(util-linux)    # prlimit, setpriv
 command -v nmap >/dev/null || need_pkgs+=(nmap)               # real -sT / -sS scans in the conns tests
 command -v conntrack >/dev/null || need_pkgs+=(conntrack)     # the conntrack source's reference reader
+command -v socat >/dev/null || need_pkgs+=(socat)             # tansu inside a test namespace reaches PostgreSQL's socket
 [ -x /usr/lib/chromium/chromium ] || need_pkgs+=(chromium)    # status page tests in headless Chromium
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
