@@ -39,6 +39,9 @@ use std::time::{Duration, Instant};
 /// How long a snapshot answers before it is computed again.
 const SNAPSHOT_TTL: Duration = Duration::from_secs(5);
 
+/// How old a snapshot may be when it answers while the next one is being computed.
+const STALE_LIMIT: Duration = Duration::from_secs(15);
+
 /// At most this many targets' pictures are cached (about 5 KB each).
 const MAX_CACHED_VISUALS: usize = 20_000;
 
@@ -299,11 +302,30 @@ impl StoreStatus {
         fresh(when, made, at).then_some(snapshot)
     }
 
+    /// The previous snapshot, when it was made for a time within [`STALE_LIMIT`] of `at` and
+    /// no longer ago than that.
+    fn recent_snapshot(&self, at: UnixMs) -> Option<Arc<Snapshot>> {
+        let (when, made, snapshot) = self.snapshot.lock().ok().and_then(|s| s.clone())?;
+        ((when.0 - at.0).abs() < STALE_LIMIT.as_millis() as i64 && made.elapsed() < STALE_LIMIT)
+            .then_some(snapshot)
+    }
+
     async fn snapshot(&self, at: UnixMs) -> Result<Arc<Snapshot>, SourceError> {
         if let Some(snapshot) = self.fresh_snapshot(at) {
             return Ok(snapshot);
         }
-        let _one_at_a_time = self.computing.lock().await;
+        let _one_at_a_time = match self.computing.try_lock() {
+            Ok(guard) => guard,
+            Err(_busy) => {
+                // Another request is computing: answer from the previous snapshot while it is
+                // at most a few seconds older (stale-while-revalidate), so no request waits
+                // for the computation but the first.
+                if let Some(snapshot) = self.recent_snapshot(at) {
+                    return Ok(snapshot);
+                }
+                self.computing.lock().await
+            }
+        };
         // Another request may have computed it while this one waited.
         if let Some(snapshot) = self.fresh_snapshot(at) {
             return Ok(snapshot);
