@@ -32,5 +32,8 @@ base=$(sed -n 's/^listening \(http:[^ ]*\)\/$/\1/p' "$work/serve.out")
 id=$(curl -s "$base/api/v1/targets?per_page=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')
 for page in "/" "/targets/$id" "/api/v1/targets"; do
   echo "## GET $page"
+  # One request first: the figures are the steady state a page's readers see, not the first
+  # snapshot's computation (its time is printed here).
+  curl -s -o /dev/null -w "first request: %{time_total} s\n" "$base$page"
   wrk -t 2 -c 32 -d "${seconds}s" --latency "$base$page" | grep -E 'Requests/sec|50%|99%|Non-2xx|Socket errors' || true
 done
