@@ -170,7 +170,10 @@ pub fn decode(mut data: &[u8], sink: &mut dyn FnMut(CtMessage)) -> Result<Decode
                     .unwrap_or(0);
                 // errno 0 is an acknowledgement, not an error.
                 if errno != 0 {
-                    return Err(DecodeError::Kernel(-errno));
+                    // A code with no negation (i32::MIN) is no errno: a protocol error.
+                    return Err(DecodeError::Kernel(
+                        errno.checked_neg().unwrap_or(libc::EPROTO),
+                    ));
                 }
                 continue;
             }
@@ -309,6 +312,12 @@ mod tests {
         assert_eq!(
             decode(&error, &mut |_| {}).unwrap_err(),
             DecodeError::Kernel(1)
+        );
+        // The fuzz target's finding: i32::MIN has no negation.
+        error[16..20].copy_from_slice(&i32::MIN.to_ne_bytes());
+        assert_eq!(
+            decode(&error, &mut |_| {}).unwrap_err(),
+            DecodeError::Kernel(libc::EPROTO)
         );
     }
 

@@ -21,6 +21,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("agent_yaml", agent_yaml),
     ("proc_net_tcp", proc_net_tcp),
     ("inet_diag", inet_diag),
+    ("conntrack", conntrack),
     ("kafka_record", kafka_record),
     ("http_request", request::http_request),
 ];
@@ -99,6 +100,22 @@ pub fn inet_diag(data: &[u8]) {
     let rest = data.get(4..).unwrap_or_default();
     let _ = netvantage_conns::netlink::parse_messages(rest, seq, &mut |_| {});
     let _ = netvantage_conns::netlink::decode_diag_msg(rest);
+}
+
+/// conntrack netlink datagrams as `conns --source conntrack` reads them (events and dump
+/// replies): every message decodes to a flow, is counted as another protocol, or the datagram
+/// is an error; never a panic.
+pub fn conntrack(data: &[u8]) {
+    let mut flows = 0u64;
+    if let Ok(decoded) = netvantage_conns::ctnetlink::decode(data, &mut |_| flows += 1) {
+        // A message takes at least a netlink header.
+        let most = (data.len() / netvantage_conns::ctnetlink::NLMSG_HDRLEN) as u64;
+        assert!(
+            flows + decoded.other_protocols <= most,
+            "{flows} flows from {} bytes",
+            data.len()
+        );
+    }
 }
 
 /// A Kafka message payload as `ingest` reads it. Whatever decodes must encode to a record
