@@ -6,6 +6,7 @@
 
 use netvantage_testkit::*;
 use serde_json::Value;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Fast rounds: every host every 300 ms, a dead one given up on after 150 ms.
@@ -323,20 +324,13 @@ fn a_clean_fleet_has_no_finding() {
     );
 }
 
-#[test]
-fn report_explain_names_the_subnet_that_went_dark_in_a_stored_window() {
-    // The same findings over stored results: an agent in the namespace checks two /24s, one of
-    // which refuses everything, and `report --explain` over its SQLite store names that subnet.
-    let ns = Netns::new();
-    let (_fleet, _) = fleet_at(&ns, "--port 80 --refused 127.20.1.0/24");
-    let scratch = Scratch::new();
-    let hosts: Vec<String> = (1..=20)
-        .flat_map(|i| [format!("127.20.1.{i}"), format!("127.20.2.{i}")])
-        .collect();
+/// Runs an agent in `ns` for 2 s as vantage point `vantage`, checking `hosts` on port 80 fast,
+/// into `scratch`'s `nv.db` (several runs share it); returns the store's path.
+fn agent_into_store(ns: &Netns, scratch: &Scratch, vantage: &str, hosts: &[String]) -> PathBuf {
     let config = scratch.write(
-        "agent.yaml",
+        format!("{vantage}.yaml"),
         format!(
-            "vantage: lab\ntcp:\n  - name: web\n    port: 80\n    hosts: [{}]\n    interval: 300ms\n    timeout: 150ms\nsinks:\n  sqlite: {{path: nv.db}}\n",
+            "vantage: {vantage}\ntcp:\n  - name: web\n    port: 80\n    hosts: [{}]\n    interval: 300ms\n    timeout: 150ms\nsinks:\n  sqlite: {{path: nv.db}}\n",
             hosts.join(", ")
         ),
     );
@@ -348,11 +342,15 @@ fn report_explain_names_the_subnet_that_went_dark_in_a_stored_window() {
         "2s",
     ])
     .current_dir(scratch.path())
-    .in_netns(&ns)
+    .in_netns(ns)
     .run()
     .assert_code(0);
-    let db = scratch.path().join("nv.db");
-    let json = nv()
+    scratch.path().join("nv.db")
+}
+
+/// `report --sqlite DB --explain --format json`: the run and its finding events (stderr).
+fn report_findings(db: &Path) -> (Run, Vec<Value>) {
+    let run = nv()
         .args([
             "report",
             "--sqlite",
@@ -362,12 +360,27 @@ fn report_explain_names_the_subnet_that_went_dark_in_a_stored_window() {
             "json",
         ])
         .run();
-    let findings: Vec<Value> = json
+    let findings = run
         .stderr
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|v| v["event"] == "finding")
         .collect();
+    (run, findings)
+}
+
+#[test]
+fn report_explain_names_the_subnet_that_went_dark_in_a_stored_window() {
+    // The same findings over stored results: an agent in the namespace checks two /24s, one of
+    // which refuses everything, and `report --explain` over its SQLite store names that subnet.
+    let ns = Netns::new();
+    let (_fleet, _) = fleet_at(&ns, "--port 80 --refused 127.20.1.0/24");
+    let scratch = Scratch::new();
+    let hosts: Vec<String> = (1..=20)
+        .flat_map(|i| [format!("127.20.1.{i}"), format!("127.20.2.{i}")])
+        .collect();
+    let db = agent_into_store(&ns, &scratch, "lab", &hosts);
+    let (json, findings) = report_findings(&db);
     let subnet = findings
         .iter()
         .find(|f| f["kind"] == "subnet_outage")
@@ -397,48 +410,16 @@ fn report_explain_names_a_path_problem_seen_from_one_vantage_point_only() {
     // The hosts are fine; the path from fra1 is not.
     let scratch = Scratch::new();
     let hosts: Vec<String> = (1..=8).map(|i| format!("127.21.1.{i}")).collect();
+    let mut db = PathBuf::new();
     for (vantage, fleet_args) in [
         ("fra1", "--port 80 --refused 127.21.1.0/24"),
         ("iad1", "--port 80"),
     ] {
         let ns = Netns::new();
         let (_fleet, _) = fleet_at(&ns, fleet_args);
-        let config = scratch.write(
-            format!("{vantage}.yaml"),
-            format!(
-                "vantage: {vantage}\ntcp:\n  - name: web\n    port: 80\n    hosts: [{}]\n    interval: 300ms\n    timeout: 150ms\nsinks:\n  sqlite: {{path: nv.db}}\n",
-                hosts.join(", ")
-            ),
-        );
-        nv().args([
-            "agent",
-            "--config",
-            config.to_str().unwrap(),
-            "--run-for",
-            "2s",
-        ])
-        .current_dir(scratch.path())
-        .in_netns(&ns)
-        .run()
-        .assert_code(0);
+        db = agent_into_store(&ns, &scratch, vantage, &hosts);
     }
-    let db = scratch.path().join("nv.db");
-    let json = nv()
-        .args([
-            "report",
-            "--sqlite",
-            db.to_str().unwrap(),
-            "--explain",
-            "--format",
-            "json",
-        ])
-        .run();
-    let findings: Vec<Value> = json
-        .stderr
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["event"] == "finding")
-        .collect();
+    let (json, findings) = report_findings(&db);
     let paths: Vec<&Value> = findings
         .iter()
         .filter(|f| f["kind"] == "path_problem")
