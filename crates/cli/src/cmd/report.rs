@@ -5,9 +5,8 @@ use clap::ValueEnum;
 use netvantage_core::status::exit_code;
 use netvantage_core::vantage::judge;
 use netvantage_core::verdict::{FlapRule, VerdictRules};
-use netvantage_store::{AnyStore, Location, Store, TimeRange};
+use netvantage_store::{AnyStore, Store, TimeRange};
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::Duration;
 
 const EXAMPLE: &str = "\
@@ -31,17 +30,8 @@ from everywhere, 3 bad input.";
     after_help = EXAMPLE
 )]
 pub struct ReportArgs {
-    /// The SQLite file the agent writes (the default store).
-    #[arg(
-        long,
-        value_name = "PATH",
-        default_value = "netvantage.db",
-        conflicts_with = "postgres"
-    )]
-    pub sqlite: PathBuf,
-    /// Read from PostgreSQL (what `ingest` writes) instead.
-    #[arg(long, value_name = "URL")]
-    pub postgres: Option<String>,
+    #[command(flatten)]
+    pub store: crate::args::StoreArgs,
     /// How far back to look.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = crate::args::positive_duration)]
     pub since: Duration,
@@ -65,10 +55,7 @@ pub enum Format {
 pub async fn run(args: ReportArgs) -> anyhow::Result<i32> {
     let since = netvantage_core::clock::unix_ms_now() - args.since.as_millis() as i64;
     // Read-only: never migrates, never writes, refuses what isn't a netvantage store.
-    let location = match &args.postgres {
-        Some(url) => Location::Postgres(url.clone()),
-        None => Location::Sqlite(args.sqlite.clone()),
-    };
+    let location = args.store.location()?;
     let store = AnyStore::open_reader(&location).await?;
     let observations = store.observations(TimeRange::since(since)).await?;
     let rules = VerdictRules {

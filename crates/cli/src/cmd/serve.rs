@@ -47,17 +47,8 @@ pub struct PageArgs {
     after_help = EXAMPLE
 )]
 pub struct ServeArgs {
-    /// The SQLite file the agent writes (the default store).
-    #[arg(
-        long,
-        value_name = "PATH",
-        default_value = "netvantage.db",
-        conflicts_with = "postgres"
-    )]
-    pub sqlite: PathBuf,
-    /// Read PostgreSQL (what `ingest` writes) instead; without a password in it.
-    #[arg(long, value_name = "URL")]
-    pub postgres: Option<String>,
+    #[command(flatten)]
+    pub store: crate::args::StoreArgs,
     /// Address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -112,15 +103,7 @@ pub async fn start_page(
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<i32> {
-    let location = match &args.postgres {
-        Some(url) if netvantage_store::postgres::has_password(url) => {
-            return Err(exit::usage(
-                "--postgres: the connection string holds a password, which `ps` would show; put it in PGPASSWORD or in a password file (PGPASSFILE or ~/.pgpass)",
-            ));
-        }
-        Some(url) => Location::Postgres(url.clone()),
-        None => Location::Sqlite(args.sqlite.clone()),
-    };
+    let location = args.store.location()?;
     let clock: Arc<dyn Clock> = match args.as_of {
         Some(at) => Arc::new(ManualClock::new(at)),
         None => Arc::new(SystemClock),
