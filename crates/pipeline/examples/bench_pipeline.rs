@@ -290,12 +290,13 @@ async fn verify_table(client: &Client, n: usize, written: u64) -> anyhow::Result
     ))
 }
 
-/// Row 2: the batches as ingest writes them, then the same batches again (a redelivery: every
-/// record is skipped).
+/// Row 2: the batches as ingest writes them; then the roller until it has caught up (row 2+:
+/// the write rate with the roll-ups, as ingest's roller keeps them); then the same batches
+/// again (a redelivery: every record is skipped).
 async fn write_with_store(
     url: &str,
     records: &[ResultRecord],
-) -> anyhow::Result<(Measured, Measured)> {
+) -> anyhow::Result<(Measured, Measured, Measured)> {
     let mut store = PgStore::connect_writer(url).await?;
     checkpoint(store.client()).await?;
     let started = Instant::now();
@@ -310,6 +311,7 @@ async fn write_with_store(
         ok,
         check,
     };
+    let rolled = roll_until_caught_up(&mut store, records.len(), seconds).await?;
     checkpoint(store.client()).await?;
     let started = Instant::now();
     let (mut inserted, mut skipped) = (0, 0);
@@ -328,7 +330,62 @@ async fn write_with_store(
             "{inserted} written, {skipped} skipped; {rows} rows, {distinct} distinct ids"
         ),
     };
-    Ok((first, again))
+    Ok((first, rolled, again))
+}
+
+/// Runs the roller (as ingest does between batches) until a pass finds nothing that ended;
+/// the rate is the records over the write time plus the roller's. Checks that the minute
+/// roll-ups, stored plus derived for the still-open minute, count every record once.
+async fn roll_until_caught_up(
+    store: &mut PgStore,
+    n: usize,
+    write_seconds: f64,
+) -> anyhow::Result<Measured> {
+    use netvantage_store::{RollupQuery, Store, Tier, TimeRange};
+    let started = Instant::now();
+    let mut rolled = [0u64; 3];
+    loop {
+        let pass = store.roll_up(unix_ms_now()).await?;
+        for (sum, k) in rolled.iter_mut().zip(pass.rolled) {
+            *sum += k;
+        }
+        if pass.total() == 0 {
+            break;
+        }
+    }
+    let roll_seconds = started.elapsed().as_secs_f64();
+    let stored: i64 = store
+        .client()
+        .query_one(
+            "SELECT CAST(coalesce(sum(checks), 0) AS bigint) FROM rollups_minute",
+            &[],
+        )
+        .await?
+        .get(0);
+    let everything = TimeRange {
+        from_unix_ms: i64::MIN,
+        until_unix_ms: i64::MAX,
+    };
+    let read: u64 = store
+        .rollups(&RollupQuery {
+            tier: Tier::Minute,
+            range: everything,
+            target: None,
+            summed: true,
+        })
+        .await?
+        .iter()
+        .map(|r| r.rollup.checks)
+        .sum();
+    Ok(Measured {
+        rate: n as f64 / (write_seconds + roll_seconds),
+        ok: read == n as u64 && stored > 0 && stored as u64 <= n as u64,
+        check: format!(
+            "roller {roll_seconds:.2} s for {} minutes, {} hours, {} days; minute roll-ups \
+             count {read} checks ({stored} stored, the rest in the open minute)",
+            rolled[0], rolled[1], rolled[2]
+        ),
+    })
 }
 
 /// The reference: one plain binary `COPY` of the same rows into a table laid out the same way
@@ -542,9 +599,9 @@ async fn main() -> anyhow::Result<()> {
 
     // Row 2: the same rows, from memory, each into a fresh database.
     let written = if args.rows.contains(&2) {
-        let (writer, again) = write_with_store(&args.writer_db, &records).await?;
+        let (writer, rolled, again) = write_with_store(&args.writer_db, &records).await?;
         let copy = write_with_copy(&args.copy_db, &records).await?;
-        Some((writer, again, copy))
+        Some((writer, rolled, again, copy))
     } else {
         None
     };
@@ -569,10 +626,22 @@ async fn main() -> anyhow::Result<()> {
         );
         checks.push(("(1) consume", n, consume));
     }
-    if let Some((writer, again, copy)) = &written {
+    if let Some((writer, rolled, again, copy)) = &written {
         table_row(
             "(2) PgStore::write, 5000-record batches",
             writer.rate,
+            "COPY (binary), same rows",
+            Some((copy.rate, 0.8)),
+        );
+        table_row(
+            "(2+) write + roller caught up",
+            rolled.rate,
+            "(2), no roll-ups",
+            Some((writer.rate, 0.8)),
+        );
+        table_row(
+            "(2+) write + roller caught up",
+            rolled.rate,
             "COPY (binary), same rows",
             Some((copy.rate, 0.8)),
         );
@@ -583,12 +652,13 @@ async fn main() -> anyhow::Result<()> {
             None,
         );
         checks.push(("(2) PgStore::write", n, writer));
+        checks.push(("(2+) roller", n, rolled));
         checks.push(("(2r) redelivered", n, again));
         checks.push(("(2) COPY", n, copy));
     }
     if let Some((e2e, delays)) = &e2e {
         match (&consume, &written) {
-            (Some(consume), Some((writer, _, _))) => table_row(
+            (Some(consume), Some((writer, _, _, _))) => table_row(
                 "(3) KafkaSink->broker->ingest->PostgreSQL",
                 e2e.rate,
                 "min((1), (2))",

@@ -236,6 +236,7 @@ pub async fn run(
         return Ok(summary);
     };
     let mut next_retention = Instant::now();
+    let mut next_roll = Instant::now() + ROLL_EVERY;
     loop {
         let batch = collect(consumer, options, &stop).await;
         let stopping = stop.is_cancelled();
@@ -254,6 +255,10 @@ pub async fn run(
             summary.rejected += batch.rejected.len() as u64;
             summary.batches += 1;
             commit(consumer, &batch, metrics);
+        }
+        if Instant::now() >= next_roll || stopping {
+            next_roll = Instant::now() + ROLL_EVERY;
+            roll_up(&mut writer).await;
         }
         if Instant::now() >= next_retention {
             next_retention = Instant::now() + Duration::from_secs(3600);
@@ -285,6 +290,8 @@ async fn collect(
             biased;
             _ = stop.cancelled() => break,
             _ = tokio::time::sleep_until(until), if deadline.is_some() => break,
+            // Idle: back to the loop now and then, so the roller keeps up with what ended.
+            _ = tokio::time::sleep(ROLL_EVERY), if deadline.is_none() => break,
             message = consumer.recv() => match message {
                 Ok(m) => {
                     batch.add(m.topic(), m.partition(), m.offset(), m.payload());
@@ -298,6 +305,18 @@ async fn collect(
         }
     }
     batch
+}
+
+/// How often ingest rolls up the minutes, hours and days that ended ([`netvantage_store::roller`]):
+/// the roll-ups stay off the write path, and reads derive what the roller hasn't reached yet.
+pub const ROLL_EVERY: Duration = Duration::from_secs(5);
+
+/// One roller pass; a failure is logged and the next pass tries again (reads stay exact).
+async fn roll_up(writer: &mut PgStore) {
+    match writer.roll_up(netvantage_core::clock::unix_ms_now()).await {
+        Ok(rolled) => tracing::debug!(?rolled, "postgres: rolled up"),
+        Err(e) => tracing::warn!("roll-ups: {e}; trying again in {ROLL_EVERY:?}"),
+    }
 }
 
 /// Drops what `retention` no longer keeps; a failure is logged and tried again next hour.

@@ -16,8 +16,14 @@ pub struct SqliteSink {
     new: u64,
     /// When retention runs next (hourly, after a batch).
     next_prune: std::time::Instant,
+    /// When the roller runs next (every few seconds, after a batch).
+    next_roll: std::time::Instant,
     retention: netvantage_store::Retention,
 }
+
+/// How often the sink rolls up the minutes, hours and days that ended
+/// ([`netvantage_store::roller`]); reads derive what it hasn't reached yet.
+const ROLL_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How often the sink drops what retention no longer keeps.
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -51,6 +57,7 @@ impl SqliteSink {
             delivered: 0,
             new: 0,
             next_prune: std::time::Instant::now(),
+            next_roll: std::time::Instant::now() + ROLL_EVERY,
             retention: netvantage_store::Retention::default(),
         })
     }
@@ -73,15 +80,26 @@ impl SqliteSink {
         }
         self.next_prune = std::time::Instant::now() + PRUNE_EVERY;
         let now = netvantage_core::clock::unix_ms_now();
-        match self
-            .store
-            .prune(&netvantage_store::Retention::default(), now)
-        {
+        match self.store.prune(&self.retention, now) {
             Ok(pruned) if pruned.raw_rows > 0 || pruned.rollup_rows.iter().any(|n| *n > 0) => {
                 tracing::info!(raw_rows = pruned.raw_rows, rollup_rows = ?pruned.rollup_rows, "sqlite: dropped what retention no longer keeps")
             }
             Ok(_) => {}
             Err(e) => tracing::warn!("{}: retention: {e}", self.path.display()),
+        }
+    }
+}
+
+impl SqliteSink {
+    /// One roller pass when due; a failure is logged and the next pass tries again.
+    fn roll_when_due(&mut self, force: bool) {
+        if !force && std::time::Instant::now() < self.next_roll {
+            return;
+        }
+        self.next_roll = std::time::Instant::now() + ROLL_EVERY;
+        match self.store.roll_up(netvantage_core::clock::unix_ms_now()) {
+            Ok(rolled) => tracing::debug!(?rolled, "sqlite: rolled up"),
+            Err(e) => tracing::warn!("{}: roll-ups: {e}", self.path.display()),
         }
     }
 }
@@ -116,6 +134,7 @@ impl Sink for SqliteSink {
                 }
                 self.delivered += batch.len() as u64;
                 self.new += written;
+                self.roll_when_due(false);
                 self.prune_when_due();
                 Ok(())
             }
@@ -126,7 +145,8 @@ impl Sink for SqliteSink {
         }
     }
 
-    fn close(self: Box<Self>, _grace: std::time::Duration) -> SinkReport {
+    fn close(mut self: Box<Self>, _grace: std::time::Duration) -> SinkReport {
+        self.roll_when_due(true);
         SinkReport {
             name: "sqlite",
             delivered: self.delivered,

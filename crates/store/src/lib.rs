@@ -12,10 +12,14 @@
 //!   and writes batches by binary `COPY`, exactly once per record id.
 //! - [`AnyStore`]: the backend chosen at run time (`--postgres URL`, else the SQLite file).
 //!
+//! - [`rollup`] and [`roller`]: the minute, hour and day roll-ups. A write only stores raw
+//!   rows and marks their minutes pending; the roller ([`Store::roll_up`], run by the writer
+//!   every few seconds and before retention) recomputes ended buckets from the finer tier, and
+//!   reads derive the buckets it hasn't reached yet, so reads are as fresh as the writes.
+//!
 //! Extending it: a new record field is one entry in [`columns::COLUMNS`] and one migration;
-//! anything derived from the rows as they are written (issue 13's roll-ups) is another
-//! migration and goes in the insert's transaction, counting only [`Written::fresh`] records so
-//! that a redelivered record is counted once.
+//! anything derived from the rows (issue 13's roll-ups) is another migration, recomputed from
+//! the raw rows off the write path, so that a redelivered record (stored once) counts once.
 //!
 //! What it must not do: judge (that is `netvantage_core::vantage`, which reads the
 //! [`Observation`]s this crate returns), know about Kafka (ingest hands it records and the
@@ -29,6 +33,7 @@ pub mod error;
 pub mod migrations;
 pub mod pgpass;
 pub mod postgres;
+pub mod roller;
 pub mod rollup;
 mod rollup_sql;
 pub mod seed;
@@ -38,6 +43,7 @@ pub mod sqlite;
 pub use error::{PgError, PgErrorKind, StoreError};
 pub use netvantage_core::vantage::Observation;
 pub use postgres::{PgStore, Rejected};
+pub use roller::Rolled;
 pub use rollup::{Pruned, Retention, Rollup, RollupRow, Tier};
 pub use sqlite::SqliteStore;
 
@@ -183,6 +189,9 @@ pub struct Series {
 /// The schema version that has roll-ups: a reader of an older store finds none.
 pub const ROLLUPS_SINCE: i32 = 3;
 
+/// The schema version whose writes leave the roll-ups to the roller ([`roller`]).
+pub const PENDING_SINCE: i32 = 5;
+
 /// A store of result records. Implemented by [`SqliteStore`], [`PgStore`] and [`AnyStore`];
 /// the contract tests in `tests/contract.rs` run every test against each backend.
 pub trait Store: Send + Sync {
@@ -208,15 +217,16 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<Vec<Observation>, StoreError>> + Send;
 
     /// Adds roll-up rows to a tier (new buckets inserted, stored ones take the figures in),
-    /// in one transaction. `insert` does this itself for the records it adds; this is for
-    /// seeding a history or re-deriving a tier. Returns the rows written.
+    /// in one transaction: for seeding a history (the roller derives the roll-ups of inserted
+    /// records itself). Returns the rows written.
     fn add_rollups(
         &mut self,
         tier: Tier,
         rows: &[RollupRow],
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
-    /// Roll-up rows of a tier, ordered by target, vantage and start.
+    /// Roll-up rows of a tier, ordered by target, vantage and start; buckets the roller hasn't
+    /// reached yet are derived from the finer tier, so they hold every inserted record.
     fn rollups(
         &self,
         query: &RollupQuery,
@@ -225,8 +235,16 @@ pub trait Store: Send + Sync {
     /// Every series and its latest check, ordered by target and vantage.
     fn series(&self) -> impl Future<Output = Result<Vec<Series>, StoreError>> + Send;
 
+    /// One pass of the roller ([`roller`]): recomputes the pending buckets that ended by
+    /// `now_unix_ms`, at most [`roller::ROLL_BUDGET`] of them, each in its own transaction.
+    fn roll_up(
+        &mut self,
+        now_unix_ms: i64,
+    ) -> impl Future<Output = Result<Rolled, StoreError>> + Send;
+
     /// Drops what `retention` no longer keeps as of `now_unix_ms`, in bounded batches (or
-    /// whole partitions), never one long `DELETE`.
+    /// whole partitions), never one long `DELETE`. Rolls every ended bucket up first, so no
+    /// raw row goes before it is counted in its minute.
     fn prune(
         &mut self,
         retention: &Retention,
@@ -358,6 +376,13 @@ impl Store for AnyStore {
         }
     }
 
+    async fn roll_up(&mut self, now_unix_ms: i64) -> Result<Rolled, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => Store::roll_up(s, now_unix_ms).await,
+            AnyStore::Postgres(s) => Store::roll_up(s, now_unix_ms).await,
+        }
+    }
+
     async fn series(&self) -> Result<Vec<Series>, StoreError> {
         match self {
             AnyStore::Sqlite(s) => Store::series(s).await,
@@ -391,6 +416,20 @@ pub(crate) type SeriesFields = (
 
 /// A series row from its stored text; a kind or outcome this build doesn't know is an error
 /// naming the row.
+/// Pending buckets from `(tier, start, version)` rows; a tier this build doesn't know is left
+/// out (a newer netvantage's, which this one can't roll).
+pub(crate) fn pending_of(rows: Vec<(String, i64, i64)>) -> Vec<roller::PendingBucket> {
+    rows.into_iter()
+        .filter_map(|(tier, start_unix_ms, version)| {
+            Some(roller::PendingBucket {
+                tier: Tier::parse(&tier)?,
+                start_unix_ms,
+                version,
+            })
+        })
+        .collect()
+}
+
 pub(crate) fn series_of(location: &str, fields: SeriesFields) -> Result<Series, StoreError> {
     let (target, vantage, kind, domain, endpoint, last_unix_ms, outcome, reason) = fields;
     let bad = |why: String| StoreError::BadRow {

@@ -35,6 +35,8 @@ pub enum Step {
     /// The connection log's tables (`connections`, `scans`, `blocks`) from
     /// [`crate::conns_tables::TABLES`].
     CreateConnsTables,
+    /// The roller's marks and retention's marks ([`crate::rollup_sql::create_pending_tables`]).
+    CreatePending,
     /// Anything else, spelled per dialect (`""`: nothing in that dialect).
     Sql {
         sqlite: &'static str,
@@ -78,6 +80,11 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "the connection log: connections, scans and blocks",
         steps: &[Step::CreateConnsTables],
     },
+    Migration {
+        version: 5,
+        description: "roll-ups off the write path: pending buckets, what retention dropped",
+        steps: &[Step::CreatePending],
+    },
 ];
 
 /// The version a store is at once every migration is applied.
@@ -116,6 +123,9 @@ impl Migration {
                 Step::CreateRollups => statements.extend(crate::rollup_sql::create_tables(dialect)),
                 Step::CreateConnsTables => {
                     statements.extend(crate::conns_tables::create_all(dialect))
+                }
+                Step::CreatePending => {
+                    statements.extend(crate::rollup_sql::create_pending_tables(dialect))
                 }
                 Step::Sql { sqlite, postgres } => {
                     let sql = match dialect {

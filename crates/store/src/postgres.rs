@@ -20,11 +20,12 @@ use crate::columns::{COLUMNS, Column, Dialect, SqlType, Value, columns_at, list,
 use crate::conns_tables;
 use crate::error::PgError;
 use crate::migrations::{self, LATEST};
+use crate::roller::{self, PendingBucket, PrunedUntil, Rolled};
 use crate::rollup::{self, Pruned, Retention, RollupRow, Tier};
 use crate::rollup_sql::{self, Num, Param};
 use crate::{
-    Observation, ROLLUPS_SINCE, ResultsPage, ResultsQuery, RollupQuery, Series, Store, StoreError,
-    TimeRange, Written, sql,
+    Observation, PENDING_SINCE, ROLLUPS_SINCE, ResultsPage, ResultsQuery, RollupQuery, Series,
+    Store, StoreError, TimeRange, Written, sql,
 };
 use bytes::{BufMut, BytesMut};
 use netvantage_core::{ConnsRecord, ResultRecord};
@@ -323,15 +324,6 @@ impl PgStore {
         } else {
             copy_skipping_stored(&tx, records).await?
         };
-        // Roll-ups count what this transaction added, nothing stored before: a redelivered
-        // record changes nothing.
-        if self.version >= ROLLUPS_SINCE && !written.fresh.is_empty() {
-            let added = || written.fresh.iter().map(|&i| &records[i]);
-            for (tier, rows) in rollup::roll_up(added()) {
-                upsert_rollups(&tx, tier, &rows).await?;
-            }
-            upsert_series(&tx, rollup_sql::latest_per_series(added())).await?;
-        }
         let mut written = written;
         for record in conns {
             let table = conns_tables::table_of(record);
@@ -356,6 +348,13 @@ impl PgStore {
             )
             .await
             .map_err(pg("keeping a rejected message"))?;
+        }
+        // The roll-ups are the roller's: the batch only marks its minutes (a redelivered
+        // record, skipped above, marks nothing). Last, so concurrent writers, which all mark
+        // the current minute, hold that row's lock only until their commit.
+        if self.version >= PENDING_SINCE && !written.fresh.is_empty() {
+            let minutes = roller::minutes_of(written.fresh.iter().map(|&i| &records[i]));
+            mark_pending(&tx, Tier::Minute, &minutes).await?;
         }
         tx.commit().await.map_err(pg("committing a batch"))?;
         Ok(written)
@@ -412,9 +411,34 @@ impl PgStore {
             params.push(id);
         }
         params.push(&limit);
+        let records = self.read_records(&text, &params).await?;
+        Ok(query.page(records))
+    }
+
+    /// Every record in `range` (of one target), in no particular order.
+    pub async fn records_between(
+        &self,
+        range: TimeRange,
+        target: Option<&str>,
+    ) -> Result<Vec<ResultRecord>, StoreError> {
+        let text = sql::records_between(Dialect::Postgres, self.version, target.is_some());
+        let (from, until) = (PgTime(range.from_unix_ms), PgTime(range.until_unix_ms));
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&from, &until];
+        if let Some(target) = &target {
+            params.push(target);
+        }
+        self.read_records(&text, &params).await
+    }
+
+    /// Runs a query that selects the record columns ([`sql::results`] and its kin).
+    async fn read_records(
+        &self,
+        text: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<ResultRecord>, StoreError> {
         let rows = self
             .client
-            .query(&text, &params)
+            .query(text, params)
             .await
             .map_err(pg("reading results"))?;
         let columns: Vec<&'static Column> = columns_at(self.version).collect();
@@ -436,7 +460,7 @@ impl PgStore {
                 })?;
             records.push(record);
         }
-        Ok(query.page(records))
+        Ok(records)
     }
 
     pub async fn observations(&self, window: TimeRange) -> Result<Vec<Observation>, StoreError> {
@@ -472,10 +496,20 @@ const UPSERT_ROWS: usize = 500;
 /// server parses one by one.
 const STAGED_ROLLUPS: usize = 64;
 
+/// How written roll-up rows meet the stored ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Meet {
+    /// Seeding: stored figures take the new ones in.
+    Add,
+    /// The roller: recomputed figures replace the stored ones.
+    Replace,
+}
+
 async fn upsert_rollups_staged(
     tx: &Transaction<'_>,
     tier: Tier,
     rows: &[RollupRow],
+    meet: Meet,
 ) -> Result<(), StoreError> {
     let staging = format!("netvantage_staging_{}", tier.as_str());
     tx.batch_execute(&format!(
@@ -507,7 +541,11 @@ async fn upsert_rollups_staged(
     };
     copy.await
         .map_err(pg("copying roll-ups into the staging table"))?;
-    tx.batch_execute(&rollup_sql::upsert_from(Dialect::Postgres, tier, &staging))
+    let text = match meet {
+        Meet::Add => rollup_sql::upsert_from(Dialect::Postgres, tier, &staging),
+        Meet::Replace => rollup_sql::replace_from(tier, &staging),
+    };
+    tx.batch_execute(&text)
         .await
         .map_err(pg("adding to the roll-ups"))?;
     Ok(())
@@ -517,12 +555,16 @@ async fn upsert_rollups(
     tx: &Transaction<'_>,
     tier: Tier,
     rows: &[RollupRow],
+    meet: Meet,
 ) -> Result<(), StoreError> {
     if rows.len() > STAGED_ROLLUPS {
-        return upsert_rollups_staged(tx, tier, rows).await;
+        return upsert_rollups_staged(tx, tier, rows, meet).await;
     }
     for chunk in rows.chunks(UPSERT_ROWS) {
-        let text = rollup_sql::upsert(Dialect::Postgres, tier, chunk.len());
+        let text = match meet {
+            Meet::Add => rollup_sql::upsert(Dialect::Postgres, tier, chunk.len()),
+            Meet::Replace => rollup_sql::replace(Dialect::Postgres, tier, chunk.len()),
+        };
         let params = rollup_sql::upsert_params(chunk);
         let params: Vec<&(dyn ToSql + Sync)> =
             params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
@@ -570,13 +612,13 @@ impl PgStore {
             .transaction()
             .await
             .map_err(pg("adding to the roll-ups"))?;
-        upsert_rollups(&tx, tier, rows).await?;
+        upsert_rollups(&tx, tier, rows, Meet::Add).await?;
         tx.commit().await.map_err(pg("adding to the roll-ups"))?;
         Ok(rows.len() as u64)
     }
 
-    /// See [`Store::rollups`].
-    pub async fn rollups(&self, query: &RollupQuery) -> Result<Vec<RollupRow>, StoreError> {
+    /// A tier's rows as stored (see [`Store::rollups`] for what a reader gets).
+    async fn stored_rollups(&self, query: &RollupQuery) -> Result<Vec<RollupRow>, StoreError> {
         if self.version < ROLLUPS_SINCE {
             return Ok(Vec::new());
         }
@@ -621,8 +663,8 @@ impl PgStore {
         Ok(out)
     }
 
-    /// See [`Store::series`].
-    pub async fn series(&self) -> Result<Vec<Series>, StoreError> {
+    /// The series as stored (see [`Store::series`] for what a reader gets).
+    async fn stored_series(&self) -> Result<Vec<Series>, StoreError> {
         if self.version < ROLLUPS_SINCE {
             return Ok(Vec::new());
         }
@@ -659,9 +701,15 @@ impl PgStore {
         now_unix_ms: i64,
     ) -> Result<Pruned, StoreError> {
         self.writable()?;
+        // Every ended bucket is counted before its source goes.
+        while self.roll_up(now_unix_ms).await?.total() > 0 {}
         let mut pruned = Pruned::default();
         if let Some(keep) = retention.raw_ms {
-            pruned.partitions = self.drop_partitions_before(now_unix_ms - keep).await?;
+            let cutoff = now_unix_ms - keep;
+            pruned.partitions = self.drop_partitions_before(cutoff).await?;
+            // Whole days go: what is left starts at the cutoff's day.
+            self.record_pruned("raw", cutoff - cutoff.rem_euclid(DAY_MS))
+                .await?;
         }
         if self.version >= ROLLUPS_SINCE {
             for (i, tier) in Tier::ALL.into_iter().enumerate() {
@@ -682,9 +730,194 @@ impl PgStore {
                         break;
                     }
                 }
+                self.record_pruned(tier.as_str(), below).await?;
             }
         }
         Ok(pruned)
+    }
+
+    /// One pass of the roller (see [`Store::roll_up`]).
+    pub async fn roll_up(&mut self, now_unix_ms: i64) -> Result<Rolled, StoreError> {
+        self.writable()?;
+        if self.version < PENDING_SINCE {
+            return Ok(Rolled::default());
+        }
+        roller::roll_pending(self, now_unix_ms, roller::ROLL_BUDGET).await
+    }
+
+    async fn record_pruned(&mut self, source: &str, below: i64) -> Result<(), StoreError> {
+        if self.version < PENDING_SINCE {
+            return Ok(());
+        }
+        self.client
+            .execute(
+                &rollup_sql::record_pruned(Dialect::Postgres),
+                &[&source, &below],
+            )
+            .await
+            .map_err(pg("recording what retention dropped"))?;
+        Ok(())
+    }
+
+    async fn pending(&self) -> Result<Vec<PendingBucket>, StoreError> {
+        if self.version < PENDING_SINCE {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .client
+            .query(rollup_sql::SELECT_PENDING, &[])
+            .await
+            .map_err(pg("reading the pending roll-ups"))?;
+        Ok(crate::pending_of(
+            rows.iter()
+                .map(|row| (row.get(0), row.get(1), row.get(2)))
+                .collect(),
+        ))
+    }
+
+    async fn pruned_until(&self) -> Result<PrunedUntil, StoreError> {
+        let mut pruned = PrunedUntil::default();
+        if self.version < PENDING_SINCE {
+            return Ok(pruned);
+        }
+        let rows = self
+            .client
+            .query(rollup_sql::SELECT_PRUNED, &[])
+            .await
+            .map_err(pg("reading what retention dropped"))?;
+        for row in rows {
+            pruned.set(row.get(0), row.get(1));
+        }
+        Ok(pruned)
+    }
+
+    /// A roller step in one transaction: see [`roller::Steps::roll`].
+    async fn roll_bucket(&mut self, bucket: PendingBucket) -> Result<(), StoreError> {
+        // Read before the transaction (at READ COMMITTED it would see the same): a write
+        // committed after this read marked the minute again, so the unmark below leaves it.
+        let records = match bucket.tier {
+            Tier::Minute => {
+                self.records_between(
+                    TimeRange {
+                        from_unix_ms: bucket.start_unix_ms,
+                        until_unix_ms: bucket.start_unix_ms + Tier::Minute.millis(),
+                    },
+                    None,
+                )
+                .await?
+            }
+            _ => Vec::new(),
+        };
+        let tx = self.client.transaction().await.map_err(pg("rolling up"))?;
+        match bucket.tier {
+            Tier::Minute => {
+                let minutes = rollup::roll_up(&records)
+                    .into_iter()
+                    .find(|(tier, _)| *tier == Tier::Minute)
+                    .map(|(_, rows)| rows)
+                    .unwrap_or_default();
+                upsert_rollups(&tx, Tier::Minute, &minutes, Meet::Replace).await?;
+                upsert_series(&tx, rollup_sql::latest_per_series(&records)).await?;
+            }
+            tier => {
+                let end = bucket.start_unix_ms + tier.millis();
+                tx.execute(
+                    &rollup_sql::roll_from_finer(Dialect::Postgres, tier),
+                    &[&bucket.start_unix_ms, &end],
+                )
+                .await
+                .map_err(pg("rolling up"))?;
+            }
+        }
+        tx.execute(
+            &rollup_sql::unmark_pending(Dialect::Postgres),
+            &[
+                &bucket.tier.as_str(),
+                &bucket.start_unix_ms,
+                &bucket.version,
+            ],
+        )
+        .await
+        .map_err(pg("rolling up"))?;
+        if let Some(coarser) = bucket.tier.coarser() {
+            mark_pending(&tx, coarser, &[coarser.bucket_start(bucket.start_unix_ms)]).await?;
+        }
+        tx.commit().await.map_err(pg("rolling up"))?;
+        Ok(())
+    }
+
+    async fn unmark_bucket(&mut self, bucket: PendingBucket) -> Result<(), StoreError> {
+        self.client
+            .execute(
+                &rollup_sql::unmark_pending(Dialect::Postgres),
+                &[
+                    &bucket.tier.as_str(),
+                    &bucket.start_unix_ms,
+                    &bucket.version,
+                ],
+            )
+            .await
+            .map_err(pg("rolling up"))?;
+        Ok(())
+    }
+}
+
+/// Marks buckets of `tier` pending inside the caller's transaction, in one statement.
+async fn mark_pending(tx: &Transaction<'_>, tier: Tier, starts: &[i64]) -> Result<(), StoreError> {
+    for chunk in starts.chunks(UPSERT_ROWS) {
+        let tier_name = tier.as_str();
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(2 * chunk.len());
+        for start in chunk {
+            params.push(&tier_name);
+            params.push(start);
+        }
+        tx.execute(
+            &rollup_sql::mark_pending(Dialect::Postgres, chunk.len()),
+            &params,
+        )
+        .await
+        .map_err(pg("marking roll-ups pending"))?;
+    }
+    Ok(())
+}
+
+impl roller::Parts for PgStore {
+    async fn pending(&self) -> Result<Vec<PendingBucket>, StoreError> {
+        PgStore::pending(self).await
+    }
+
+    async fn stored(&self, query: &RollupQuery) -> Result<Vec<RollupRow>, StoreError> {
+        self.stored_rollups(query).await
+    }
+
+    async fn raw(
+        &self,
+        range: TimeRange,
+        target: Option<&str>,
+    ) -> Result<Vec<ResultRecord>, StoreError> {
+        self.records_between(range, target).await
+    }
+
+    async fn stored_series(&self) -> Result<Vec<Series>, StoreError> {
+        PgStore::stored_series(self).await
+    }
+}
+
+impl roller::Steps for PgStore {
+    async fn pending(&self) -> Result<Vec<PendingBucket>, StoreError> {
+        PgStore::pending(self).await
+    }
+
+    async fn pruned_until(&self) -> Result<PrunedUntil, StoreError> {
+        PgStore::pruned_until(self).await
+    }
+
+    async fn roll(&mut self, bucket: PendingBucket) -> Result<(), StoreError> {
+        self.roll_bucket(bucket).await
+    }
+
+    async fn unmark(&mut self, bucket: PendingBucket) -> Result<(), StoreError> {
+        self.unmark_bucket(bucket).await
     }
 }
 
@@ -731,11 +964,15 @@ impl Store for PgStore {
     }
 
     async fn rollups(&self, query: &RollupQuery) -> Result<Vec<RollupRow>, StoreError> {
-        PgStore::rollups(self, query).await
+        roller::fresh_rollups(self, query).await
+    }
+
+    async fn roll_up(&mut self, now_unix_ms: i64) -> Result<Rolled, StoreError> {
+        PgStore::roll_up(self, now_unix_ms).await
     }
 
     async fn series(&self) -> Result<Vec<Series>, StoreError> {
-        PgStore::series(self).await
+        roller::fresh_series(self).await
     }
 
     async fn prune(

@@ -42,6 +42,28 @@ impl Tier {
         }
     }
 
+    /// The tier this one is rolled from (`None`: minutes come from the raw rows).
+    pub fn finer(self) -> Option<Tier> {
+        match self {
+            Tier::Minute => None,
+            Tier::Hour => Some(Tier::Minute),
+            Tier::Day => Some(Tier::Hour),
+        }
+    }
+
+    /// The tier rolled from this one.
+    pub fn coarser(self) -> Option<Tier> {
+        match self {
+            Tier::Minute => Some(Tier::Hour),
+            Tier::Hour => Some(Tier::Day),
+            Tier::Day => None,
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Tier> {
+        Tier::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+
     /// The table that holds this tier.
     pub fn table(self) -> &'static str {
         match self {

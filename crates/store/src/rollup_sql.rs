@@ -248,6 +248,162 @@ pub(crate) fn upsert_from(dialect: Dialect, tier: Tier, staging: &str) -> String
     )
 }
 
+/// Like [`upsert`], but a stored bucket takes the new figures in place of its own: what the
+/// roller writes, since it recomputes a bucket whole from the finer tier (or the raw rows).
+pub(crate) fn replace(dialect: Dialect, tier: Tier, rows: usize) -> String {
+    let per_row = 3 + figures().len();
+    let tuples: Vec<String> = (0..rows)
+        .map(|row| {
+            let params: Vec<String> = (1..=per_row)
+                .map(|n| placeholder(dialect, row * per_row + n))
+                .collect();
+            format!("({})", params.join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO {} ({}) VALUES {}\n         {}",
+        tier.table(),
+        all_columns(),
+        tuples.join(", "),
+        replace_clause()
+    )
+}
+
+/// Like [`upsert_from`], replacing as [`replace`] does.
+pub(crate) fn replace_from(tier: Tier, staging: &str) -> String {
+    let columns = all_columns();
+    format!(
+        "INSERT INTO {} ({columns}) SELECT {columns} FROM {staging}\n         {}",
+        tier.table(),
+        replace_clause()
+    )
+}
+
+fn replace_clause() -> String {
+    let updates: Vec<String> = figures()
+        .iter()
+        .map(|f| format!("{0} = excluded.{0}", f.name))
+        .collect();
+    format!(
+        "ON CONFLICT (target, vantage, start_unix_ms) DO UPDATE SET {}",
+        updates.join(", ")
+    )
+}
+
+/// The aggregates that add up a series' rows of a tier: counts summed, extremes kept.
+fn aggregates() -> Vec<String> {
+    figures()
+        .iter()
+        .map(|f| match (f.merge, f.float) {
+            (Merge::Least, _) => format!("min({})", f.name),
+            (Merge::Greatest, _) => format!("max({})", f.name),
+            (Merge::Add, true) => format!("sum({})", f.name),
+            // PostgreSQL's sum of bigint is numeric.
+            (Merge::Add, false) => format!("CAST(sum({}) AS bigint)", f.name),
+        })
+        .collect()
+}
+
+/// Recomputes one bucket of `tier` (start: parameter 1, end: parameter 2) from the rows of the
+/// next finer tier inside it, every series at once, replacing what the bucket held.
+pub(crate) fn roll_from_finer(dialect: Dialect, tier: Tier) -> String {
+    let finer = tier.finer().expect("minutes are rolled from the raw rows");
+    let (from, until) = (placeholder(dialect, 1), placeholder(dialect, 2));
+    format!(
+        "INSERT INTO {} ({})
+         SELECT target, vantage, CAST({from} AS bigint), {} FROM {}
+         WHERE start_unix_ms >= {from} AND start_unix_ms < {until}
+         GROUP BY target, vantage
+         {}",
+        tier.table(),
+        all_columns(),
+        aggregates().join(", "),
+        finer.table(),
+        replace_clause()
+    )
+}
+
+/// Migration 5: the buckets whose stored figures don't yet hold every record, and how far
+/// retention has dropped each source (see [`crate::roller`]).
+pub(crate) fn create_pending_tables(dialect: Dialect) -> Vec<String> {
+    let (int, text) = (int_type(dialect), text_type(dialect));
+    let mut statements = vec![
+        format!(
+            "CREATE TABLE rollup_pending (
+    tier {text} NOT NULL,
+    start_unix_ms {int} NOT NULL,
+    version {int} NOT NULL,
+    PRIMARY KEY (tier, start_unix_ms)
+)"
+        ),
+        format!(
+            "CREATE TABLE rollup_pruned (
+    source {text} PRIMARY KEY,
+    until_unix_ms {int} NOT NULL
+)"
+        ),
+    ];
+    if dialect == Dialect::Postgres {
+        // The roller reads a minute of raw rows across every target: a block-range index on
+        // the time is a few pages per day partition and costs the `COPY` next to nothing,
+        // where a b-tree would be a third copy of every row's key.
+        statements.push("CREATE INDEX results_ts_brin ON results USING brin (ts) WITH (pages_per_range = 32, autosummarize = on)".into());
+    }
+    statements
+}
+
+/// Marks `rows` buckets pending (parameters per row: tier, start). A bucket marked already
+/// gets a new version, so a roller that read it before this write leaves it marked.
+pub(crate) fn mark_pending(dialect: Dialect, rows: usize) -> String {
+    let tuples: Vec<String> = (0..rows)
+        .map(|row| {
+            format!(
+                "({}, {}, 1)",
+                placeholder(dialect, 2 * row + 1),
+                placeholder(dialect, 2 * row + 2)
+            )
+        })
+        .collect();
+    format!(
+        "INSERT INTO rollup_pending (tier, start_unix_ms, version) VALUES {}
+         ON CONFLICT (tier, start_unix_ms) DO UPDATE SET version = rollup_pending.version + 1",
+        tuples.join(", ")
+    )
+}
+
+pub(crate) const SELECT_PENDING: &str =
+    "SELECT tier, start_unix_ms, version FROM rollup_pending ORDER BY tier, start_unix_ms";
+
+/// Unmarks a bucket (tier, start: parameters 1, 2) unless a write marked it again since its
+/// version (parameter 3) was read.
+pub(crate) fn unmark_pending(dialect: Dialect) -> String {
+    let p = |n| placeholder(dialect, n);
+    format!(
+        "DELETE FROM rollup_pending WHERE tier = {} AND start_unix_ms = {} AND version = {}",
+        p(1),
+        p(2),
+        p(3)
+    )
+}
+
+pub(crate) const SELECT_PRUNED: &str = "SELECT source, until_unix_ms FROM rollup_pruned";
+
+/// Records that retention dropped a source (parameter 1: `raw` or a tier) before parameter 2.
+pub(crate) fn record_pruned(dialect: Dialect) -> String {
+    let p = |n| placeholder(dialect, n);
+    let greatest = match dialect {
+        Dialect::Sqlite => "max",
+        Dialect::Postgres => "GREATEST",
+    };
+    format!(
+        "INSERT INTO rollup_pruned (source, until_unix_ms) VALUES ({}, {})
+         ON CONFLICT (source) DO UPDATE SET until_unix_ms =
+           {greatest}(rollup_pruned.until_unix_ms, excluded.until_unix_ms)",
+        p(1),
+        p(2)
+    )
+}
+
 /// The parameters of [`upsert`] for `rows`.
 pub(crate) fn upsert_params(rows: &[RollupRow]) -> Vec<Param<'_>> {
     let mut params = Vec::with_capacity(rows.len() * (3 + figures().len()));
@@ -280,16 +436,7 @@ pub(crate) fn select(dialect: Dialect, tier: Tier, summed: bool, one_target: boo
     let (from, until) = (placeholder(dialect, 1), placeholder(dialect, 2));
     let figures = figures();
     if summed {
-        let aggregates: Vec<String> = figures
-            .iter()
-            .map(|f| match (f.merge, f.float) {
-                (Merge::Least, _) => format!("min({})", f.name),
-                (Merge::Greatest, _) => format!("max({})", f.name),
-                (Merge::Add, true) => format!("sum({})", f.name),
-                // PostgreSQL's sum of bigint is numeric.
-                (Merge::Add, false) => format!("CAST(sum({}) AS bigint)", f.name),
-            })
-            .collect();
+        let aggregates = aggregates();
         format!(
             "SELECT target, vantage, min(start_unix_ms), {} FROM {table}
              WHERE start_unix_ms >= {from} AND start_unix_ms < {until}{filter}

@@ -34,6 +34,23 @@ pub(crate) fn results(dialect: Dialect, version: i32, with_cursor: bool) -> Stri
     )
 }
 
+/// Every record in a time range (parameters: from, until[, target]), in no particular order:
+/// what the roller recomputes a minute from.
+pub(crate) fn records_between(dialect: Dialect, version: i32, one_target: bool) -> String {
+    let ts = ts(dialect);
+    let target = if one_target {
+        format!(" AND target = {}", placeholder(dialect, 3))
+    } else {
+        String::new()
+    };
+    format!(
+        "SELECT {} FROM results WHERE {ts} >= {} AND {ts} < {}{target}",
+        list(dialect, version),
+        placeholder(dialect, 1),
+        placeholder(dialect, 2)
+    )
+}
+
 /// What a verdict needs of every check in a time range. Parameters: from, until.
 pub(crate) fn observations(dialect: Dialect) -> String {
     let ts = ts(dialect);

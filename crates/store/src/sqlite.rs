@@ -19,11 +19,12 @@
 use crate::columns::{Column, Dialect, SqlType, Value, columns_at, list, record_from};
 use crate::conns_tables;
 use crate::migrations::{self, LATEST, MIGRATIONS};
+use crate::roller::{self, PendingBucket, PrunedUntil, Rolled};
 use crate::rollup::{self, Pruned, Retention, RollupRow, Tier};
 use crate::rollup_sql::{self, Num, Param};
 use crate::{
-    Observation, ROLLUPS_SINCE, ResultsPage, ResultsQuery, RollupQuery, Series, Store, StoreError,
-    TimeRange, Written, sql,
+    Observation, PENDING_SINCE, ROLLUPS_SINCE, ResultsPage, ResultsQuery, RollupQuery, Series,
+    Store, StoreError, TimeRange, Written, sql,
 };
 use netvantage_core::{ConnsRecord, ResultRecord};
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -241,8 +242,9 @@ impl SqliteStore {
                     .execute(params_from_iter(values))
             },
             |tx, fresh| {
-                if version >= ROLLUPS_SINCE {
-                    roll_up_added(tx, records, fresh)?;
+                if version >= PENDING_SINCE {
+                    let minutes = roller::minutes_of(fresh.iter().map(|&i| &records[i]));
+                    mark_pending(tx, Tier::Minute, &minutes)?;
                 }
                 Ok(())
             },
@@ -295,26 +297,48 @@ impl SqliteStore {
         let text = sql::results(Dialect::Sqlite, self.version, query.after.is_some());
         let limit = query.limit() as i64 + 1;
         let (from, until) = (query.range.from_unix_ms, query.range.until_unix_ms);
-        let mut params: Vec<Box<dyn rusqlite::ToSql>> = vec![
-            Box::new(query.target.clone()),
-            Box::new(from),
-            Box::new(until),
-        ];
+        let mut params: Vec<rusqlite::types::Value> =
+            vec![query.target.clone().into(), from.into(), until.into()];
         if let Some(after) = query.after {
-            params.push(Box::new(after.ts_unix_ms));
-            params.push(Box::new(after.id.to_string()));
+            params.push(after.ts_unix_ms.into());
+            params.push(after.id.to_string().into());
         }
-        params.push(Box::new(limit));
+        params.push(limit.into());
+        let records = self.read_records(&conn, &text, params)?;
+        Ok(query.page(records))
+    }
+
+    /// Every record in `range` (of one target), in no particular order.
+    pub fn records_between(
+        &self,
+        range: TimeRange,
+        target: Option<&str>,
+    ) -> Result<Vec<ResultRecord>, StoreError> {
+        let conn = self.lock();
+        let text = sql::records_between(Dialect::Sqlite, self.version, target.is_some());
+        let mut params: Vec<rusqlite::types::Value> =
+            vec![range.from_unix_ms.into(), range.until_unix_ms.into()];
+        if let Some(target) = target {
+            params.push(target.to_string().into());
+        }
+        self.read_records(&conn, &text, params)
+    }
+
+    /// Runs a query that selects the record columns ([`sql::results`] and its kin).
+    fn read_records(
+        &self,
+        conn: &Connection,
+        text: &str,
+        params: Vec<rusqlite::types::Value>,
+    ) -> Result<Vec<ResultRecord>, StoreError> {
         let columns: Vec<&'static Column> = columns_at(self.version).collect();
         let mut records = Vec::new();
         let sqlite = |e| StoreError::Sqlite {
             path: self.path.clone(),
             source: e,
         };
-        let mut statement = conn.prepare_cached(&text).map_err(sqlite)?;
-        let mut rows = statement
-            .query(params_from_iter(params.iter()))
-            .map_err(sqlite)?;
+        let mut statement = conn.prepare_cached(text).map_err(sqlite)?;
+        let mut rows = statement.query(params_from_iter(params)).map_err(sqlite)?;
         while let Some(row) = rows.next().map_err(sqlite)? {
             let values = columns.iter().enumerate().map(|(i, c)| {
                 let value = row.get_ref(i).map_err(|e| e.to_string())?;
@@ -330,7 +354,7 @@ impl SqliteStore {
                 })?;
             records.push(record);
         }
-        Ok(query.page(records))
+        Ok(records)
     }
 
     /// Every check in `window`, for `report`.
@@ -378,8 +402,8 @@ impl SqliteStore {
         Ok(rows.len() as u64)
     }
 
-    /// See [`Store::rollups`].
-    pub fn rollups(&self, query: &RollupQuery) -> Result<Vec<RollupRow>, StoreError> {
+    /// A tier's rows as stored (see [`Store::rollups`] for what a reader gets).
+    fn stored_rollups(&self, query: &RollupQuery) -> Result<Vec<RollupRow>, StoreError> {
         if self.version < ROLLUPS_SINCE {
             return Ok(Vec::new());
         }
@@ -422,8 +446,8 @@ impl SqliteStore {
         result.map_err(sqlite)
     }
 
-    /// See [`Store::series`].
-    pub fn series(&self) -> Result<Vec<Series>, StoreError> {
+    /// The series as stored (see [`Store::series`] for what a reader gets).
+    fn stored_series(&self) -> Result<Vec<Series>, StoreError> {
         if self.version < ROLLUPS_SINCE {
             return Ok(Vec::new());
         }
@@ -458,10 +482,14 @@ impl SqliteStore {
     /// between them).
     pub fn prune(&mut self, retention: &Retention, now_unix_ms: i64) -> Result<Pruned, StoreError> {
         self.writable()?;
+        // Every ended bucket is counted before its source goes.
+        while self.roll_up(now_unix_ms)?.total() > 0 {}
         let mut pruned = Pruned::default();
         if let Some(keep) = retention.raw_ms {
             let ts = crate::columns::column("ts").name_in(Dialect::Sqlite);
-            pruned.raw_rows = self.delete_batched("results", &ts, now_unix_ms - keep)?;
+            let below = now_unix_ms - keep;
+            pruned.raw_rows = self.delete_batched("results", &ts, below)?;
+            self.record_pruned("raw", below)?;
         }
         if self.version >= ROLLUPS_SINCE {
             for (i, tier) in Tier::ALL.into_iter().enumerate() {
@@ -469,10 +497,118 @@ impl SqliteStore {
                     let below = rollup_sql::first_kept_start(tier, now_unix_ms, keep);
                     pruned.rollup_rows[i] =
                         self.delete_batched(tier.table(), "start_unix_ms", below)?;
+                    self.record_pruned(tier.as_str(), below)?;
                 }
             }
         }
         Ok(pruned)
+    }
+
+    /// One pass of the roller (see [`Store::roll_up`]).
+    pub fn roll_up(&mut self, now_unix_ms: i64) -> Result<Rolled, StoreError> {
+        self.writable()?;
+        if self.version < PENDING_SINCE {
+            return Ok(Rolled::default());
+        }
+        // Every step of the SQLite store is synchronous: the future is ready when polled.
+        futures::executor::block_on(roller::roll_pending(self, now_unix_ms, roller::ROLL_BUDGET))
+    }
+
+    fn record_pruned(&mut self, source: &str, below: i64) -> Result<(), StoreError> {
+        if self.version < PENDING_SINCE {
+            return Ok(());
+        }
+        let sqlite = StoreError::sqlite(&self.path);
+        self.lock()
+            .execute(&rollup_sql::record_pruned(Dialect::Sqlite), (source, below))
+            .map_err(sqlite)?;
+        Ok(())
+    }
+
+    fn pending(&self) -> Result<Vec<PendingBucket>, StoreError> {
+        if self.version < PENDING_SINCE {
+            return Ok(Vec::new());
+        }
+        let conn = self.lock();
+        let read = || -> rusqlite::Result<Vec<(String, i64, i64)>> {
+            let mut statement = conn.prepare_cached(rollup_sql::SELECT_PENDING)?;
+            let rows =
+                statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+            rows.collect()
+        };
+        let rows = read().map_err(StoreError::sqlite(&self.path))?;
+        Ok(crate::pending_of(rows))
+    }
+
+    fn pruned_until(&self) -> Result<PrunedUntil, StoreError> {
+        let mut pruned = PrunedUntil::default();
+        if self.version < PENDING_SINCE {
+            return Ok(pruned);
+        }
+        let conn = self.lock();
+        let read = || -> rusqlite::Result<Vec<(String, i64)>> {
+            let mut statement = conn.prepare_cached(rollup_sql::SELECT_PRUNED)?;
+            let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            rows.collect()
+        };
+        for (source, until) in read().map_err(StoreError::sqlite(&self.path))? {
+            pruned.set(&source, until);
+        }
+        Ok(pruned)
+    }
+
+    /// A roller step in one write transaction: see [`roller::Steps::roll`].
+    fn roll_bucket(&mut self, bucket: PendingBucket) -> Result<(), StoreError> {
+        let records = match bucket.tier {
+            Tier::Minute => self.records_between(
+                TimeRange {
+                    from_unix_ms: bucket.start_unix_ms,
+                    until_unix_ms: bucket.start_unix_ms + Tier::Minute.millis(),
+                },
+                None,
+            )?,
+            _ => Vec::new(),
+        };
+        let sqlite = StoreError::sqlite(&self.path);
+        let conn = self.conn.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let result = (|| {
+            // The raw rows were read outside this transaction: a write since then marked the
+            // minute again, so the unmark below leaves it for the next pass.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            match bucket.tier {
+                Tier::Minute => {
+                    let minutes = rollup::roll_up(&records)
+                        .into_iter()
+                        .find(|(tier, _)| *tier == Tier::Minute)
+                        .map(|(_, rows)| rows)
+                        .unwrap_or_default();
+                    replace_rollups(&tx, Tier::Minute, &minutes)?;
+                    upsert_series(&tx, &records)?;
+                }
+                tier => {
+                    tx.prepare_cached(&rollup_sql::roll_from_finer(Dialect::Sqlite, tier))?
+                        .execute((bucket.start_unix_ms, bucket.start_unix_ms + tier.millis()))?;
+                }
+            }
+            tx.prepare_cached(&rollup_sql::unmark_pending(Dialect::Sqlite))?
+                .execute((bucket.tier.as_str(), bucket.start_unix_ms, bucket.version))?;
+            if let Some(coarser) = bucket.tier.coarser() {
+                mark_pending(&tx, coarser, &[coarser.bucket_start(bucket.start_unix_ms)])?;
+            }
+            tx.commit()
+        })();
+        result.map_err(sqlite)
+    }
+
+    fn unmark_bucket(&mut self, bucket: PendingBucket) -> Result<(), StoreError> {
+        let sqlite = StoreError::sqlite(&self.path);
+        self.lock()
+            .execute(
+                &rollup_sql::unmark_pending(Dialect::Sqlite),
+                (bucket.tier.as_str(), bucket.start_unix_ms, bucket.version),
+            )
+            .map_err(sqlite)?;
+        Ok(())
     }
 
     fn delete_batched(&mut self, table: &str, column: &str, below: i64) -> Result<u64, StoreError> {
@@ -516,6 +652,46 @@ fn sqlite_param(param: &Param<'_>) -> rusqlite::types::Value {
     }
 }
 
+impl roller::Parts for SqliteStore {
+    async fn pending(&self) -> Result<Vec<PendingBucket>, StoreError> {
+        SqliteStore::pending(self)
+    }
+
+    async fn stored(&self, query: &RollupQuery) -> Result<Vec<RollupRow>, StoreError> {
+        self.stored_rollups(query)
+    }
+
+    async fn raw(
+        &self,
+        range: TimeRange,
+        target: Option<&str>,
+    ) -> Result<Vec<ResultRecord>, StoreError> {
+        self.records_between(range, target)
+    }
+
+    async fn stored_series(&self) -> Result<Vec<Series>, StoreError> {
+        SqliteStore::stored_series(self)
+    }
+}
+
+impl roller::Steps for SqliteStore {
+    async fn pending(&self) -> Result<Vec<PendingBucket>, StoreError> {
+        SqliteStore::pending(self)
+    }
+
+    async fn pruned_until(&self) -> Result<PrunedUntil, StoreError> {
+        SqliteStore::pruned_until(self)
+    }
+
+    async fn roll(&mut self, bucket: PendingBucket) -> Result<(), StoreError> {
+        self.roll_bucket(bucket)
+    }
+
+    async fn unmark(&mut self, bucket: PendingBucket) -> Result<(), StoreError> {
+        self.unmark_bucket(bucket)
+    }
+}
+
 impl Store for SqliteStore {
     async fn migrate(&mut self) -> Result<Vec<i32>, StoreError> {
         SqliteStore::migrate(self)
@@ -538,11 +714,15 @@ impl Store for SqliteStore {
     }
 
     async fn rollups(&self, query: &RollupQuery) -> Result<Vec<RollupRow>, StoreError> {
-        SqliteStore::rollups(self, query)
+        roller::fresh_rollups(self, query).await
     }
 
     async fn series(&self) -> Result<Vec<Series>, StoreError> {
-        SqliteStore::series(self)
+        roller::fresh_series(self).await
+    }
+
+    async fn roll_up(&mut self, now_unix_ms: i64) -> Result<Rolled, StoreError> {
+        SqliteStore::roll_up(self, now_unix_ms)
     }
 
     async fn prune(
@@ -554,19 +734,37 @@ impl Store for SqliteStore {
     }
 }
 
-/// Roll-ups count what this transaction added (`fresh`: indexes into `records`), nothing
-/// stored before: a redelivered record changes nothing.
-fn roll_up_added(
+/// Marks buckets of `tier` pending inside the caller's transaction.
+fn mark_pending(
     tx: &rusqlite::Transaction<'_>,
-    records: &[ResultRecord],
-    fresh: &[usize],
+    tier: Tier,
+    starts: &[i64],
 ) -> rusqlite::Result<()> {
-    let added = || fresh.iter().map(|&i| &records[i]);
-    for (tier, rows) in rollup::roll_up(added()) {
-        upsert_rollups(tx, tier, &rows)?;
+    let mut statement = tx.prepare_cached(&rollup_sql::mark_pending(Dialect::Sqlite, 1))?;
+    for start in starts {
+        statement.execute((tier.as_str(), start))?;
     }
+    Ok(())
+}
+
+/// Replaces buckets of a tier with recomputed figures inside the caller's transaction.
+fn replace_rollups(
+    tx: &rusqlite::Transaction<'_>,
+    tier: Tier,
+    rows: &[RollupRow],
+) -> rusqlite::Result<()> {
+    let mut statement = tx.prepare_cached(&rollup_sql::replace(Dialect::Sqlite, tier, 1))?;
+    for row in rows {
+        let params = rollup_sql::upsert_params(std::slice::from_ref(row));
+        statement.execute(params_from_iter(params.iter().map(sqlite_param)))?;
+    }
+    Ok(())
+}
+
+/// Keeps the latest check of each series of `records` (a newer stored one stays).
+fn upsert_series(tx: &rusqlite::Transaction<'_>, records: &[ResultRecord]) -> rusqlite::Result<()> {
     let mut statement = tx.prepare_cached(&rollup_sql::upsert_series(Dialect::Sqlite, 1))?;
-    for r in rollup_sql::latest_per_series(added()) {
+    for r in rollup_sql::latest_per_series(records) {
         let http = r.check.http.as_ref();
         statement.execute((
             &r.check.target,

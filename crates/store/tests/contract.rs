@@ -55,6 +55,10 @@ contract!(
     retention_drops_what_each_tier_no_longer_keeps_and_nothing_else,
     availability_is_exact_over_every_window_of_a_seeded_history,
     the_series_keep_their_latest_check,
+    the_roller_stores_what_reads_derived_and_leaves_nothing_pending,
+    a_record_arriving_after_its_minute_was_rolled_is_rolled_in_once,
+    records_arriving_after_retention_dropped_their_minute_stay_raw_and_are_not_rolled,
+    only_ended_buckets_are_rolled_and_a_pass_stays_within_its_budget,
 );
 
 const EVERYTHING: TimeRange = TimeRange {
@@ -739,4 +743,161 @@ async fn the_series_keep_their_latest_check(f: Fixture) {
     assert_eq!(series[1].domain.as_deref(), Some("example.test"));
     assert_eq!(series[1].endpoint.as_deref(), Some("api"));
     assert_eq!(series[1].kind, netvantage_core::CheckKind::Http);
+}
+
+/// Rolls every bucket that ended by `now` (passes until one does nothing).
+async fn roll_all(store: &mut impl Store, now: i64) -> netvantage_store::Rolled {
+    let mut total = netvantage_store::Rolled::default();
+    for _ in 0..100 {
+        let pass = store.roll_up(now).await.unwrap();
+        for (sum, n) in total.rolled.iter_mut().zip(pass.rolled) {
+            *sum += n;
+        }
+        total.discarded += pass.discarded;
+        total.left = pass.left;
+        if pass.total() == 0 && pass.discarded == 0 {
+            return total;
+        }
+    }
+    panic!("the roller never caught up");
+}
+
+/// Distinct buckets per tier the records fall in, in `Tier::ALL` order.
+fn buckets_of(records: &[netvantage_core::ResultRecord]) -> [u64; 3] {
+    let mut counts = [0; 3];
+    for (i, tier) in Tier::ALL.into_iter().enumerate() {
+        let starts: std::collections::BTreeSet<i64> = records
+            .iter()
+            .map(|r| tier.bucket_start(r.check.ts_unix_ms))
+            .collect();
+        counts[i] = starts.len() as u64;
+    }
+    counts
+}
+
+async fn the_roller_stores_what_reads_derived_and_leaves_nothing_pending(f: Fixture) {
+    let mut store = f.writer().await;
+    let records = mixed_records();
+    for chunk in records.chunks(37) {
+        store.insert(chunk).await.unwrap();
+    }
+    let expected = roll_up(&records);
+    // Before the roller: every tier is derived on read, exactly.
+    for (tier, rows) in &expected {
+        assert_eq!(
+            &tier_rows(&store, *tier).await,
+            rows,
+            "{tier:?} before rolling"
+        );
+    }
+    let end = records.iter().map(|r| r.check.ts_unix_ms).max().unwrap();
+    let rolled = roll_all(&mut store, end + 2 * DAY).await;
+    assert_eq!(
+        rolled.rolled,
+        buckets_of(&records),
+        "each bucket rolled once"
+    );
+    assert_eq!((rolled.discarded, rolled.left), (0, 0));
+    // Nothing is pending now, so these are the stored rows alone.
+    drop(store);
+    let store = f.reader().await;
+    for (tier, rows) in &expected {
+        assert_eq!(&tier_rows(&store, *tier).await, rows, "{tier:?} as rolled");
+    }
+    let series = store.series().await.unwrap();
+    assert_eq!(series.len(), 5, "every series' latest check is stored");
+    // Another pass finds nothing to do.
+    let mut store = f.writer().await;
+    assert_eq!(store.roll_up(end + 2 * DAY).await.unwrap().total(), 0);
+}
+
+async fn a_record_arriving_after_its_minute_was_rolled_is_rolled_in_once(f: Fixture) {
+    let mut store = f.writer().await;
+    let mut records = mixed_records();
+    store.insert(&records).await.unwrap();
+    let end = records.iter().map(|r| r.check.ts_unix_ms).max().unwrap();
+    roll_all(&mut store, end + 2 * DAY).await;
+    // A late record in a minute already rolled, and a redelivery of one stored before.
+    let mut late = tcp("a:1", records[10].check.ts_unix_ms + 1, Some(Reason::Dns));
+    late.check.latency_ms = 0.0;
+    let written = store
+        .insert(&[late.clone(), records[3].clone()])
+        .await
+        .unwrap();
+    assert_eq!((written.inserted, written.duplicates), (1, 1));
+    records.push(late);
+    let expected = roll_up(&records);
+    for (tier, rows) in &expected {
+        assert_eq!(&tier_rows(&store, *tier).await, rows, "{tier:?} derived");
+    }
+    let rolled = roll_all(&mut store, end + 2 * DAY).await;
+    assert_eq!(rolled.rolled, [1, 1, 1], "its minute, hour and day again");
+    for (tier, rows) in &expected {
+        assert_eq!(
+            &tier_rows(&store, *tier).await,
+            rows,
+            "{tier:?} rolled again"
+        );
+    }
+}
+
+async fn records_arriving_after_retention_dropped_their_minute_stay_raw_and_are_not_rolled(
+    f: Fixture,
+) {
+    let mut store = f.writer().await;
+    let now = 20_100 * DAY + 12 * HOUR;
+    let old = tcp("a:1", now - 9 * DAY, None);
+    store.insert(std::slice::from_ref(&old)).await.unwrap();
+    store.prune(&Retention::default(), now).await.unwrap();
+    // The minute was rolled before its raw row went, and is kept (30 days of minutes).
+    let minutes = tier_rows(&store, Tier::Minute).await;
+    assert_eq!(minutes.len(), 1);
+    assert_eq!(minutes[0].rollup.checks, 1);
+    // A record of that minute arriving now can't be counted with the one retention dropped.
+    let late = tcp("a:1", old.check.ts_unix_ms + 10, Some(Reason::Refused));
+    assert_eq!(store.insert(&[late]).await.unwrap().inserted, 1);
+    let rolled = roll_all(&mut store, now).await;
+    assert_eq!((rolled.rolled, rolled.discarded), ([0, 0, 0], 1));
+    let minutes = tier_rows(&store, Tier::Minute).await;
+    assert_eq!(
+        (
+            minutes.len(),
+            minutes[0].rollup.checks,
+            minutes[0].rollup.down
+        ),
+        (1, 1, 0),
+        "the minute keeps what it counted"
+    );
+}
+
+async fn only_ended_buckets_are_rolled_and_a_pass_stays_within_its_budget(f: Fixture) {
+    let mut store = f.writer().await;
+    let start = 20_200 * DAY;
+    // 200 minutes of one check each: more than one pass's budget.
+    let records: Vec<_> = (0..200)
+        .map(|i| tcp("a:1", start + i * MINUTE, None))
+        .collect();
+    store.insert(&records).await.unwrap();
+    let now = start + 199 * MINUTE + 30_000;
+    let first = store.roll_up(now).await.unwrap();
+    assert_eq!(
+        first.total(),
+        netvantage_store::roller::ROLL_BUDGET as u64,
+        "one pass takes at most its budget"
+    );
+    let rest = roll_all(&mut store, now).await;
+    // The last minute is still open at `now`, and so are its hour and day.
+    assert_eq!(first.rolled[0] + rest.rolled[0], 199);
+    assert_eq!(first.rolled[1] + rest.rolled[1], 3, "the three ended hours");
+    assert_eq!(first.rolled[2] + rest.rolled[2], 0, "the day is open");
+    assert!(
+        rest.left >= 2,
+        "the open minute and hour stay pending: {rest:?}"
+    );
+    let hours = tier_rows(&store, Tier::Hour).await;
+    assert_eq!(
+        hours.iter().map(|r| r.rollup.checks).sum::<u64>(),
+        200,
+        "the open bucket is derived on read"
+    );
 }
