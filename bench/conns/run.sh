@@ -5,6 +5,10 @@
 # holder processes are removed on exit, whatever happens.
 #
 #   bench/conns/run.sh [CONNECTIONS] [POLLS]     (defaults: 50000 connections, 1000 polls)
+#
+# BEFORE_BIN=path (a conns-bench built from an earlier commit's bench/conns) measures that build
+# and this one alternately in the same namespace, PAIRS times (default 3): a before/after run
+# of a refactor, each measure's medians printed under its label.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -53,4 +57,14 @@ done
 rm -rf "$ready_dir"
 
 echo "# $(date -u +%FT%TZ) $(uname -r) $(nproc) cores; $conns connections held by ${#pids[@]} processes"
-ip netns exec "$ns" "$bin" measure --runs 15 --polls "$polls"
+if [ -n "${BEFORE_BIN:-}" ]; then
+  for i in $(seq 1 "${PAIRS:-3}"); do
+    for side in before after; do
+      run_bin=$bin; [ "$side" = before ] && run_bin=$BEFORE_BIN
+      echo "## pair $i: $side ($run_bin)"
+      ip netns exec "$ns" "$run_bin" measure --runs 15 --polls "$polls"
+    done
+  done
+else
+  ip netns exec "$ns" "$bin" measure --runs 15 --polls "$polls"
+fi
