@@ -48,7 +48,9 @@ pub fn table(tier: Tier) -> &'static str {
 pub fn roll_up<'r>(
     records: impl IntoIterator<Item = &'r ConnsRecord>,
 ) -> Vec<(Tier, Vec<ConnsRollupRow>)> {
-    let mut tiers: [BTreeMap<(&str, u16, i64), (u64, u64)>; 2] = Default::default();
+    // Per tier: (host, port, bucket start) → (inbound, outbound).
+    type Counts<'a> = BTreeMap<(&'a str, u16, i64), (u64, u64)>;
+    let mut tiers: [Counts<'_>; 2] = Default::default();
     for record in records {
         let ConnsEvent::Connection {
             destination,

@@ -159,7 +159,7 @@ async fn pages_of_the_connection_log_walk_a_window_without_gaps_or_repeats(f: Fi
         .collect();
     store.insert_conns(&batch).await.unwrap();
     let mut expected = batch.clone();
-    expected.sort_by(|a, b| (b.ts_unix_ms, b.id).cmp(&(a.ts_unix_ms, a.id)));
+    expected.sort_by_key(|r| std::cmp::Reverse((r.ts_unix_ms, r.id)));
     let mut walked = Vec::new();
     for page in 0..5u64 {
         let got = conns_log::scans(

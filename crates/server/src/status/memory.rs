@@ -440,7 +440,7 @@ fn event_page<T: Clone>(
         })
         .cloned()
         .collect();
-    matching.sort_by(|a, b| at_host(b).0.cmp(&at_host(a).0));
+    matching.sort_by_key(|e| std::cmp::Reverse(at_host(e).0));
     Page::of(&matching, query.page)
 }
 
