@@ -361,7 +361,7 @@ fn conns_section(ctx: &PageContext<'_>, out: &mut String, conns: &ConnsSection) 
         if page_total > shown as u64 {
             let _ = write!(
                 out,
-                r#"<p>The newest {shown} of {page_total} {noun}; <a href="{}">all of them as JSON</a>.</p>"#,
+                r#"<p>The newest {shown} of {page_total} {noun}; <a href="{}">the whole list as JSON</a> (paginated).</p>"#,
                 Esc(&ctx.href(path))
             );
         }
