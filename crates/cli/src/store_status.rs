@@ -10,6 +10,8 @@
 //! - Visuals, history and raw checks are read per target, from the tier that fits.
 //! - Findings come from `netvantage_core::findings` over the last hour's observations, as
 //!   `report --explain` does.
+//! - The connection log (scans, blocks, new connections) is read per request ([`conns`]): a
+//!   window of its indexed tables and of its hourly roll-ups.
 //!
 //! It lives in the CLI, the one crate that knows both the server and the store drivers.
 //! Decisions where the issue is silent: a target's group is its HTTP domain (`tcp` for TCP
@@ -17,15 +19,18 @@
 //! change between minutes that were all up, all down or mixed (flappy); availability counts
 //! degraded checks as available (they answered).
 
+mod conns;
+
 use netvantage_core::findings::findings_of_observations;
 use netvantage_core::vantage::{FleetVerdict, TargetReport, judge};
 use netvantage_core::verdict::{FlapRule, Verdict as HostVerdict, VerdictRules};
 use netvantage_core::{CheckKind, Outcome};
 use netvantage_server::status::{
-    Availability, ChangeQuery, DayBar, DomainAvailability, Finding, GroupSummary, History,
-    HistoryPoint, LatencyPoint, Overview, Page, RawCheck, SourceError, StateChange, StatusSource,
-    TargetDetail, TargetQuery, TargetSummary, TargetVisuals, Tier, TimeRange, UnixMs, VantagePoint,
-    VantageStatus, Verdict, VerdictCounts, Window,
+    Availability, BlockEvent, ChangeQuery, ConnectionCounts, DayBar, DomainAvailability,
+    EventQuery, Finding, GroupSummary, History, HistoryPoint, LatencyPoint, Overview, Page,
+    RawCheck, ScanEvent, SourceError, StateChange, StatusSource, TargetDetail, TargetQuery,
+    TargetSummary, TargetVisuals, Tier, TimeRange, UnixMs, VantagePoint, VantageStatus, Verdict,
+    VerdictCounts, Window,
 };
 use netvantage_store::rollup::Tier as StoreTier;
 use netvantage_store::{
@@ -847,6 +852,18 @@ impl StatusSource for StoreStatus {
 
     async fn findings(&self, at: UnixMs) -> Result<Vec<Finding>, SourceError> {
         Ok(self.snapshot(at).await?.findings.clone())
+    }
+
+    async fn scans(&self, query: &EventQuery) -> Result<Page<ScanEvent>, SourceError> {
+        self.scan_page(query).await
+    }
+
+    async fn blocks(&self, query: &EventQuery) -> Result<Page<BlockEvent>, SourceError> {
+        self.block_page(query).await
+    }
+
+    async fn connection_counts(&self, range: TimeRange) -> Result<ConnectionCounts, SourceError> {
+        self.hourly_connection_counts(range).await
     }
 
     async fn ready(&self) -> Result<(), SourceError> {

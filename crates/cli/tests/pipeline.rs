@@ -764,6 +764,14 @@ fn conns_records_reach_postgres_through_the_broker_exactly_once_even_redelivered
         db.query("SELECT host, direction FROM connections WHERE destination = '10.0.0.5:22'"),
         "web-1|inbound"
     );
+    // The redelivery was rolled up as it was stored: not at all.
+    for tier in ["conns_rollups_hour", "conns_rollups_day"] {
+        assert_eq!(
+            db.query(&format!("SELECT sum(inbound + outbound) FROM {tier}")),
+            stored.len().to_string(),
+            "{tier}"
+        );
+    }
     assert_eq!(db.count_rows("results"), 0);
     assert_eq!(db.count_rows("rejected_messages"), 0);
 }

@@ -428,3 +428,191 @@ fn the_status_page_shows_the_findings_of_the_stored_last_hour() {
     assert!(overview.body.contains("127.22.1.0/"), "{}", overview.body);
     assert_eq!(process.terminate(Duration::from_secs(30)), 0);
 }
+
+/// The connection log's records put in the store: two scans and a block within the page's
+/// last 24 h (one host's name needing escaping), a scan two days old, and three new
+/// connections.
+fn conns_records() -> Vec<netvantage_core::ConnsRecord> {
+    use netvantage_core::{ConnsEvent, ConnsRecord};
+    let record =
+        |host: &str, ts: i64, event| ConnsRecord::new(uuid::Uuid::now_v7(), host, ts, event);
+    let scan = |host: &str, ts: i64, source: &str, ports: Vec<u16>, closed| {
+        record(
+            host,
+            ts,
+            ConnsEvent::Scan {
+                source: source.parse().unwrap(),
+                destinations: vec!["10.0.0.5".parse().unwrap()],
+                ports,
+                closed,
+            },
+        )
+    };
+    let connection = |ts: i64, destination: &str, direction: &str| {
+        record(
+            "edge-1",
+            ts,
+            ConnsEvent::Connection {
+                source: "192.0.2.50:40000".parse().unwrap(),
+                destination: destination.parse().unwrap(),
+                direction: direction.into(),
+            },
+        )
+    };
+    vec![
+        scan(
+            "edge-1",
+            NOW - 2 * HOUR,
+            "198.51.100.7",
+            vec![22, 80, 443, 8080],
+            Some(3),
+        ),
+        scan(
+            "<b>edge&2</b>",
+            NOW - HOUR,
+            "2001:db8:9::7",
+            (1..=30).collect(),
+            None,
+        ),
+        scan("edge-1", NOW - 2 * DAY, "198.51.100.8", vec![25], Some(1)),
+        record(
+            "edge-1",
+            NOW - 2 * HOUR + 1_000,
+            ConnsEvent::Block {
+                target: "198.51.100.7/32".into(),
+                until_unix_ms: NOW + 8 * HOUR,
+                offenses: 2,
+            },
+        ),
+        connection(NOW - 3 * HOUR, "10.0.0.5:22", "inbound"),
+        connection(NOW - 3 * HOUR + 5, "10.0.0.5:22", "inbound"),
+        connection(NOW - 30 * MINUTE, "203.0.113.9:443", "outbound"),
+    ]
+}
+
+/// The overview and `/api/v1/scans|blocks` of `serve` over `location` (seeded with the known
+/// history): no section before the connection log holds anything; then the newest scans and
+/// blocks of the last 24 h, escaped, on the page and in the API, with time range, host and
+/// pagination parameters, and 400 problem documents naming a bad parameter.
+fn assert_the_connection_log_is_served(location: Location, args: &[&str]) {
+    use netvantage_store::ConnsLog;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut writer = runtime.block_on(async {
+        let mut store = AnyStore::open_writer(&location).await.expect("a writer");
+        history().write_into(&mut store).await.expect("seeded");
+        store
+    });
+    let (mut process, addr) = serve(args, &[]);
+    let before = http_get(addr, "/", &[]);
+    assert_eq!(before.status, 200);
+    assert!(
+        !before.body.contains(r#"id="conns""#),
+        "no connection log yet"
+    );
+    let records = conns_records();
+    let written = runtime
+        .block_on(writer.insert_conns(&records))
+        .expect("the connection log written");
+    assert_eq!(written.inserted, 7);
+    // Redelivered: stored and counted once.
+    let again = runtime.block_on(writer.insert_conns(&records)).unwrap();
+    assert_eq!(again.duplicates, 7);
+
+    let page = http_get(addr, "/", &[]);
+    assert_eq!(page.status, 200);
+    let body = &page.body;
+    assert!(body.contains("<h2>Recent scans and blocks</h2>"), "{body}");
+    assert!(
+        body.contains(r#"data-count-scans="2""#),
+        "two in the last 24 h"
+    );
+    assert!(body.contains(r#"data-count-blocks="1""#));
+    assert!(
+        body.contains(r#"data-count-inbound="2""#),
+        "from the hourly roll-ups"
+    );
+    assert!(body.contains(r#"data-count-outbound="1""#));
+    let scans_table = &body[body.find(r#"<table id="scans">"#).expect("a scans table")..];
+    let scans_table = &scans_table[..scans_table.find("</table>").unwrap()];
+    assert_eq!(scans_table.matches(r#"<tr class="scan""#).count(), 2);
+    assert!(
+        scans_table.find("2001:db8:9::7").unwrap() < scans_table.find("198.51.100.7").unwrap(),
+        "newest first"
+    );
+    assert!(scans_table.contains("22, 80, 443, 8080"));
+    assert!(scans_table.contains("… 18 more"), "30 ports, 12 shown");
+    assert!(
+        !body.contains("198.51.100.8"),
+        "two days old: not on the page"
+    );
+    assert!(body.contains("&lt;b&gt;edge&amp;2&lt;/b&gt;"), "escaped");
+    assert!(!body.contains("<b>edge"), "never raw");
+    assert!(body.contains(r#"<table id="blocks">"#) && body.contains("198.51.100.7/32"));
+
+    let scans = http_get(addr, "/api/v1/scans", &[]);
+    assert_eq!(scans.status, 200, "{}", scans.body);
+    let json = scans.json();
+    assert_eq!(json["total"], 2);
+    assert_eq!(json["items"][0]["source"], "2001:db8:9::7");
+    assert_eq!(json["items"][0]["host"], "<b>edge&2</b>");
+    assert_eq!(json["items"][0]["closed_ports"], serde_json::Value::Null);
+    assert_eq!(
+        json["items"][1]["ports"],
+        serde_json::json!([22, 80, 443, 8080])
+    );
+    assert_eq!(json["items"][1]["closed_ports"], 3);
+    assert_eq!(json["items"][1]["at"], "2026-11-23T13:00:00Z");
+    assert_eq!(json["items"][1]["id"], records[0].id.to_string());
+    let week = http_get(
+        addr,
+        "/api/v1/scans?range=7d&host=edge-1&per_page=1&page=2",
+        &[],
+    );
+    assert_eq!(week.status, 200, "{}", week.body);
+    let week = week.json();
+    assert_eq!(week["total"], 2);
+    assert_eq!(week["page"], 2);
+    assert_eq!(
+        week["items"][0]["source"], "198.51.100.8",
+        "the older of edge-1's two"
+    );
+    let blocks = http_get(addr, "/api/v1/blocks", &[]).json();
+    assert_eq!(blocks["total"], 1);
+    assert_eq!(blocks["items"][0]["target"], "198.51.100.7/32");
+    assert_eq!(blocks["items"][0]["until"], "2026-11-23T23:00:00Z");
+    assert_eq!(blocks["items"][0]["offenses"], 2);
+    for (path, parameter) in [
+        ("/api/v1/scans?range=yesterday", "range"),
+        ("/api/v1/blocks?per_page=0", "per_page"),
+        ("/api/v1/scans?host=", "host"),
+        ("/api/v1/blocks?since=1h", "since"),
+    ] {
+        let refused = http_get(addr, path, &[]);
+        assert_eq!(refused.status, 400, "{path}: {}", refused.body);
+        assert_eq!(
+            refused.header("content-type"),
+            Some("application/problem+json")
+        );
+        assert_eq!(refused.json()["parameter"], parameter, "{path}");
+    }
+    assert_eq!(process.terminate(Duration::from_secs(20)), 0);
+}
+
+#[test]
+fn serve_lists_the_stored_scans_and_blocks_of_a_sqlite_store() {
+    let dir = Scratch::new();
+    let db = dir.join("netvantage.db");
+    assert_the_connection_log_is_served(
+        Location::Sqlite(db.clone()),
+        &["--sqlite", db.to_str().unwrap()],
+    );
+}
+
+#[test]
+fn serve_lists_the_stored_scans_and_blocks_of_a_postgres_database() {
+    let database = Database::new("nvserveconns");
+    assert_the_connection_log_is_served(
+        Location::Postgres(database.url()),
+        &["--postgres", &database.url()],
+    );
+}

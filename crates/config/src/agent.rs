@@ -79,13 +79,16 @@ pub enum Keep {
 }
 
 /// Retention per tier as the config gives it; `None`: the store's default (raw 7 d, minute
-/// 30 d, hour 400 d, day forever).
+/// 30 d, hour 400 d, day forever; the connection log's records 30 d).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RetentionConfig {
     pub raw: Option<Keep>,
     pub minute: Option<Keep>,
     pub hour: Option<Keep>,
     pub day: Option<Keep>,
+    /// The connection log's records (`connections`, `scans`, `blocks`, what `conns --sink`
+    /// writes); its roll-ups follow `hour` and `day`.
+    pub conns: Option<Keep>,
 }
 
 impl std::str::FromStr for Keep {
@@ -363,13 +366,13 @@ pub fn secret_property_refusal(key: &str, where_: &str) -> String {
     )
 }
 
-/// `retention: {raw: 7d, minute: 30d, hour: 400d, day: forever}`; a tier not given keeps its
-/// default.
+/// `retention: {raw: 7d, minute: 30d, hour: 400d, day: forever, conns: 30d}`; a tier not given
+/// keeps its default.
 fn parse_retention<'a, 'y>(node: &'a MarkedYaml<'y>) -> Result<RetentionConfig, Failure<'a, 'y>> {
     let fields = Fields::new(
         node,
         "`sinks.sqlite.retention`",
-        &["raw", "minute", "hour", "day"],
+        &["raw", "minute", "hour", "day", "conns"],
     )?;
     let keep = |field: &str| -> Result<Option<Keep>, Failure<'a, 'y>> {
         match fields.text(field)? {
@@ -385,6 +388,7 @@ fn parse_retention<'a, 'y>(node: &'a MarkedYaml<'y>) -> Result<RetentionConfig, 
         minute: keep("minute")?,
         hour: keep("hour")?,
         day: keep("day")?,
+        conns: keep("conns")?,
     })
 }
 
@@ -641,7 +645,7 @@ mod tests {
     #[test]
     fn sqlite_retention_is_per_tier_with_defaults_for_the_rest() {
         let config = parse_agent_config(
-            "vantage: lab\ntcp:\n  - name: a\n    port: 1\n    hosts: [127.0.0.1]\nsinks:\n  sqlite:\n    path: x.db\n    retention: {raw: 2d, hour: forever}\n",
+            "vantage: lab\ntcp:\n  - name: a\n    port: 1\n    hosts: [127.0.0.1]\nsinks:\n  sqlite:\n    path: x.db\n    retention: {raw: 2d, hour: forever, conns: 90d}\n",
             "agent.yaml",
         )
         .unwrap();
@@ -652,6 +656,10 @@ mod tests {
         );
         assert_eq!(retention.hour, Some(Keep::Forever));
         assert_eq!((retention.minute, retention.day), (None, None));
+        assert_eq!(
+            retention.conns,
+            Some(Keep::For(Duration::from_secs(90 * 86_400)))
+        );
         let bad = parse_agent_config(
             "vantage: lab\ntcp:\n  - name: a\n    port: 1\n    hosts: [127.0.0.1]\nsinks:\n  sqlite:\n    retention: {minute: soon}\n",
             "agent.yaml",

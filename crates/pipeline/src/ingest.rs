@@ -59,6 +59,8 @@ pub struct IngestOptions {
     pub retention: Option<Duration>,
     /// How long the roll-up tiers are kept (a tier not given: its default).
     pub rollup_retention: netvantage_config::agent::RetentionConfig,
+    /// How long the connection log (records and roll-ups) is kept.
+    pub conns_retention: netvantage_store::ConnsRetention,
 }
 
 /// Logs assignments (which partitions this member owns) and feeds consumer lag to the metrics.
@@ -268,6 +270,7 @@ pub async fn run(
                 ..crate::sinks::retention_of(&options.rollup_retention)
             };
             prune(&mut writer, &retention).await;
+            prune_conns(&mut writer, &options.conns_retention).await;
         }
         if stopping {
             break;
@@ -332,6 +335,22 @@ async fn prune(writer: &mut PgStore, retention: &netvantage_store::Retention) {
         }
         Ok(_) => {}
         Err(e) => tracing::warn!("retention: {e}"),
+    }
+}
+
+/// Drops what the connection log's retention no longer keeps, in bounded batches; a failure
+/// is logged and tried again next hour.
+async fn prune_conns(writer: &mut PgStore, retention: &netvantage_store::ConnsRetention) {
+    use netvantage_store::ConnsLog;
+    match writer
+        .prune_conns(retention, netvantage_core::clock::unix_ms_now())
+        .await
+    {
+        Ok(pruned) if pruned.any() => {
+            tracing::info!(records = ?pruned.records, rollup_rows = ?pruned.rollup_rows, "postgres: dropped what the connection log's retention no longer keeps")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("connection log retention: {e}"),
     }
 }
 

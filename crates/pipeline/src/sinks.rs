@@ -35,13 +35,36 @@ pub fn retention_of(
     }
 }
 
+/// The connection log's retention from a config's: its records as `conns` says, its roll-ups
+/// as `hour` and `day` say (the check results' tiers of the same size), each not given keeping
+/// the store's default (records 30 days, hours 400, days forever).
+pub fn conns_retention_of(
+    config: &netvantage_config::agent::RetentionConfig,
+) -> netvantage_store::ConnsRetention {
+    use netvantage_config::agent::Keep;
+    let defaults = netvantage_store::ConnsRetention::default();
+    let pick = |given: Option<Keep>, default: Option<i64>| match given {
+        None => default,
+        Some(Keep::Forever) => None,
+        Some(Keep::For(d)) => Some(d.as_millis() as i64),
+    };
+    netvantage_store::ConnsRetention {
+        connections_ms: pick(config.conns, defaults.connections_ms),
+        scans_ms: pick(config.conns, defaults.scans_ms),
+        blocks_ms: pick(config.conns, defaults.blocks_ms),
+        hour_ms: pick(config.hour, defaults.hour_ms),
+        day_ms: pick(config.day, defaults.day_ms),
+    }
+}
+
 pub fn open_sinks(config: &Sinks) -> Result<OpenedSinks, AgentError> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     let mut spool = None;
     if let Some(path) = &config.sqlite {
         let sink = SqliteSink::open(path)
             .map_err(|e| AgentError::Config(e.to_string()))?
-            .with_retention(retention_of(&config.sqlite_retention));
+            .with_retention(retention_of(&config.sqlite_retention))
+            .with_conns_retention(conns_retention_of(&config.sqlite_retention));
         sinks.push(Box::new(sink));
     }
     if config.stdout {
@@ -82,11 +105,23 @@ mod tests {
             day: Some(Keep::For(Duration::from_secs(86_400 * 3650))),
             hour: Some(Keep::Forever),
             minute: None,
+            conns: Some(Keep::For(Duration::from_secs(86_400))),
         };
         let retention = retention_of(&config);
         assert_eq!(retention.raw_ms, Some(3_600_000));
         assert_eq!(retention.minute_ms, defaults.minute_ms);
         assert_eq!(retention.hour_ms, None, "forever");
         assert_eq!(retention.day_ms, Some(3650 * 86_400_000));
+        let conns = conns_retention_of(&config);
+        assert_eq!(
+            (conns.connections_ms, conns.scans_ms, conns.blocks_ms),
+            (Some(86_400_000), Some(86_400_000), Some(86_400_000))
+        );
+        assert_eq!(conns.hour_ms, None, "the hour tier's, forever");
+        assert_eq!(conns.day_ms, Some(3650 * 86_400_000));
+        assert_eq!(
+            conns_retention_of(&RetentionConfig::default()),
+            netvantage_store::ConnsRetention::default()
+        );
     }
 }

@@ -19,6 +19,7 @@ pub struct SqliteSink {
     /// When the roller runs next (every few seconds, after a batch).
     next_roll: std::time::Instant,
     retention: netvantage_store::Retention,
+    conns_retention: netvantage_store::ConnsRetention,
 }
 
 /// How often the sink rolls up the minutes, hours and days that ended
@@ -59,6 +60,7 @@ impl SqliteSink {
             next_prune: std::time::Instant::now(),
             next_roll: std::time::Instant::now() + ROLL_EVERY,
             retention: netvantage_store::Retention::default(),
+            conns_retention: netvantage_store::ConnsRetention::default(),
         })
     }
 
@@ -67,12 +69,21 @@ impl SqliteSink {
         self.retention = retention;
         self
     }
+
+    /// Keeps the connection log as `retention` says instead of the defaults.
+    pub fn with_conns_retention(
+        mut self,
+        retention: netvantage_store::ConnsRetention,
+    ) -> SqliteSink {
+        self.conns_retention = retention;
+        self
+    }
 }
 
 impl SqliteSink {
     /// Drops what the retention (by default raw rows 7 days, minute roll-ups 30, hour
-    /// roll-ups 400, day roll-ups forever) no longer keeps, in bounded batches between the
-    /// agent's writes. A failure is logged and
+    /// roll-ups 400, day roll-ups forever; the connection log's records 30 days) no longer
+    /// keeps, in bounded batches between the agent's writes. A failure is logged and
     /// tried again at the next hour: retention never holds up the results.
     fn prune_when_due(&mut self) {
         if std::time::Instant::now() < self.next_prune {
@@ -86,6 +97,13 @@ impl SqliteSink {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!("{}: retention: {e}", self.path.display()),
+        }
+        match self.store.prune_conns(&self.conns_retention, now) {
+            Ok(pruned) if pruned.any() => {
+                tracing::info!(records = ?pruned.records, rollup_rows = ?pruned.rollup_rows, "sqlite: dropped what the connection log's retention no longer keeps")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("{}: connection log retention: {e}", self.path.display()),
         }
     }
 }

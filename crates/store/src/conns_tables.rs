@@ -119,11 +119,7 @@ impl ConnsTable {
 
 /// The table a record goes to.
 pub fn table_of(record: &ConnsRecord) -> &'static ConnsTable {
-    let kind = record.event.kind();
-    TABLES
-        .iter()
-        .find(|t| t.kind == kind)
-        .unwrap_or_else(|| panic!("no table for {kind:?} records"))
+    table_named(record.event.kind())
 }
 
 fn joined<T: ToString>(items: &[T]) -> String {
@@ -180,6 +176,135 @@ pub fn values(record: &ConnsRecord) -> Vec<Value<'_>> {
     values
 }
 
+/// The table of a kind of record (`connection`, `scan`, `block`).
+pub fn table_named(kind: &str) -> &'static ConnsTable {
+    TABLES
+        .iter()
+        .find(|t| t.kind == kind)
+        .unwrap_or_else(|| panic!("no table for {kind:?} records"))
+}
+
+impl ConnsTable {
+    /// Every column's name in `dialect`, in table order: the `SELECT` list [`record_of`] reads.
+    pub fn select_list(&self, dialect: Dialect) -> String {
+        let names: Vec<_> = self.all_columns().map(|c| name_in(c, dialect)).collect();
+        names.join(", ")
+    }
+
+    /// Every column's type, in table order.
+    pub fn types(&self) -> impl Iterator<Item = SqlType> + '_ {
+        self.all_columns().map(|c| c.ty)
+    }
+
+    /// The time column's name in `dialect`.
+    pub fn ts(dialect: Dialect) -> Cow<'static, str> {
+        name_in(&COMMON[1], dialect)
+    }
+}
+
+fn uuid_of(value: &Value<'_>) -> Result<uuid::Uuid, String> {
+    match value {
+        Value::Uuid(u) => Ok(*u),
+        other => Err(format!("expected a uuid, found {other:?}")),
+    }
+}
+
+fn ms_of(value: &Value<'_>) -> Result<i64, String> {
+    match value {
+        Value::Timestamp(ms) => Ok(*ms),
+        other => Err(format!("expected a timestamp, found {other:?}")),
+    }
+}
+
+fn text_of<'v>(value: &'v Value<'_>) -> Result<&'v str, String> {
+    match value {
+        Value::Text(t) => Ok(t),
+        other => Err(format!("expected text, found {other:?}")),
+    }
+}
+
+fn count_of(value: &Value<'_>) -> Result<Option<u32>, String> {
+    match value {
+        Value::Null => Ok(None),
+        Value::Integer(i) => u32::try_from(*i)
+            .map(Some)
+            .map_err(|_| format!("{i} is negative")),
+        other => Err(format!("expected an integer, found {other:?}")),
+    }
+}
+
+/// Each item of a comma-separated list (empty: none), parsed.
+fn list_of<T: std::str::FromStr>(text: &str) -> Result<Vec<T>, String>
+where
+    T::Err: std::fmt::Display,
+{
+    text.split(',')
+        .filter(|item| !item.is_empty())
+        .map(|item| item.parse().map_err(|e| format!("{item:?}: {e}")))
+        .collect()
+}
+
+fn parsed<T: std::str::FromStr>(text: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse().map_err(|e| format!("{text:?}: {e}"))
+}
+
+/// The inverse of [`values`]: a record of `table`'s kind from a row's values in column order.
+/// A value that doesn't parse is the error (naming it), never a record with a field dropped.
+pub fn record_of(table: &ConnsTable, values: &[Value<'_>]) -> Result<ConnsRecord, String> {
+    let expected = table.all_columns().count();
+    if values.len() != expected {
+        return Err(format!(
+            "{} values for {expected} columns of {}",
+            values.len(),
+            table.name
+        ));
+    }
+    let schema = count_of(&values[3])?.ok_or("schema is NULL")?;
+    let event = match table.kind {
+        "connection" => ConnsEvent::Connection {
+            source: parsed(text_of(&values[4])?)?,
+            destination: parsed(text_of(&values[5])?)?,
+            direction: text_of(&values[6])?.to_string(),
+        },
+        "scan" => ConnsEvent::Scan {
+            source: parsed(text_of(&values[4])?)?,
+            destinations: list_of(text_of(&values[5])?)?,
+            ports: list_of(text_of(&values[6])?)?,
+            closed: count_of(&values[7])?,
+        },
+        "block" => ConnsEvent::Block {
+            target: text_of(&values[4])?.to_string(),
+            until_unix_ms: ms_of(&values[5])?,
+            offenses: count_of(&values[6])?.ok_or("offenses is NULL")?,
+        },
+        other => return Err(format!("no record kind {other:?}")),
+    };
+    Ok(ConnsRecord {
+        id: uuid_of(&values[0])?,
+        schema,
+        host: text_of(&values[2])?.to_string(),
+        ts_unix_ms: ms_of(&values[1])?,
+        event,
+    })
+}
+
+/// Migration 6's indexes: each table by host and time, for one host's newest records.
+pub fn host_indexes(dialect: Dialect) -> Vec<String> {
+    let ts = ConnsTable::ts(dialect);
+    TABLES
+        .iter()
+        .map(|t| {
+            format!(
+                "CREATE INDEX {name}_host_ts ON {name} (host, {ts})",
+                name = t.name
+            )
+        })
+        .collect()
+}
+
 /// Every table's statements, for the migration.
 pub fn create_all(dialect: Dialect) -> Vec<String> {
     TABLES.iter().flat_map(|t| t.create(dialect)).collect()
@@ -215,6 +340,7 @@ mod tests {
             let table = table_of(&record);
             assert_eq!(table.kind, record.event.kind());
             assert_eq!(values(&record).len(), table.all_columns().count());
+            assert_eq!(record_of(table, &values(&record)).unwrap(), record);
         }
     }
 

@@ -4,7 +4,8 @@
 //! - [`columns`]: the one description of a stored record's columns; the DDL, the inserts, the
 //!   `COPY` and the row mappers of both backends are generated from it.
 //! - [`conns_tables`]: the connection log's tables (`connections`, `scans`, `blocks`), one
-//!   description each, keyed by record id like `results`.
+//!   description each, keyed by record id like `results`; [`conns_log`]: the [`ConnsLog`]
+//!   trait that reads (newest first), rolls up ([`conns_rollup`]) and prunes them.
 //! - [`migrations`]: one ordered list of migrations and one bookkeeping table
 //!   (`netvantage_migrations`) for both backends; stores made by earlier releases are adopted.
 //! - [`sqlite`] and [`postgres`]: the two backends. SQLite is blocking and also offers a plain
@@ -28,6 +29,8 @@
 //! refuses a file or database that isn't a netvantage store without changing it.
 
 pub mod columns;
+pub mod conns_log;
+pub mod conns_rollup;
 pub mod conns_tables;
 pub mod error;
 pub mod migrations;
@@ -40,6 +43,10 @@ pub mod seed;
 mod sql;
 pub mod sqlite;
 
+pub use conns_log::{
+    ConnectionCounts, ConnsKind, ConnsLog, ConnsPage, ConnsPruned, ConnsQuery, ConnsRetention,
+};
+pub use conns_rollup::ConnsRollupRow;
 pub use error::{PgError, PgErrorKind, StoreError};
 pub use netvantage_core::vantage::Observation;
 pub use postgres::{PgStore, Rejected};

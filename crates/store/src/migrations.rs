@@ -37,6 +37,9 @@ pub enum Step {
     CreateConnsTables,
     /// The roller's marks and retention's marks ([`crate::rollup_sql::create_pending_tables`]).
     CreatePending,
+    /// The connection log's roll-ups ([`crate::conns_rollup::create_tables`]) and its tables'
+    /// `(host, ts)` indexes.
+    CreateConnsRollups,
     /// Anything else, spelled per dialect (`""`: nothing in that dialect).
     Sql {
         sqlite: &'static str,
@@ -85,6 +88,11 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "roll-ups off the write path: pending buckets, what retention dropped",
         steps: &[Step::CreatePending],
     },
+    Migration {
+        version: 6,
+        description: "the connection log's roll-ups per host, port, hour and day; its host indexes",
+        steps: &[Step::CreateConnsRollups],
+    },
 ];
 
 /// The version a store is at once every migration is applied.
@@ -126,6 +134,10 @@ impl Migration {
                 }
                 Step::CreatePending => {
                     statements.extend(crate::rollup_sql::create_pending_tables(dialect))
+                }
+                Step::CreateConnsRollups => {
+                    statements.extend(crate::conns_rollup::create_tables(dialect));
+                    statements.extend(crate::conns_tables::host_indexes(dialect));
                 }
                 Step::Sql { sqlite, postgres } => {
                     let sql = match dialect {

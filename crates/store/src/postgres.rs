@@ -16,8 +16,9 @@
 //!
 //! A reader ([`PgStore::connect_reader`]) runs its session read-only and never migrates.
 
+mod conns;
+
 use crate::columns::{COLUMNS, Column, Dialect, SqlType, Value, columns_at, list, record_from};
-use crate::conns_tables;
 use crate::error::PgError;
 use crate::migrations::{self, LATEST};
 use crate::roller::{self, PendingBucket, PrunedUntil, Rolled};
@@ -325,20 +326,10 @@ impl PgStore {
             copy_skipping_stored(&tx, records).await?
         };
         let mut written = written;
-        for record in conns {
-            let table = conns_tables::table_of(record);
-            let values = conns_tables::values(record);
-            let params: Vec<&(dyn ToSql + Sync)> =
-                values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-            let inserted = tx
-                .execute(&table.insert(Dialect::Postgres), &params)
-                .await
-                .map_err(pg("writing a connection-log record"))?;
-            if inserted == 1 {
-                written.inserted += 1;
-            } else {
-                written.duplicates += 1;
-            }
+        if !conns.is_empty() {
+            let logged = conns::write(&tx, conns, self.version).await?;
+            written.inserted += logged.inserted;
+            written.duplicates += logged.duplicates;
         }
         for r in rejected {
             tx.execute(

@@ -16,6 +16,8 @@
 //! SQLite is blocking. The synchronous methods (`insert`, `results`, `observations`) are for a
 //! thread of its own, like the agent's sink; the [`Store`] methods call them in place.
 
+mod conns;
+
 use crate::columns::{Column, Dialect, SqlType, Value, columns_at, list, record_from};
 use crate::conns_tables;
 use crate::migrations::{self, LATEST, MIGRATIONS};
@@ -252,8 +254,10 @@ impl SqliteStore {
     }
 
     /// Inserts connection-log records (each into its kind's table) in one transaction; a
-    /// record already stored (same id) is skipped.
+    /// record already stored (same id) is skipped, and the connections added are rolled up
+    /// in the same transaction.
     pub fn insert_conns(&mut self, records: &[ConnsRecord]) -> Result<Written, StoreError> {
+        let version = self.version;
         self.insert_each(
             records,
             |tx, record| {
@@ -261,7 +265,12 @@ impl SqliteStore {
                 tx.prepare_cached(&table.insert(Dialect::Sqlite))?
                     .execute(params_from_iter(conns_tables::values(record)))
             },
-            |_, _| Ok(()),
+            |tx, fresh| {
+                if version >= crate::conns_log::CONNS_ROLLUPS_SINCE {
+                    conns::roll_up_added(tx, records, fresh)?;
+                }
+                Ok(())
+            },
         )
     }
 

@@ -1,7 +1,9 @@
 //! The store contract: every test here runs against each backend (as gatus' `store_test.go`
-//! runs each test against each store). `contract!` instantiates each one as
-//! `sqlite::NAME` and `postgres::NAME`; a PostgreSQL run gets a database of its own.
+//! runs each test against each store). `contract!` (in `support.rs`) instantiates each one as
+//! `sqlite::NAME` and `postgres::NAME`; a PostgreSQL run gets a database of its own. The
+//! connection log's part of the contract is `conns_contract.rs`.
 
+#[macro_use]
 mod support;
 
 use netvantage_core::{Outcome, Reason};
@@ -12,27 +14,6 @@ use netvantage_store::{
     AnyStore, ResultsQuery, Retention, RollupQuery, Store, StoreError, TimeRange, Written, totals,
 };
 use support::{Backend, Fixture, all_results, https, tcp};
-
-macro_rules! contract {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(super::Fixture::new(super::Backend::Sqlite).await).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(super::Fixture::new(super::Backend::Postgres).await).await
-                }
-            )*
-        }
-    };
-}
 
 contract!(
     inserts_are_idempotent_and_read_back_as_observations,

@@ -1,7 +1,7 @@
 //! Fixtures for the store tests: a fresh store of either backend — a SQLite file in a
 //! directory of its own, or a PostgreSQL database of its own (`netvantage_testkit::Database`,
 //! on 127.0.0.1:5432, dropped afterwards) — and records to put in it.
-#![allow(dead_code)] // each test file uses its own part of it
+#![allow(dead_code, unused_macros)] // each test file uses its own part of it
 
 use netvantage_core::{
     CheckResult, HttpDetails, HttpObservation, Outcome, Phases, Reason, ResultRecord,
@@ -11,6 +11,29 @@ use netvantage_testkit::{Database, Scratch, psql};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// Instantiates each listed test (an `async fn NAME(Fixture)` of the including file) once
+/// per backend, as `sqlite::NAME` and `postgres::NAME`.
+macro_rules! contract {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::Fixture::new(super::Backend::Sqlite).await).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::Fixture::new(super::Backend::Postgres).await).await
+                }
+            )*
+        }
+    };
+}
 
 /// The server the tests use, as the `postgres` superuser (testkit's [`Database`] lives there).
 pub const POSTGRES: &str = "host=127.0.0.1 port=5432 user=postgres";

@@ -6,7 +6,7 @@
 use crate::args;
 use anyhow::Context;
 use ipnet::IpNet;
-use netvantage_config::agent::{KafkaSettings, Sinks};
+use netvantage_config::agent::{KafkaSettings, Keep, RetentionConfig, Sinks};
 use netvantage_config::plan::defaults;
 use netvantage_conns::NewConnection;
 use netvantage_conns::conntrack::{self, ConntrackError, ConntrackSource};
@@ -141,6 +141,10 @@ pub struct ConnsArgs {
     /// Where `--sink kafka:…` spools records while the broker is away.
     #[arg(long, value_name = "DIR", default_value = "netvantage-conns-spool")]
     spool_dir: PathBuf,
+    /// How long `--sink sqlite:…` keeps the records (`30d`, or `forever`); their hourly
+    /// roll-ups are kept 400 days, daily ones forever. Pruned hourly, in batches.
+    #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = keep)]
+    retention: Keep,
     /// The host name in the records (default: this host's name).
     #[arg(long, value_name = "NAME")]
     host: Option<String>,
@@ -357,6 +361,10 @@ async fn remove_table(firewall: &Firewall, keep: bool) {
     }
 }
 
+fn keep(text: &str) -> Result<Keep, String> {
+    text.parse()
+}
+
 /// The connection log's records, batched per poll, to the sinks.
 struct Records {
     host: String,
@@ -378,8 +386,11 @@ fn open_records(args: &ConnsArgs) -> anyhow::Result<Option<Records>> {
             SinkSpec::Kafka(brokers) => Some(kafka_settings(args, brokers)),
             _ => None,
         }),
-        // The connection log has no roll-ups; its tables keep what they get.
-        sqlite_retention: Default::default(),
+        // The check results' tiers keep their defaults: this store's writer holds none.
+        sqlite_retention: RetentionConfig {
+            conns: Some(args.retention),
+            ..RetentionConfig::default()
+        },
     };
     if let Some(kafka) = &config.kafka
         && let Err(err) = std::fs::create_dir_all(&kafka.spool_dir)

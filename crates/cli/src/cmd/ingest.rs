@@ -77,6 +77,10 @@ pub struct IngestArgs {
     /// Keep day roll-ups this long.
     #[arg(long, value_name = "DURATION", default_value = "forever", value_parser = keep)]
     pub retention_day: Keep,
+    /// Keep the connection log's records (connections, scans, blocks) this long; its hour and
+    /// day roll-ups follow --retention-hour and --retention-day.
+    #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = keep)]
+    pub retention_conns: Keep,
     /// Apply the database migrations and exit.
     #[arg(long)]
     pub migrate_only: bool,
@@ -177,7 +181,14 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<i32> {
             minute: Some(args.retention_minute),
             hour: Some(args.retention_hour),
             day: Some(args.retention_day),
+            conns: Some(args.retention_conns),
         },
+        conns_retention: netvantage_pipeline::sinks::conns_retention_of(&RetentionConfig {
+            hour: Some(args.retention_hour),
+            day: Some(args.retention_day),
+            conns: Some(args.retention_conns),
+            ..RetentionConfig::default()
+        }),
     };
     tracing::info!(topic = %options.topic, group = %args.group, "ingest started");
     let summary = ingest::run(&consumer, &options, &metrics, stop).await?;

@@ -43,6 +43,8 @@ pub(super) async fn route<S: StatusSource>(
         ["flappy"] => flappy(app, query, now).await,
         ["incidents"] => incidents(app, query, now).await,
         ["findings"] => findings(app, query, now).await,
+        ["scans"] => scans(app, query, now).await,
+        ["blocks"] => blocks(app, query, now).await,
         _ => Err(not_found()),
     };
     match answer {
@@ -206,6 +208,31 @@ async fn incidents<S: StatusSource>(
 async fn findings<S: StatusSource>(app: &StatusApp<S>, query: Option<&str>, now: UnixMs) -> Answer {
     Params::parse(query, &[], false)?;
     Ok(json!({"findings": app.source.findings(now).await?}))
+}
+
+/// `range` or `from`/`to` (the last 24 h, up to and including now, by default), `host`,
+/// `page` and `per_page`.
+fn event_query(query: Option<&str>, now: UnixMs) -> Result<EventQuery, Failure> {
+    let params = Params::parse(
+        query,
+        &["range", "from", "to", "host", "page", "per_page"],
+        false,
+    )?;
+    Ok(EventQuery {
+        range: params.range(UnixMs(now.0 + 1), UnixMs::DAY)?,
+        host: params.text("host")?,
+        page: params.page(DEFAULT_PER_PAGE)?,
+    })
+}
+
+async fn scans<S: StatusSource>(app: &StatusApp<S>, query: Option<&str>, now: UnixMs) -> Answer {
+    let query = event_query(query, now)?;
+    Ok(to_value(&app.source.scans(&query).await?))
+}
+
+async fn blocks<S: StatusSource>(app: &StatusApp<S>, query: Option<&str>, now: UnixMs) -> Answer {
+    let query = event_query(query, now)?;
+    Ok(to_value(&app.source.blocks(&query).await?))
 }
 
 fn json_response(status: StatusCode, value: &serde_json::Value) -> Response {

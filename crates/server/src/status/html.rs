@@ -303,6 +303,125 @@ fn findings_section(out: &mut String, findings: &[Finding]) {
     out.push_str("</ul></section>");
 }
 
+/// The connection log's part of the overview: the newest scans and blocks of a window and how
+/// many new connections it held.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnsSection {
+    pub range: TimeRange,
+    /// What the window is called (`24 h`).
+    pub label: String,
+    pub scans: Page<ScanEvent>,
+    pub blocks: Page<BlockEvent>,
+    pub connections: ConnectionCounts,
+}
+
+impl ConnsSection {
+    /// Whether the window holds anything to show.
+    pub fn is_empty(&self) -> bool {
+        self.scans.total == 0 && self.blocks.total == 0 && self.connections.total() == 0
+    }
+}
+
+/// At most `shown` items of a list, comma-separated, then how many more.
+fn some_of<T: std::fmt::Display>(items: &[T], shown: usize) -> String {
+    let mut text: Vec<String> = items.iter().take(shown).map(ToString::to_string).collect();
+    if items.len() > shown {
+        text.push(format!("… {} more", items.len() - shown));
+    }
+    text.join(", ")
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// "Recent scans and blocks": two bounded tables, each linking to its full list in the API.
+fn conns_section(ctx: &PageContext<'_>, out: &mut String, conns: &ConnsSection) {
+    if conns.is_empty() {
+        return;
+    }
+    let _ = write!(
+        out,
+        r#"<section id="conns"><h2>Recent scans and blocks</h2><p class="meta">Last {}: <span data-count-scans="{}">{}</span> · <span data-count-blocks="{}">{}</span> · <span data-count-inbound="{}">{} inbound</span>, <span data-count-outbound="{}">{} outbound</span></p>"#,
+        Esc(&conns.label),
+        conns.scans.total,
+        plural(conns.scans.total, "scan", "scans"),
+        conns.blocks.total,
+        plural(conns.blocks.total, "block", "blocks"),
+        conns.connections.inbound,
+        plural(
+            conns.connections.inbound,
+            "new connection",
+            "new connections"
+        ),
+        conns.connections.outbound,
+        conns.connections.outbound,
+    );
+    let more = |out: &mut String, page_total: u64, shown: usize, path: &str, noun: &str| {
+        if page_total > shown as u64 {
+            let _ = write!(
+                out,
+                r#"<p>The newest {shown} of {page_total} {noun}; <a href="{}">the whole list as JSON</a> (paginated).</p>"#,
+                Esc(&ctx.href(path))
+            );
+        }
+    };
+    if conns.scans.items.is_empty() {
+        out.push_str("<p>No scans.</p>");
+    } else {
+        out.push_str(r#"<div class="scroll"><table id="scans"><thead><tr><th scope="col">Seen</th><th scope="col">Host</th><th scope="col">Scanner</th><th scope="col">Ports</th><th scope="col" class="num">Closed</th><th scope="col">Addresses</th></tr></thead><tbody>"#);
+        for scan in &conns.scans.items {
+            let _ = write!(
+                out,
+                r#"<tr class="scan" data-id="{}"><td>{}</td><td>{}</td><td>{}</td><td title="{} ports">{}</td><td class="num">{}</td><td>{}</td></tr>"#,
+                Esc(&scan.id),
+                time_tag(Some(scan.at)),
+                Esc(&scan.host),
+                Esc(&scan.source),
+                scan.ports.len(),
+                Esc(&some_of(&scan.ports, 12)),
+                scan.closed_ports
+                    .map_or_else(|| "—".to_string(), |n| n.to_string()),
+                Esc(&some_of(&scan.destinations, 4)),
+            );
+        }
+        out.push_str("</tbody></table></div>");
+        more(
+            out,
+            conns.scans.total,
+            conns.scans.items.len(),
+            "/api/v1/scans",
+            "scans",
+        );
+    }
+    if conns.blocks.items.is_empty() {
+        out.push_str("<p>No blocks.</p>");
+    } else {
+        out.push_str(r#"<div class="scroll"><table id="blocks"><thead><tr><th scope="col">Blocked</th><th scope="col">Host</th><th scope="col">Network</th><th scope="col">Until</th><th scope="col" class="num">Offense</th></tr></thead><tbody>"#);
+        for block in &conns.blocks.items {
+            let _ = write!(
+                out,
+                r#"<tr class="block" data-id="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td></tr>"#,
+                Esc(&block.id),
+                time_tag(Some(block.at)),
+                Esc(&block.host),
+                Esc(&block.target),
+                time_tag(Some(block.until)),
+                block.offenses,
+            );
+        }
+        out.push_str("</tbody></table></div>");
+        more(
+            out,
+            conns.blocks.total,
+            conns.blocks.items.len(),
+            "/api/v1/blocks",
+            "blocks",
+        );
+    }
+    out.push_str("</section>");
+}
+
 /// Everything the overview shows.
 pub struct OverviewPage<'a> {
     pub overview: &'a Overview,
@@ -311,6 +430,8 @@ pub struct OverviewPage<'a> {
     pub visuals: &'a [TargetVisuals],
     pub findings: &'a [Finding],
     pub filters: &'a ListFilters,
+    /// The connection log's section (`None` on a filtered list).
+    pub conns: Option<&'a ConnsSection>,
 }
 
 /// The overview: the overall state, what needs attention, the vantage points, and every
@@ -400,6 +521,10 @@ pub fn overview(ctx: &PageContext<'_>, page: &OverviewPage<'_>) -> String {
             body.push_str("</tr>");
         }
         body.push_str("</tbody></table></div></section>");
+    }
+
+    if let Some(conns) = page.conns {
+        conns_section(ctx, &mut body, conns);
     }
 
     // The filter form: a plain GET form, so it works without JavaScript.

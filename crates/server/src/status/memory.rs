@@ -177,6 +177,11 @@ pub struct MemorySource {
     pub vantage_points: Vec<VantagePoint>,
     /// Any order; answers sort them newest first.
     pub changes: Vec<StateChange>,
+    /// The connection log: any order; answers sort them newest first.
+    pub scans: Vec<ScanEvent>,
+    pub blocks: Vec<BlockEvent>,
+    /// New connections per hour: (the hour's start, its counts).
+    pub connections: Vec<(UnixMs, ConnectionCounts)>,
     unready: Mutex<Option<String>>,
 }
 
@@ -345,6 +350,7 @@ impl MemorySource {
         }
         let mut source = MemorySource::new(targets);
         source.changes = changes;
+        source.demo_connection_log(at);
         source.vantage_points = vantages
             .iter()
             .enumerate()
@@ -362,6 +368,80 @@ impl MemorySource {
             .collect();
         source
     }
+}
+
+impl MemorySource {
+    /// Two edge hosts' connection log as of `at`: a scan every five hours over the last three
+    /// days (every other one followed by a block, IPv6 ones by /64), and a day of hourly
+    /// connection counts.
+    fn demo_connection_log(&mut self, at: UnixMs) {
+        for k in 0..15i64 {
+            let when = UnixMs(at.0 - (k * 5 + 1) * UnixMs::HOUR + k * 61_000);
+            let host = if k % 2 == 0 { "edge-1" } else { "edge-2" };
+            let v6 = k % 3 == 1;
+            let source = if v6 {
+                format!("2001:db8:{k:x}::7")
+            } else {
+                format!("198.51.100.{}", 10 + k)
+            };
+            let ports: Vec<u16> = (0..(5 + k as u16 * 3)).map(|p| 20 + p * 7).collect();
+            self.scans.push(ScanEvent {
+                id: format!("scan-{k:02}"),
+                at: when,
+                host: host.to_string(),
+                source: source.clone(),
+                destinations: vec![format!("203.0.113.{}", 1 + k % 2)],
+                closed_ports: (k % 4 != 3).then_some(ports.len() as u32 - 1),
+                ports,
+            });
+            if k % 2 == 0 {
+                self.blocks.push(BlockEvent {
+                    id: format!("block-{k:02}"),
+                    at: UnixMs(when.0 + 1_000),
+                    host: host.to_string(),
+                    target: if v6 {
+                        format!("2001:db8:{k:x}::/64")
+                    } else {
+                        format!("{source}/32")
+                    },
+                    until: UnixMs(when.0 + 1_000 + 600_000 * (1 + k / 4)),
+                    offenses: 1 + (k / 4) as u32,
+                });
+            }
+        }
+        let hour = at.0 - at.0.rem_euclid(UnixMs::HOUR);
+        self.connections = (0..24)
+            .map(|h| {
+                (
+                    UnixMs(hour - h * UnixMs::HOUR),
+                    ConnectionCounts {
+                        inbound: 400 + (h as u64 * 37) % 150,
+                        outbound: 90 + (h as u64 * 11) % 40,
+                    },
+                )
+            })
+            .collect();
+    }
+}
+
+/// The newest first of `events` in `query`'s range and host, one page of them.
+fn event_page<T: Clone>(
+    events: &[T],
+    query: &EventQuery,
+    at_host: impl Fn(&T) -> (UnixMs, &str),
+) -> Page<T> {
+    let mut matching: Vec<T> = events
+        .iter()
+        .filter(|e| {
+            let (at, host) = at_host(e);
+            at >= query.range.from
+                && at < query.range.to
+                && query.host.as_deref().is_none_or(|h| h == host)
+        })
+        .cloned()
+        .collect();
+    matching.sort_by_key(|e| std::cmp::Reverse(at_host(e).0));
+    Page::of(&matching, query.page)
 }
 
 impl StatusSource for MemorySource {
@@ -516,6 +596,25 @@ impl StatusSource for MemorySource {
             .filter(|f| f.to.0 > at.0 - UnixMs::HOUR)
             .cloned()
             .collect())
+    }
+
+    async fn scans(&self, query: &EventQuery) -> Result<Page<ScanEvent>, SourceError> {
+        Ok(event_page(&self.scans, query, |e| (e.at, e.host.as_str())))
+    }
+
+    async fn blocks(&self, query: &EventQuery) -> Result<Page<BlockEvent>, SourceError> {
+        Ok(event_page(&self.blocks, query, |e| (e.at, e.host.as_str())))
+    }
+
+    async fn connection_counts(&self, range: TimeRange) -> Result<ConnectionCounts, SourceError> {
+        let mut counts = ConnectionCounts::default();
+        for (start, hour) in &self.connections {
+            if start.0 + UnixMs::HOUR > range.from.0 && *start < range.to {
+                counts.inbound += hour.inbound;
+                counts.outbound += hour.outbound;
+            }
+        }
+        Ok(counts)
     }
 
     async fn ready(&self) -> Result<(), SourceError> {

@@ -3,7 +3,8 @@
 //!
 //! Paths (all under the server's base path):
 //! - `/` the overview (grouped, paginated, filterable: `group`, `verdict`, `kind`, `domain`,
-//!   `q`, `sort`, `page`, `per_page`), `/domains`, `/flappy`, `/incidents` (`range` or
+//!   `q`, `sort`, `page`, `per_page`; the connection log's newest scans and blocks when
+//!   unfiltered), `/domains`, `/flappy`, `/incidents` (`range` or
 //!   `from`/`to`, `page`), `/targets/{id}` (`range` or `from`/`to`, `tier`);
 //! - `/badge/{id}/status.svg` and `/badge/{id}/availability/{1h|24h|7d|30d|365d}.svg`;
 //! - `/api/v1/…` as `docs/openapi.yaml` describes, errors as `application/problem+json`;
@@ -54,6 +55,9 @@ const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self';
 pub const DEFAULT_PER_PAGE: u32 = 50;
 /// How many of the targets that need attention the overview lists above the rest.
 pub const PROBLEMS_SHOWN: u32 = 10;
+/// How many scans and how many blocks the overview lists (the newest), and over what window.
+pub const CONNS_SHOWN: u32 = 20;
+pub const CONNS_WINDOW_MS: i64 = UnixMs::DAY;
 
 /// Adds the status page, its `/metrics` figures and its `/readyz` check to `builder`.
 pub fn mount<S: StatusSource>(
@@ -188,6 +192,11 @@ impl<S: StatusSource> StatusApp<S> {
         ids.dedup();
         let visuals = self.source.visuals(&ids, ctx.now).await?;
         let findings = self.source.findings(ctx.now).await?;
+        let conns = if filtered {
+            None
+        } else {
+            Some(self.conns_section(ctx.now).await?)
+        };
         Ok(html::overview(
             ctx,
             &html::OverviewPage {
@@ -197,8 +206,33 @@ impl<S: StatusSource> StatusApp<S> {
                 visuals: &visuals,
                 findings: &findings,
                 filters: &filters,
+                conns: conns.as_ref(),
             },
         ))
+    }
+
+    /// The newest [`CONNS_SHOWN`] scans and blocks of the last [`CONNS_WINDOW_MS`] (up to and
+    /// including `now`), and the window's new connections: four bounded queries.
+    async fn conns_section(&self, now: UnixMs) -> Result<html::ConnsSection, Failure> {
+        let range = TimeRange {
+            from: UnixMs(now.0 - CONNS_WINDOW_MS),
+            to: UnixMs(now.0 + 1),
+        };
+        let query = EventQuery {
+            range,
+            host: None,
+            page: PageRequest {
+                page: 1,
+                per_page: CONNS_SHOWN,
+            },
+        };
+        Ok(html::ConnsSection {
+            range,
+            label: "24 h".to_string(),
+            scans: self.source.scans(&query).await?,
+            blocks: self.source.blocks(&query).await?,
+            connections: self.source.connection_counts(range).await?,
+        })
     }
 
     async fn target_page(

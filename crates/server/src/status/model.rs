@@ -12,7 +12,9 @@
 //!   finer tier's retention doesn't reach;
 //! - [`StateChange`]s: a state-change log written when a target's verdict changes (small: one
 //!   row per change, not per check);
-//! - [`RawCheck`]s and [`Finding`]s: the last hour of raw rows only.
+//! - [`RawCheck`]s and [`Finding`]s: the last hour of raw rows only;
+//! - [`ScanEvent`]s and [`BlockEvent`]s: the connection log's rows of a time window (indexed by
+//!   time, a page at a time), and [`ConnectionCounts`] from its hourly roll-ups.
 //!
 //! Time is passed in (`at`: the page's "now", from a [`netvantage_core::clock::Clock`]), so a
 //! test can render a year of history at a fixed instant.
@@ -683,6 +685,60 @@ pub struct ChangeQuery {
     pub page: PageRequest,
 }
 
+/// A port scan from the connection log (`conns`' scan rule fired).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScanEvent {
+    /// The record's id.
+    pub id: String,
+    pub at: UnixMs,
+    /// The host whose `conns` saw it.
+    pub host: String,
+    /// The scanner's address.
+    pub source: String,
+    /// The addresses it tried.
+    pub destinations: Vec<String>,
+    /// The ports it tried, ascending.
+    pub ports: Vec<u16>,
+    /// How many of them refused (closed), when the event source could tell.
+    pub closed_ports: Option<u32>,
+}
+
+/// A ban from the connection log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BlockEvent {
+    pub id: String,
+    pub at: UnixMs,
+    pub host: String,
+    /// The banned network: `192.0.2.9/32`, `2001:db8::/64`.
+    pub target: String,
+    /// When the ban ends (the same instant on every host that applies it).
+    pub until: UnixMs,
+    /// 1 for a first ban, then 2, 3, … for a repeat offender's longer ones.
+    pub offenses: u32,
+}
+
+/// New connections the connection log counted, by direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ConnectionCounts {
+    pub inbound: u64,
+    pub outbound: u64,
+}
+
+impl ConnectionCounts {
+    pub fn total(&self) -> u64 {
+        self.inbound + self.outbound
+    }
+}
+
+/// Which scans or blocks a list shows: newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventQuery {
+    pub range: TimeRange,
+    /// One host's, or every host's.
+    pub host: Option<String>,
+    pub page: PageRequest,
+}
+
 /// The store could not answer (unreachable, failed query): 503 with this text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -749,6 +805,24 @@ pub trait StatusSource: Send + Sync + 'static {
         &self,
         at: UnixMs,
     ) -> impl Future<Output = Result<Vec<Finding>, SourceError>> + Send;
+
+    /// Scans from the connection log, newest first; `total` counts the whole range.
+    fn scans(
+        &self,
+        query: &EventQuery,
+    ) -> impl Future<Output = Result<Page<ScanEvent>, SourceError>> + Send;
+
+    /// Blocks from the connection log, newest first; `total` counts the whole range.
+    fn blocks(
+        &self,
+        query: &EventQuery,
+    ) -> impl Future<Output = Result<Page<BlockEvent>, SourceError>> + Send;
+
+    /// New connections in `range` (a store may count whole hours: those that overlap it).
+    fn connection_counts(
+        &self,
+        range: TimeRange,
+    ) -> impl Future<Output = Result<ConnectionCounts, SourceError>> + Send;
 
     /// Whether the store is reachable (`/readyz`).
     fn ready(&self) -> impl Future<Output = Result<(), SourceError>> + Send;

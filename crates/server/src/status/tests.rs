@@ -405,3 +405,112 @@ async fn metrics_count_targets_by_verdict_and_give_availability_per_window() {
         Err("gone".to_string())
     );
 }
+
+/// The source with a connection log: 25 scans an hour apart (one host's name full of markup),
+/// a block, and a day of connection counts.
+fn source_with_conns() -> MemorySource {
+    let mut source = source();
+    source.scans = (0..25)
+        .map(|k| ScanEvent {
+            id: format!("s{k:02}"),
+            at: ago(k * UnixMs::HOUR + UnixMs::MINUTE),
+            host: if k == 0 {
+                "<i>edge</i>".to_string()
+            } else {
+                "edge-1".to_string()
+            },
+            source: format!("198.51.100.{k}"),
+            destinations: vec!["203.0.113.1".to_string()],
+            ports: (1..=(k as u16 + 3)).collect(),
+            closed_ports: (k % 2 == 0).then_some(2),
+        })
+        .collect();
+    source.blocks = vec![BlockEvent {
+        id: "b0".to_string(),
+        at: ago(UnixMs::MINUTE),
+        host: "edge-1".to_string(),
+        target: "198.51.100.0/32".to_string(),
+        until: UnixMs(AT.0 + UnixMs::HOUR),
+        offenses: 3,
+    }];
+    source.connections = vec![(
+        ago(UnixMs::HOUR),
+        ConnectionCounts {
+            inbound: 7,
+            outbound: 2,
+        },
+    )];
+    source
+}
+
+#[tokio::test]
+async fn the_overview_lists_the_newest_scans_and_blocks_only_when_there_are_any() {
+    let (_, _, without) = get(&app(), "/").await;
+    assert!(!without.contains(r#"id="conns""#), "no connection log");
+    let app = StatusApp::new(
+        Arc::new(source_with_conns()),
+        Arc::new(ManualClock::new(AT.0)),
+    );
+    let (status, _, html) = get(&app, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Recent scans and blocks"), "{html}");
+    // The last 24 h hold 24 of the 25 scans; 20 are listed, newest first.
+    assert!(html.contains(r#"data-count-scans="24">24 scans"#), "{html}");
+    assert!(html.contains(r#"data-count-inbound="7">7 new connections inbound"#));
+    let rows: Vec<&str> = html
+        .split(r#"<tr class="scan" data-id=""#)
+        .skip(1)
+        .collect();
+    assert_eq!(rows.len(), CONNS_SHOWN as usize);
+    assert!(rows[0].starts_with("s00") && rows[19].starts_with("s19"));
+    assert!(html.contains("The newest 20 of 24 scans"));
+    assert!(html.contains(r#"href="/status/api/v1/scans""#));
+    assert!(html.contains("&lt;i&gt;edge&lt;/i&gt;") && !html.contains("<i>edge"));
+    assert!(html.contains("198.51.100.0/32"));
+    // A filtered list leaves it out.
+    let (_, _, filtered) = get(&app, "/?verdict=down").await;
+    assert!(!filtered.contains(r#"id="conns""#));
+}
+
+#[tokio::test]
+async fn scans_and_blocks_are_listed_newest_first_in_a_range_by_host_and_page() {
+    let app = StatusApp::new(
+        Arc::new(source_with_conns()),
+        Arc::new(ManualClock::new(AT.0)),
+    );
+    let (status, content_type, body) = get(&app, "/api/v1/scans").await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (StatusCode::OK, "application/json")
+    );
+    let scans = json(&body);
+    assert_eq!(scans["total"], 24, "the last 24 h by default");
+    assert_eq!(scans["items"][0]["id"], "s00");
+    assert_eq!(scans["items"][0]["closed_ports"], 2);
+    assert_eq!(scans["items"][1]["closed_ports"], serde_json::Value::Null);
+    let (_, _, body) = get(
+        &app,
+        "/api/v1/scans?range=2d&host=edge-1&per_page=10&page=3",
+    )
+    .await;
+    let page = json(&body);
+    assert_eq!(page["total"], 24, "s01 … s24");
+    assert_eq!(page["items"].as_array().unwrap().len(), 4);
+    assert_eq!(page["items"][3]["id"], "s24");
+    let (_, _, body) = get(&app, "/api/v1/blocks").await;
+    let blocks = json(&body);
+    assert_eq!(blocks["items"][0]["until"], "2025-03-01T13:00:00Z");
+    assert_eq!(blocks["items"][0]["offenses"], 3);
+    for (uri, parameter) in [
+        ("/api/v1/scans?range=soon", "range"),
+        ("/api/v1/blocks?page=0", "page"),
+        ("/api/v1/scans?host=", "host"),
+        ("/api/v1/blocks?from=2025-03-02T00:00:00Z", "from"),
+        ("/api/v1/scans?target=x", "target"),
+    ] {
+        let (status, content_type, body) = get(&app, uri).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        assert_eq!(content_type, "application/problem+json");
+        assert_eq!(json(&body)["parameter"], parameter, "{uri}");
+    }
+}
