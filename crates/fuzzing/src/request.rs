@@ -29,16 +29,16 @@ static PANICKED: AtomicBool = AtomicBool::new(false);
 fn server() -> SocketAddr {
     static ADDR: OnceLock<SocketAddr> = OnceLock::new();
     *ADDR.get_or_init(|| {
-        // A panic on a server task is caught by tokio and would only close the connection:
-        // note it so the input that caused it fails.
         // `RUST_LOG=netvantage_server=debug fuzz/run.sh 60 http_request` shows why the server
-        // closed each connection (with the client's port).
+        // closed each connection (with the client's address).
         if std::env::var_os("RUST_LOG").is_some() {
-            tracing_subscriber::fmt()
+            let _ = tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
                 .with_writer(std::io::stderr)
-                .init();
+                .try_init();
         }
+        // A panic on a server task is caught by tokio and would only close the connection:
+        // note it so the input that caused it fails.
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             PANICKED.store(true, Ordering::SeqCst);
