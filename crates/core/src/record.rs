@@ -100,4 +100,20 @@ mod tests {
         let back: ResultRecord = serde_json::from_value(json).unwrap();
         assert_eq!(back, record);
     }
+
+    #[test]
+    fn a_latency_decodes_to_the_nearest_double_and_reads_back_the_same_every_time() {
+        // The fuzzer's kafka_record finding: serde_json's default float parser is fast but not
+        // exact (its `float_roundtrip` feature is). It read 3.4690007999999997 as
+        // 3.4690007999999994 and that, re-encoded, as 3.469000799999999: a record drifted each
+        // time it was decoded and encoded again, as ingest and the stores do.
+        let payload = br#"{"id":"019ab3c4-0d1e-7a5b-9c3f-1234567890ac","agent":"a1","vantage":"iad1","schema":1,"kind":"http","target":"http://fetch.com:18080/","address":"127.0.0.1:18080","ts_unix_ms":1795466276493,"outcome":"up","latency_ms":4.1700700,"phases":{"connect_ms":0.575019,"first_byte_ms":3.4690007999999997,"tttal_ms":4.170072},"http":{"name":"fetch index page","method":"GET","domain":"fetch.com"}}"#;
+        let once = ResultRecord::from_json(payload).unwrap();
+        let phases = once.check.phases.clone().unwrap();
+        assert_eq!(phases.first_byte_ms, Some(3.4690008));
+        let again = ResultRecord::from_json(&serde_json::to_vec(&once).unwrap()).unwrap();
+        assert_eq!(again, once);
+        let exact: f64 = serde_json::from_str("3.4690007999999994").unwrap();
+        assert_eq!(exact.to_string(), "3.4690007999999994");
+    }
 }

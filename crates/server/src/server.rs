@@ -8,6 +8,8 @@
 //! - **a header read timeout**: headers must arrive within it, counted from the moment the
 //!   connection is ready for its next request — an idle keep-alive connection or a half-sent
 //!   request is closed when it passes;
+//! - **half-closed clients are answered**: a FIN after the request is the end of the request,
+//!   not of the connection; the answer is written, then the connection closes;
 //! - **a request timeout**: a handler still running after it answers 503, and a response the
 //!   client stops reading for that long closes the connection ([`crate::stall`]);
 //! - **graceful shutdown** when the caller's [`CancellationToken`] is cancelled: the listener
@@ -313,7 +315,7 @@ async fn accept_loop(
             () = shutdown.cancelled() => break,
         };
         match accepted {
-            Ok((stream, _peer)) => {
+            Ok((stream, peer)) => {
                 if let Some(failures) = backoff.on_success(Instant::now()) {
                     tracing::info!(listen = %local_addr, failures, "accepting again");
                 }
@@ -321,6 +323,7 @@ async fn accept_loop(
                 routes.metrics.connections.inc();
                 connections.spawn(serve_connection(
                     stream,
+                    peer,
                     slot,
                     routes.clone(),
                     limits,
@@ -373,6 +376,7 @@ impl Drop for OpenConnection {
 
 async fn serve_connection(
     stream: TcpStream,
+    peer: SocketAddr,
     slot: OwnedSemaphorePermit,
     routes: Arc<Routes>,
     limits: Limits,
@@ -395,6 +399,12 @@ async fn serve_connection(
         .max_header_size(limits.max_header_bytes)
         // hyper refuses a buffer under 8 KiB; the body is never read, so the head sets it.
         .max_buf_size(limits.max_header_bytes.max(8192))
+        // A client may shut its write side once the request is sent (`nc -N`, scripts, the
+        // fuzz harness) and still read the answer. Without this hyper takes that EOF, seen
+        // while the handler runs, for a client that left and closes unanswered — a race a
+        // fast handler usually wins, a slow page always loses. A client that really left is
+        // still bounded: the handler by the request timeout, the write by the stall guard.
+        .half_close(true)
         .keep_alive(true);
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
@@ -415,7 +425,7 @@ async fn serve_connection(
         if err.is_timeout() {
             routes.metrics.header_timeouts.inc();
         }
-        tracing::debug!(%err, "connection ended with an error");
+        tracing::debug!(%err, %peer, "connection ended with an error");
     }
 }
 
