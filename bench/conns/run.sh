@@ -8,7 +8,10 @@
 #
 # BEFORE_BIN=path (a conns-bench built from an earlier commit's bench/conns) measures that build
 # and this one alternately in the same namespace, PAIRS times (default 3): a before/after run
-# of a refactor, each measure's medians printed under its label.
+# of a refactor, each measure's medians printed under its label. With CALLGRIND=1 each side
+# instead runs `conns-bench poll proc|netlink 3` (three polls of the library's monitor, nothing
+# else; the earlier build needs the same subcommand) under valgrind's callgrind and prints the
+# instructions executed in user space, counted whatever else the machine is doing.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -62,7 +65,17 @@ if [ -n "${BEFORE_BIN:-}" ]; then
     for side in before after; do
       run_bin=$bin; [ "$side" = before ] && run_bin=$BEFORE_BIN
       echo "## pair $i: $side ($run_bin)"
-      ip netns exec "$ns" "$run_bin" measure --runs 15 --polls "$polls"
+      if [ -n "${CALLGRIND:-}" ]; then
+        for source in proc netlink; do
+          out=$(mktemp -t nvc-callgrind.XXXXXX)
+          ip netns exec "$ns" valgrind --tool=callgrind --callgrind-out-file="$out" \
+            "$run_bin" poll "$source" 3 > /dev/null 2> "$out.log"
+          echo "$source: instructions (user space): $(sed -n 's/.*Collected : *//p' "$out.log")"
+          rm -f "$out" "$out.log"
+        done
+      else
+        ip netns exec "$ns" "$run_bin" measure --runs 15 --polls "$polls"
+      fi
     done
   done
 else

@@ -40,6 +40,27 @@ fn main() {
             args[2].parse().expect("PORT"),
             args[3].parse().expect("SECONDS"),
         ),
+        // For instruction counts (callgrind) of the library call alone: `conns-bench poll
+        // proc|netlink N` polls a monitor N times, nothing else.
+        Some("poll") if args.len() == 3 => {
+            let polls: usize = args[2].parse().expect("N");
+            let mut entries = 0;
+            match args[1].as_str() {
+                "proc" => {
+                    let mut monitor = Monitor::new(ProcSource::new("/proc"));
+                    for _ in 0..polls {
+                        entries += monitor.poll().expect("proc").stats.entries;
+                    }
+                }
+                _ => {
+                    let mut monitor = Monitor::new(NetlinkSource::open().expect("netlink"));
+                    for _ in 0..polls {
+                        entries += monitor.poll().expect("netlink").stats.entries;
+                    }
+                }
+            }
+            println!("{entries}");
+        }
         Some("measure") => {
             let flag = |name: &str, default: usize| {
                 args.iter()

@@ -29,6 +29,7 @@ use crate::{
     Store, StoreError, TimeRange, Written, sql,
 };
 use bytes::{BufMut, BytesMut};
+use std::collections::BTreeSet;
 use netvantage_core::{ConnsRecord, ResultRecord};
 use std::collections::HashSet;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -733,7 +734,53 @@ impl PgStore {
         if self.version < PENDING_SINCE {
             return Ok(Rolled::default());
         }
+        self.prepare_raw_reads().await?;
         roller::roll_pending(self, now_unix_ms, roller::ROLL_BUDGET).await
+    }
+
+    /// Makes a minute's raw rows cheap to find in the day partitions the pending minutes are
+    /// in: the block-range index summarizes the pages written since the last pass (autovacuum
+    /// would, a minute or so later), and a partition never analyzed gets its statistics, without
+    /// which the planner scans the whole day for one minute.
+    async fn prepare_raw_reads(&mut self) -> Result<(), StoreError> {
+        let days: BTreeSet<i64> = PgStore::pending(self)
+            .await?
+            .iter()
+            .filter(|b| b.tier == Tier::Minute)
+            .map(|b| b.start_unix_ms.div_euclid(DAY_MS))
+            .collect();
+        for day in days {
+            let Some(partition) = partition_name(day) else {
+                continue;
+            };
+            let found = self
+                .client
+                .query_opt(
+                    "SELECT c.reltuples, (SELECT i.indexrelid::regclass::text FROM pg_index i
+                         JOIN pg_class ic ON ic.oid = i.indexrelid
+                         JOIN pg_am a ON a.oid = ic.relam
+                       WHERE i.indrelid = c.oid AND a.amname = 'brin' LIMIT 1)
+                     FROM pg_class c WHERE c.relname = $1",
+                    &[&partition],
+                )
+                .await
+                .map_err(pg("preparing the roll-up reads"))?;
+            let Some(row) = found else { continue };
+            let (tuples, brin): (f32, Option<String>) = (row.get(0), row.get(1));
+            if let Some(brin) = brin {
+                self.client
+                    .execute("SELECT brin_summarize_new_values($1::text::regclass)", &[&brin])
+                    .await
+                    .map_err(pg("preparing the roll-up reads"))?;
+            }
+            if tuples < 0.0 {
+                self.client
+                    .batch_execute(&format!("ANALYZE {partition}"))
+                    .await
+                    .map_err(pg("preparing the roll-up reads"))?;
+            }
+        }
+        Ok(())
     }
 
     async fn record_pruned(&mut self, source: &str, below: i64) -> Result<(), StoreError> {
