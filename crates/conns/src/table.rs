@@ -21,6 +21,16 @@ struct Endpoint {
     port: u16,
 }
 
+impl std::hash::Hash for Endpoint {
+    /// Three integer writes, inlined into every listener lookup (as [`ConnKey`]'s).
+    #[inline(always)]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(u64::from(self.ip[0]) << 32 | u64::from(self.ip[1]));
+        state.write_u64(u64::from(self.ip[2]) << 32 | u64::from(self.ip[3]));
+        state.write_u16(self.port);
+    }
+}
+
 impl Endpoint {
     fn pack(addr: SocketAddr) -> Endpoint {
         let ip = match addr.ip() {
@@ -61,6 +71,10 @@ struct ConnKey {
 
 impl std::hash::Hash for ConnKey {
     /// Five integer writes (consistent with the derived `Eq`: equal keys write equal words).
+    /// Inlined into every lookup: once the crate grew more maps of `ConnKey`, the compiler
+    /// stopped inlining it by itself and a poll of 100,000 sockets cost 6–19 % more
+    /// instructions (bench/RESULTS.md, "conns before/after").
+    #[inline(always)]
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         let pair = |ip: [u32; 4], at: usize| u64::from(ip[at]) << 32 | u64::from(ip[at + 1]);
         state.write_u64(pair(self.local.ip, 0));
@@ -117,7 +131,8 @@ pub struct NewConnection {
 #[derive(Debug, Default)]
 pub struct Snapshot {
     conns: HashMap<ConnKey, TcpState, Hasher>,
-    listeners: HashSet<SocketAddr, Hasher>,
+    /// Packed like the connections' ends: an integer hash per lookup, not a `SocketAddr`'s.
+    listeners: HashSet<Endpoint, Hasher>,
 }
 
 impl Snapshot {
@@ -128,7 +143,7 @@ impl Snapshot {
 
     pub fn insert(&mut self, entry: SocketEntry) {
         if entry.state == TcpState::Listen {
-            self.listeners.insert(entry.local);
+            self.listeners.insert(Endpoint::pack(entry.local));
         } else if !(entry.remote.port() == 0 && entry.remote.ip().is_unspecified()) {
             self.conns.insert(
                 ConnKey {
@@ -161,14 +176,11 @@ impl Snapshot {
     /// whether it is v6-only, so we assume it is not).
     pub fn is_listening(&self, local: SocketAddr) -> bool {
         let port = local.port();
-        self.listeners.contains(&local)
-            || self
-                .listeners
-                .contains(&SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port))
+        let listens = |addr: SocketAddr| self.listeners.contains(&Endpoint::pack(addr));
+        listens(local)
+            || listens(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port))
             || (local.is_ipv4()
-                && self
-                    .listeners
-                    .contains(&SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)))
+                && listens(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)))
     }
 
     /// Connections in `self` that `previous` did not hold, sorted by (source, destination) so

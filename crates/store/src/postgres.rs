@@ -29,8 +29,8 @@ use crate::{
     Store, StoreError, TimeRange, Written, sql,
 };
 use bytes::{BufMut, BytesMut};
-use std::collections::BTreeSet;
 use netvantage_core::{ConnsRecord, ResultRecord};
+use std::collections::BTreeSet;
 use std::collections::HashSet;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
@@ -341,12 +341,14 @@ impl PgStore {
             .await
             .map_err(pg("keeping a rejected message"))?;
         }
-        // The roll-ups are the roller's: the batch only marks its minutes (a redelivered
-        // record, skipped above, marks nothing). Last, so concurrent writers, which all mark
-        // the current minute, hold that row's lock only until their commit.
+        // The roll-ups are the roller's: the batch only marks its hours and keeps each
+        // series' latest check (a redelivered record, skipped above, does neither). Last, so
+        // concurrent writers, which all mark the current hour, hold that row's lock only until
+        // their commit.
         if self.version >= PENDING_SINCE && !written.fresh.is_empty() {
-            let minutes = roller::minutes_of(written.fresh.iter().map(|&i| &records[i]));
-            mark_pending(&tx, Tier::Minute, &minutes).await?;
+            let added = || written.fresh.iter().map(|&i| &records[i]);
+            upsert_series(&tx, rollup_sql::latest_per_series(added())).await?;
+            mark_pending(&tx, Tier::Hour, &roller::hours_of(added())).await?;
         }
         tx.commit().await.map_err(pg("committing a batch"))?;
         Ok(written)
@@ -488,20 +490,10 @@ const UPSERT_ROWS: usize = 500;
 /// server parses one by one.
 const STAGED_ROLLUPS: usize = 64;
 
-/// How written roll-up rows meet the stored ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Meet {
-    /// Seeding: stored figures take the new ones in.
-    Add,
-    /// The roller: recomputed figures replace the stored ones.
-    Replace,
-}
-
 async fn upsert_rollups_staged(
     tx: &Transaction<'_>,
     tier: Tier,
     rows: &[RollupRow],
-    meet: Meet,
 ) -> Result<(), StoreError> {
     let staging = format!("netvantage_staging_{}", tier.as_str());
     tx.batch_execute(&format!(
@@ -533,11 +525,7 @@ async fn upsert_rollups_staged(
     };
     copy.await
         .map_err(pg("copying roll-ups into the staging table"))?;
-    let text = match meet {
-        Meet::Add => rollup_sql::upsert_from(Dialect::Postgres, tier, &staging),
-        Meet::Replace => rollup_sql::replace_from(tier, &staging),
-    };
-    tx.batch_execute(&text)
+    tx.batch_execute(&rollup_sql::upsert_from(Dialect::Postgres, tier, &staging))
         .await
         .map_err(pg("adding to the roll-ups"))?;
     Ok(())
@@ -547,16 +535,12 @@ async fn upsert_rollups(
     tx: &Transaction<'_>,
     tier: Tier,
     rows: &[RollupRow],
-    meet: Meet,
 ) -> Result<(), StoreError> {
     if rows.len() > STAGED_ROLLUPS {
-        return upsert_rollups_staged(tx, tier, rows, meet).await;
+        return upsert_rollups_staged(tx, tier, rows).await;
     }
     for chunk in rows.chunks(UPSERT_ROWS) {
-        let text = match meet {
-            Meet::Add => rollup_sql::upsert(Dialect::Postgres, tier, chunk.len()),
-            Meet::Replace => rollup_sql::replace(Dialect::Postgres, tier, chunk.len()),
-        };
+        let text = rollup_sql::upsert(Dialect::Postgres, tier, chunk.len());
         let params = rollup_sql::upsert_params(chunk);
         let params: Vec<&(dyn ToSql + Sync)> =
             params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
@@ -604,7 +588,7 @@ impl PgStore {
             .transaction()
             .await
             .map_err(pg("adding to the roll-ups"))?;
-        upsert_rollups(&tx, tier, rows, Meet::Add).await?;
+        upsert_rollups(&tx, tier, rows).await?;
         tx.commit().await.map_err(pg("adding to the roll-ups"))?;
         Ok(rows.len() as u64)
     }
@@ -655,7 +639,7 @@ impl PgStore {
         Ok(out)
     }
 
-    /// The series as stored (see [`Store::series`] for what a reader gets).
+    /// See [`Store::series`].
     async fn stored_series(&self) -> Result<Vec<Series>, StoreError> {
         if self.version < ROLLUPS_SINCE {
             return Ok(Vec::new());
@@ -698,10 +682,12 @@ impl PgStore {
         let mut pruned = Pruned::default();
         if let Some(keep) = retention.raw_ms {
             let cutoff = now_unix_ms - keep;
-            pruned.partitions = self.drop_partitions_before(cutoff).await?;
             // Whole days go: what is left starts at the cutoff's day.
-            self.record_pruned("raw", cutoff - cutoff.rem_euclid(DAY_MS))
+            let below = cutoff - cutoff.rem_euclid(DAY_MS);
+            self.keep_minutes_of_raw_rows_before(below, retention, now_unix_ms)
                 .await?;
+            pruned.partitions = self.drop_partitions_before(cutoff).await?;
+            self.record_pruned("raw", below).await?;
         }
         if self.version >= ROLLUPS_SINCE {
             for (i, tier) in Tier::ALL.into_iter().enumerate() {
@@ -746,7 +732,7 @@ impl PgStore {
         let days: BTreeSet<i64> = PgStore::pending(self)
             .await?
             .iter()
-            .filter(|b| b.tier == Tier::Minute)
+            .filter(|b| b.tier == Tier::Hour)
             .map(|b| b.start_unix_ms.div_euclid(DAY_MS))
             .collect();
         for day in days {
@@ -769,7 +755,10 @@ impl PgStore {
             let (tuples, brin): (f32, Option<String>) = (row.get(0), row.get(1));
             if let Some(brin) = brin {
                 self.client
-                    .execute("SELECT brin_summarize_new_values($1::text::regclass)", &[&brin])
+                    .execute(
+                        "SELECT brin_summarize_new_values($1::text::regclass)",
+                        &[&brin],
+                    )
                     .await
                     .map_err(pg("preparing the roll-up reads"))?;
             }
@@ -780,6 +769,35 @@ impl PgStore {
                     .map_err(pg("preparing the roll-up reads"))?;
             }
         }
+        Ok(())
+    }
+
+    /// Writes the minute roll-ups of the raw rows retention is about to drop (see
+    /// `SqliteStore::keep_minutes_of_raw_rows_before`).
+    async fn keep_minutes_of_raw_rows_before(
+        &mut self,
+        below: i64,
+        retention: &Retention,
+        now_unix_ms: i64,
+    ) -> Result<(), StoreError> {
+        if self.version < PENDING_SINCE {
+            return Ok(());
+        }
+        let already = self.pruned_until().await?.raw;
+        let kept = retention.minute_ms.map_or(i64::MIN, |keep| {
+            rollup_sql::first_kept_start(Tier::Minute, now_unix_ms, keep)
+        });
+        let from = already.max(kept).max(0);
+        if from >= below {
+            return Ok(());
+        }
+        self.client
+            .execute(
+                &rollup_sql::roll_minutes_from_raw(Dialect::Postgres),
+                &[&PgTime(from), &PgTime(below)],
+            )
+            .await
+            .map_err(pg("keeping the minutes of the raw rows retention drops"))?;
         Ok(())
     }
 
@@ -831,54 +849,39 @@ impl PgStore {
 
     /// A roller step in one transaction: see [`roller::Steps::roll`].
     async fn roll_bucket(&mut self, bucket: PendingBucket) -> Result<(), StoreError> {
-        // Read before the transaction (at READ COMMITTED it would see the same): a write
-        // committed after this read marked the minute again, so the unmark below leaves it.
-        let records = match bucket.tier {
-            Tier::Minute => {
-                self.records_between(
-                    TimeRange {
-                        from_unix_ms: bucket.start_unix_ms,
-                        until_unix_ms: bucket.start_unix_ms + Tier::Minute.millis(),
-                    },
-                    None,
-                )
-                .await?
-            }
-            _ => Vec::new(),
-        };
+        let (start, end) = (
+            bucket.start_unix_ms,
+            bucket.start_unix_ms + bucket.tier.millis(),
+        );
         let tx = self.client.transaction().await.map_err(pg("rolling up"))?;
         match bucket.tier {
-            Tier::Minute => {
-                let minutes = rollup::roll_up(&records)
-                    .into_iter()
-                    .find(|(tier, _)| *tier == Tier::Minute)
-                    .map(|(_, rows)| rows)
-                    .unwrap_or_default();
-                upsert_rollups(&tx, Tier::Minute, &minutes, Meet::Replace).await?;
-                upsert_series(&tx, rollup_sql::latest_per_series(&records)).await?;
-            }
-            tier => {
-                let end = bucket.start_unix_ms + tier.millis();
+            // A mark an earlier build left: its hour is what gets rolled.
+            Tier::Minute => {}
+            Tier::Hour => {
                 tx.execute(
-                    &rollup_sql::roll_from_finer(Dialect::Postgres, tier),
-                    &[&bucket.start_unix_ms, &end],
+                    &rollup_sql::roll_from_raw(Dialect::Postgres, Tier::Hour),
+                    &[&start, &PgTime(start), &PgTime(end)],
                 )
                 .await
-                .map_err(pg("rolling up"))?;
+                .map_err(pg("rolling up an hour"))?;
+            }
+            Tier::Day => {
+                tx.execute(
+                    &rollup_sql::roll_from_finer(Dialect::Postgres, Tier::Day),
+                    &[&start, &end],
+                )
+                .await
+                .map_err(pg("rolling up a day"))?;
             }
         }
         tx.execute(
             &rollup_sql::unmark_pending(Dialect::Postgres),
-            &[
-                &bucket.tier.as_str(),
-                &bucket.start_unix_ms,
-                &bucket.version,
-            ],
+            &[&bucket.tier.as_str(), &start, &bucket.version],
         )
         .await
         .map_err(pg("rolling up"))?;
         if let Some(coarser) = bucket.tier.coarser() {
-            mark_pending(&tx, coarser, &[coarser.bucket_start(bucket.start_unix_ms)]).await?;
+            mark_pending(&tx, coarser, &[coarser.bucket_start(start)]).await?;
         }
         tx.commit().await.map_err(pg("rolling up"))?;
         Ok(())
@@ -928,16 +931,37 @@ impl roller::Parts for PgStore {
         self.stored_rollups(query).await
     }
 
+    async fn raw_extent(&self) -> Result<roller::RawExtent, StoreError> {
+        let pruned = PgStore::pruned_until(self).await?.raw;
+        // The first day partition: a day is the partitions' grain, and reading the catalog
+        // costs nothing where `min(ts)` would scan that day.
+        let partitions = self
+            .client
+            .query(
+                "SELECT c.relname FROM pg_inherits i
+                 JOIN pg_class c ON c.oid = i.inhrelid
+                 JOIN pg_class p ON p.oid = i.inhparent
+                 WHERE p.relname = 'results'",
+                &[],
+            )
+            .await
+            .map_err(pg("listing partitions"))?;
+        let first = partitions
+            .iter()
+            .filter_map(|row| partition_day(row.get(0)))
+            .min();
+        Ok(roller::RawExtent {
+            pruned_until: pruned,
+            first_minute: first.map_or(i64::MAX, |day| day * DAY_MS),
+        })
+    }
+
     async fn raw(
         &self,
         range: TimeRange,
         target: Option<&str>,
     ) -> Result<Vec<ResultRecord>, StoreError> {
         self.records_between(range, target).await
-    }
-
-    async fn stored_series(&self) -> Result<Vec<Series>, StoreError> {
-        PgStore::stored_series(self).await
     }
 }
 
@@ -1010,7 +1034,7 @@ impl Store for PgStore {
     }
 
     async fn series(&self) -> Result<Vec<Series>, StoreError> {
-        roller::fresh_series(self).await
+        PgStore::stored_series(self).await
     }
 
     async fn prune(

@@ -1,28 +1,32 @@
 //! The roller: the roll-up tiers kept off the write path (issue 11's write rate, issue 13's
 //! roll-ups).
 //!
-//! A write stores the raw rows and marks the minutes they fall in *pending* (one row per minute
-//! a batch touches, in `rollup_pending`); it touches no roll-up, so ingest writes at the rate of
-//! a plain `COPY`. The roller — run by the writer every few seconds (ingest, the SQLite sink)
-//! and before every retention pass — takes each pending bucket that has ended: a minute is
-//! recomputed whole from its raw rows, an hour from its minutes, a day from its hours, and the
-//! stored figures are *replaced*. So a bucket rolled twice counts its records once, and so does
-//! a record delivered twice (the raw rows hold it once). Rolling a bucket marks the next coarser
-//! one pending. Each step is one transaction; a bucket that a write marked again after the
-//! roller read it keeps its mark (the mark's version changed), so nothing written while the
-//! roller works is left out.
+//! A write stores the raw rows, and marks the hours they fall in *pending* (one row per hour a
+//! batch touches, in `rollup_pending`); it writes no roll-up, so ingest keeps the rate of a
+//! plain `COPY`. The roller — run by the writer every few seconds (ingest, the SQLite sink) and
+//! before every retention pass — takes each pending bucket that has ended: an hour is
+//! recomputed whole from its raw rows (one `INSERT … SELECT … GROUP BY` in the database), a day
+//! from its hours, and the stored figures are *replaced*. So a bucket rolled twice counts its
+//! records once, and so does a record delivered twice (the raw rows hold it once). Rolling an
+//! hour marks its day pending. Each step is one transaction; a bucket that a write marked again
+//! after the roller read it keeps its mark (the mark's version changed), so nothing written
+//! while the roller works is left out.
+//!
+//! Minutes are the raw rows' own detail: while the raw rows last, a minute is read from them;
+//! the minute tier is written by retention, from the raw rows it is about to drop, and keeps
+//! them for its own, longer retention ([`PrunedUntil::raw`] says where the raw rows begin).
 //!
 //! Readers never wait for the roller: a bucket that is pending, or holds a pending bucket of a
-//! finer tier, is *stale* and is derived on read from the finer tier (from the raw rows for a
-//! minute) — so reads are as fresh as the writes, at a bounded cost: the stale buckets are the
-//! last minute or two, the open hour and the open day ([`plan_read`]).
+//! finer tier, is *stale* and is derived on read from the finer tier (an hour from its raw
+//! rows) — so reads are as fresh as the writes, at a bounded cost: the open hour and day, and
+//! whatever the roller hasn't reached ([`plan_read`]).
 //!
 //! A pending bucket whose source retention has already dropped in part (a record older than the
 //! raw retention arriving late, say) can't be recomputed whole: it is discarded and counted,
 //! and the record stays raw until retention takes it ([`plan_rolls`]).
 
 use crate::rollup::{RollupRow, Tier, coarsen, roll_up};
-use crate::{RollupQuery, Series, StoreError, TimeRange};
+use crate::{RollupQuery, StoreError, TimeRange};
 use netvantage_core::ResultRecord;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -56,11 +60,12 @@ impl Default for PrunedUntil {
 }
 
 impl PrunedUntil {
-    /// The mark of the source `tier` is rolled from.
+    /// The mark of the source `tier` is rolled from: hours from the raw rows, days from the
+    /// hours. (A minute mark, left by an earlier build, only passes its mark on to its hour.)
     fn of_source(&self, tier: Tier) -> i64 {
         match tier {
-            Tier::Minute => self.raw,
-            Tier::Hour => self.minute,
+            Tier::Minute => i64::MIN,
+            Tier::Hour => self.raw,
             Tier::Day => self.hour,
         }
     }
@@ -128,6 +133,29 @@ pub fn plan_rolls(
         .collect()
 }
 
+/// Where the raw rows are, for [`plan_read`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawExtent {
+    /// Retention dropped the raw rows before this ([`PrunedUntil::raw`]): an hour that starts
+    /// earlier can't be derived from them.
+    pub pruned_until: i64,
+    /// The first raw row's minute (`i64::MAX` without any): minutes before it, or before
+    /// `pruned_until`, are read from the minute tier.
+    pub first_minute: i64,
+}
+
+impl RawExtent {
+    /// Raw rows everywhere: nothing pruned, the first one at the beginning of time.
+    pub const EVERYWHERE: RawExtent = RawExtent {
+        pruned_until: i64::MIN,
+        first_minute: i64::MIN,
+    };
+
+    fn minutes_from(self) -> i64 {
+        self.pruned_until.max(self.first_minute)
+    }
+}
+
 /// Where a read of roll-ups takes its rows from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -144,19 +172,22 @@ pub struct Read {
     pub until_unix_ms: i64,
 }
 
-/// The reads that give every bucket of `tier` starting in `[from, until)` with all its records:
-/// the stored rows, except for stale buckets (pending themselves, or holding a pending bucket
-/// of a finer tier), which come from the finer tier, recursively, down to the raw rows.
+/// The reads that give every bucket of `tier` starting in `[from, until)` with all its records.
+/// Minutes come from the raw rows from `raw_from` on (where retention hasn't dropped them) and
+/// from the stored minute tier before. An hour or day comes from its stored row, unless it is
+/// stale (pending itself, or holding a pending bucket of a finer tier): then an hour comes from
+/// its raw rows, a day from its hours, recursively.
 pub fn plan_read(
     tier: Tier,
     from_unix_ms: i64,
     until_unix_ms: i64,
     pending: &[PendingBucket],
+    raw: RawExtent,
 ) -> Vec<Read> {
-    coalesce(stale_reads(tier, from_unix_ms, until_unix_ms, pending))
+    coalesce(stale_reads(tier, from_unix_ms, until_unix_ms, pending, raw))
 }
 
-/// Adjacent reads of the same source as one (a day of pending minutes is one raw read).
+/// Adjacent reads of the same source as one (a day of stale hours is one raw read).
 fn coalesce(reads: Vec<Read>) -> Vec<Read> {
     let mut merged: Vec<Read> = Vec::with_capacity(reads.len());
     for read in reads {
@@ -170,52 +201,62 @@ fn coalesce(reads: Vec<Read>) -> Vec<Read> {
     merged
 }
 
+fn read(source: Source, from_unix_ms: i64, until_unix_ms: i64) -> Option<Read> {
+    (from_unix_ms < until_unix_ms).then_some(Read {
+        source,
+        from_unix_ms,
+        until_unix_ms,
+    })
+}
+
 fn stale_reads(
     tier: Tier,
     from_unix_ms: i64,
     until_unix_ms: i64,
     pending: &[PendingBucket],
+    raw: RawExtent,
 ) -> Vec<Read> {
+    if tier == Tier::Minute {
+        let split = raw
+            .minutes_from()
+            .clamp(from_unix_ms, until_unix_ms.max(from_unix_ms));
+        return [
+            read(Source::Stored(Tier::Minute), from_unix_ms, split),
+            read(Source::Raw, split, until_unix_ms),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+    }
     let stale: BTreeSet<i64> = pending
         .iter()
         .filter(|b| b.tier <= tier)
         .map(|b| tier.bucket_start(b.start_unix_ms))
         .filter(|start| (from_unix_ms..until_unix_ms).contains(start))
+        // An hour whose raw rows are gone can't be derived: its stored row is all there is.
+        .filter(|start| tier != Tier::Hour || *start >= raw.pruned_until)
         .collect();
     let mut reads = Vec::new();
     let mut cursor = from_unix_ms;
     for start in stale {
-        if cursor < start {
-            reads.push(Read {
-                source: Source::Stored(tier),
-                from_unix_ms: cursor,
-                until_unix_ms: start,
-            });
-        }
+        reads.extend(read(Source::Stored(tier), cursor, start));
         let end = start + tier.millis();
-        match tier.finer() {
-            None => reads.push(Read {
-                source: Source::Raw,
-                from_unix_ms: start,
-                until_unix_ms: end,
-            }),
-            Some(finer) => reads.extend(stale_reads(finer, start, end, pending)),
+        match tier {
+            Tier::Hour => reads.extend(read(Source::Raw, start, end)),
+            _ => reads.extend(stale_reads(Tier::Hour, start, end, pending, raw)),
         }
         cursor = end;
     }
-    if cursor < until_unix_ms {
-        reads.push(Read {
-            source: Source::Stored(tier),
-            from_unix_ms: cursor,
-            until_unix_ms,
-        });
-    }
+    reads.extend(read(Source::Stored(tier), cursor, until_unix_ms));
     reads
 }
 
 /// What a backend gives the reads: its pending marks, its stored rows, its raw rows.
 pub(crate) trait Parts: Sync {
     fn pending(&self) -> impl Future<Output = Result<Vec<PendingBucket>, StoreError>> + Send;
+
+    /// Where the raw rows are.
+    fn raw_extent(&self) -> impl Future<Output = Result<RawExtent, StoreError>> + Send;
 
     /// The tier's rows as stored ([`RollupQuery`] as [`crate::Store::rollups`] takes it).
     fn stored(
@@ -228,8 +269,6 @@ pub(crate) trait Parts: Sync {
         range: TimeRange,
         target: Option<&str>,
     ) -> impl Future<Output = Result<Vec<ResultRecord>, StoreError>> + Send;
-
-    fn stored_series(&self) -> impl Future<Output = Result<Vec<Series>, StoreError>> + Send;
 }
 
 /// [`crate::Store::rollups`] as fresh as the writes: [`plan_read`]'s reads, merged.
@@ -238,12 +277,14 @@ pub(crate) async fn fresh_rollups<P: Parts>(
     query: &RollupQuery,
 ) -> Result<Vec<RollupRow>, StoreError> {
     let pending = parts.pending().await?;
+    let raw = parts.raw_extent().await?;
     let range = query.range;
     let reads = plan_read(
         query.tier,
         range.from_unix_ms,
         range.until_unix_ms,
         &pending,
+        raw,
     );
     let target = query.target.as_deref();
     let mut rows = Vec::new();
@@ -309,67 +350,14 @@ fn summed_per_series(rows: Vec<RollupRow>) -> Vec<RollupRow> {
     sums.into_values().collect()
 }
 
-/// [`crate::Store::series`] as fresh as the writes: the stored latest checks, updated by the
-/// records of the minutes the roller hasn't taken yet.
-pub(crate) async fn fresh_series<P: Parts>(parts: &P) -> Result<Vec<Series>, StoreError> {
-    let pending = parts.pending().await?;
-    let mut series: BTreeMap<(String, String), Series> = parts
-        .stored_series()
-        .await?
-        .into_iter()
-        .map(|s| ((s.target.clone(), s.vantage.clone()), s))
-        .collect();
-    let minutes = pending
-        .iter()
-        .filter(|b| b.tier == Tier::Minute)
-        .map(|b| Read {
-            source: Source::Raw,
-            from_unix_ms: b.start_unix_ms,
-            until_unix_ms: b.start_unix_ms + Tier::Minute.millis(),
-        });
-    let mut minutes: Vec<Read> = minutes.collect();
-    minutes.sort_by_key(|r| r.from_unix_ms);
-    for read in coalesce(minutes) {
-        let span = TimeRange {
-            from_unix_ms: read.from_unix_ms,
-            until_unix_ms: read.until_unix_ms,
-        };
-        let records = parts.raw(span, None).await?;
-        for r in crate::rollup_sql::latest_per_series(&records) {
-            let key = (r.check.target.clone(), r.vantage.clone());
-            if series
-                .get(&key)
-                .is_none_or(|s| s.last_unix_ms <= r.check.ts_unix_ms)
-            {
-                series.insert(key, series_of_record(r));
-            }
-        }
-    }
-    Ok(series.into_values().collect())
-}
-
-fn series_of_record(r: &ResultRecord) -> Series {
-    let http = r.check.http.as_ref();
-    Series {
-        target: r.check.target.clone(),
-        vantage: r.vantage.clone(),
-        kind: r.check.kind,
-        domain: http.map(|h| h.domain.clone()),
-        endpoint: http.map(|h| h.name.clone()),
-        last_unix_ms: r.check.ts_unix_ms,
-        last_outcome: r.check.outcome,
-        last_reason: r.check.reason,
-    }
-}
-
 /// What a backend does for the roller, each step in a transaction of its own.
 pub(crate) trait Steps: Send {
     fn pending(&self) -> impl Future<Output = Result<Vec<PendingBucket>, StoreError>> + Send;
 
     fn pruned_until(&self) -> impl Future<Output = Result<PrunedUntil, StoreError>> + Send;
 
-    /// Recomputes the bucket from its source, replaces the stored figures (and, for a minute,
-    /// the series' latest checks), unmarks it unless marked again, marks the coarser bucket.
+    /// Recomputes the bucket from its source, replaces the stored figures, unmarks it unless
+    /// marked again, marks the coarser bucket.
     fn roll(
         &mut self,
         bucket: PendingBucket,
@@ -396,7 +384,7 @@ pub(crate) async fn roll_pending<S: Steps>(
     let pruned = steps.pruned_until().await?;
     let mut rolled = Rolled::default();
     let mut left = budget;
-    // Minutes mark hours, hours mark days: three rounds see a minute through to its day.
+    // Hours mark days: rounds until a pass has nothing ended left (three at most).
     for _ in 0..Tier::ALL.len() {
         let pending = steps.pending().await?;
         let plan = plan_rolls(&pending, now_unix_ms, &pruned, left);
@@ -434,13 +422,13 @@ fn tier_index(tier: Tier) -> usize {
     Tier::ALL.iter().position(|t| *t == tier).unwrap_or(0)
 }
 
-/// The distinct minutes `records` fall in: what a write marks pending.
-pub(crate) fn minutes_of<'r>(records: impl IntoIterator<Item = &'r ResultRecord>) -> Vec<i64> {
-    let minutes: BTreeSet<i64> = records
+/// The distinct hours `records` fall in: what a write marks pending.
+pub(crate) fn hours_of<'r>(records: impl IntoIterator<Item = &'r ResultRecord>) -> Vec<i64> {
+    let hours: BTreeSet<i64> = records
         .into_iter()
-        .map(|r| Tier::Minute.bucket_start(r.check.ts_unix_ms))
+        .map(|r| Tier::Hour.bucket_start(r.check.ts_unix_ms))
         .collect();
-    minutes.into_iter().collect()
+    hours.into_iter().collect()
 }
 
 #[cfg(test)]
@@ -475,70 +463,114 @@ mod tests {
         }
     }
 
+    const NONE_PRUNED: RawExtent = RawExtent::EVERYWHERE;
+
+    fn pruned_at(at: i64) -> RawExtent {
+        RawExtent {
+            pruned_until: at,
+            first_minute: i64::MIN,
+        }
+    }
+
     #[test]
     fn without_pending_buckets_a_read_is_the_stored_rows() {
         assert_eq!(
-            plan_read(Tier::Day, 0, 90 * D, &[]),
+            plan_read(Tier::Day, 0, 90 * D, &[], NONE_PRUNED),
             vec![stored(Tier::Day, 0, 90 * D)]
         );
     }
 
     #[test]
-    fn a_pending_minute_makes_its_hour_and_day_come_from_finer_tiers() {
-        // Day 3, hour 5, minute 7 is pending: the day is read from its hours, that hour from
-        // its minutes, and that minute from the raw rows.
-        let at = 3 * D + 5 * H + 7 * M;
-        let reads = plan_read(Tier::Day, 0, 10 * D, &[pending(Tier::Minute, at)]);
+    fn minutes_come_from_the_raw_rows_where_retention_left_them() {
+        assert_eq!(
+            plan_read(Tier::Minute, 0, 2 * D, &[], pruned_at(D)),
+            vec![stored(Tier::Minute, 0, D), raw(D, 2 * D)]
+        );
+        assert_eq!(
+            plan_read(Tier::Minute, 0, H, &[], NONE_PRUNED),
+            vec![raw(0, H)]
+        );
+        assert_eq!(
+            plan_read(Tier::Minute, 0, H, &[], pruned_at(5 * D)),
+            vec![stored(Tier::Minute, 0, H)]
+        );
+        // Minutes before the first raw row ever written (seeded ones) are the stored ones.
+        let first = RawExtent {
+            pruned_until: i64::MIN,
+            first_minute: 30 * M,
+        };
+        assert_eq!(
+            plan_read(Tier::Minute, 0, H, &[], first),
+            vec![stored(Tier::Minute, 0, 30 * M), raw(30 * M, H)]
+        );
+    }
+
+    #[test]
+    fn a_pending_hour_comes_from_its_raw_rows_and_its_day_from_its_hours() {
+        let at = 3 * D + 5 * H;
+        let reads = plan_read(
+            Tier::Day,
+            0,
+            10 * D,
+            &[pending(Tier::Hour, at)],
+            NONE_PRUNED,
+        );
         assert_eq!(
             reads,
             vec![
                 stored(Tier::Day, 0, 3 * D),
-                stored(Tier::Hour, 3 * D, 3 * D + 5 * H),
-                stored(Tier::Minute, 3 * D + 5 * H, at),
-                raw(at, at + M),
-                stored(Tier::Minute, at + M, 3 * D + 6 * H),
-                stored(Tier::Hour, 3 * D + 6 * H, 4 * D),
+                stored(Tier::Hour, 3 * D, at),
+                raw(at, at + H),
+                stored(Tier::Hour, at + H, 4 * D),
                 stored(Tier::Day, 4 * D, 10 * D),
             ]
         );
     }
 
     #[test]
-    fn a_pending_hour_is_read_from_its_minutes_and_leaves_finer_reads_alone() {
-        let reads = plan_read(Tier::Hour, 0, 3 * H, &[pending(Tier::Hour, H)]);
+    fn a_pending_day_is_read_from_its_hours_and_leaves_hour_reads_alone() {
         assert_eq!(
-            reads,
-            vec![
-                stored(Tier::Hour, 0, H),
-                stored(Tier::Minute, H, 2 * H),
-                stored(Tier::Hour, 2 * H, 3 * H),
-            ]
+            plan_read(Tier::Day, 0, 2 * D, &[pending(Tier::Day, D)], NONE_PRUNED),
+            vec![stored(Tier::Day, 0, D), stored(Tier::Hour, D, 2 * D)]
         );
-        // A pending day doesn't make its hours stale.
         assert_eq!(
-            plan_read(Tier::Hour, 0, 3 * H, &[pending(Tier::Day, 0)]),
+            plan_read(Tier::Hour, 0, 3 * H, &[pending(Tier::Day, 0)], NONE_PRUNED),
             vec![stored(Tier::Hour, 0, 3 * H)]
         );
     }
 
     #[test]
-    fn neighbouring_pending_minutes_are_one_raw_read() {
-        let marks: Vec<_> = (0..3).map(|i| pending(Tier::Minute, H + i * M)).collect();
+    fn neighbouring_pending_hours_are_one_raw_read() {
+        let marks: Vec<_> = (0..3).map(|i| pending(Tier::Hour, D + i * H)).collect();
         assert_eq!(
-            plan_read(Tier::Hour, 0, 2 * H, &marks),
+            plan_read(Tier::Day, 0, 2 * D, &marks, NONE_PRUNED),
             vec![
-                stored(Tier::Hour, 0, H),
-                raw(H, H + 3 * M),
-                stored(Tier::Minute, H + 3 * M, 2 * H),
+                stored(Tier::Day, 0, D),
+                raw(D, D + 3 * H),
+                stored(Tier::Hour, D + 3 * H, 2 * D),
             ]
         );
     }
 
     #[test]
-    fn pending_buckets_outside_the_range_change_nothing() {
-        let marks = [pending(Tier::Minute, 50 * D), pending(Tier::Hour, 2 * D)];
+    fn an_hour_whose_raw_rows_are_gone_is_read_as_stored() {
         assert_eq!(
-            plan_read(Tier::Hour, 0, D, &marks),
+            plan_read(
+                Tier::Hour,
+                0,
+                3 * H,
+                &[pending(Tier::Hour, H)],
+                pruned_at(2 * H)
+            ),
+            vec![stored(Tier::Hour, 0, 3 * H)]
+        );
+    }
+
+    #[test]
+    fn pending_buckets_outside_the_range_change_nothing() {
+        let marks = [pending(Tier::Hour, 50 * D), pending(Tier::Day, 2 * D)];
+        assert_eq!(
+            plan_read(Tier::Hour, 0, D, &marks, NONE_PRUNED),
             vec![stored(Tier::Hour, 0, D)]
         );
     }
@@ -569,13 +601,13 @@ mod tests {
 
     #[test]
     fn a_bucket_whose_source_was_pruned_is_discarded_not_rolled() {
-        let marks = [pending(Tier::Minute, 5 * M), pending(Tier::Hour, H)];
+        let marks = [pending(Tier::Hour, 0), pending(Tier::Hour, 2 * H)];
         let pruned = PrunedUntil {
-            raw: 10 * M,
+            raw: H + 10 * M,
             ..PrunedUntil::default()
         };
         assert_eq!(
-            plan_rolls(&marks, 3 * H, &pruned, 10),
+            plan_rolls(&marks, 4 * H, &pruned, 10),
             vec![Step::Discard(marks[0]), Step::Roll(marks[1])]
         );
     }

@@ -248,37 +248,6 @@ pub(crate) fn upsert_from(dialect: Dialect, tier: Tier, staging: &str) -> String
     )
 }
 
-/// Like [`upsert`], but a stored bucket takes the new figures in place of its own: what the
-/// roller writes, since it recomputes a bucket whole from the finer tier (or the raw rows).
-pub(crate) fn replace(dialect: Dialect, tier: Tier, rows: usize) -> String {
-    let per_row = 3 + figures().len();
-    let tuples: Vec<String> = (0..rows)
-        .map(|row| {
-            let params: Vec<String> = (1..=per_row)
-                .map(|n| placeholder(dialect, row * per_row + n))
-                .collect();
-            format!("({})", params.join(", "))
-        })
-        .collect();
-    format!(
-        "INSERT INTO {} ({}) VALUES {}\n         {}",
-        tier.table(),
-        all_columns(),
-        tuples.join(", "),
-        replace_clause()
-    )
-}
-
-/// Like [`upsert_from`], replacing as [`replace`] does.
-pub(crate) fn replace_from(tier: Tier, staging: &str) -> String {
-    let columns = all_columns();
-    format!(
-        "INSERT INTO {} ({columns}) SELECT {columns} FROM {staging}\n         {}",
-        tier.table(),
-        replace_clause()
-    )
-}
-
 fn replace_clause() -> String {
     let updates: Vec<String> = figures()
         .iter()
@@ -319,6 +288,123 @@ pub(crate) fn roll_from_finer(dialect: Dialect, tier: Tier) -> String {
         all_columns(),
         aggregates().join(", "),
         finer.table(),
+        replace_clause()
+    )
+}
+
+/// The figures of a bucket as aggregates over its raw rows in `results`, in [`figures`] order:
+/// the same rules as [`crate::rollup::Rollup::add`] (a down check counts under its reason, one
+/// this build doesn't know as `other`; latency and histogram over the checks that answered;
+/// bucket bounds are [`crate::rollup::bucket_lower_ms`]'s, written out exactly).
+fn raw_aggregates() -> Vec<String> {
+    let count = |condition: String| format!("sum(CASE WHEN {condition} THEN 1 ELSE 0 END)");
+    let mut aggregates = vec![
+        "count(*)".to_string(),
+        count("outcome = 'up'".into()),
+        count("outcome = 'degraded'".into()),
+        count("outcome = 'down'".into()),
+    ];
+    let known: Vec<String> = Reason::ALL
+        .iter()
+        .filter(|r| **r != Reason::Other)
+        .map(|r| format!("'{}'", r.as_str()))
+        .collect();
+    for reason in Reason::ALL {
+        aggregates.push(count(if reason == Reason::Other {
+            format!(
+                "outcome = 'down' AND (reason IS NULL OR reason NOT IN ({}))",
+                known.join(", ")
+            )
+        } else {
+            format!("outcome = 'down' AND reason = '{}'", reason.as_str())
+        }));
+    }
+    let answered = "outcome <> 'down'";
+    aggregates.push(format!("min(CASE WHEN {answered} THEN latency_ms END)"));
+    aggregates.push(format!("max(CASE WHEN {answered} THEN latency_ms END)"));
+    aggregates.push(format!(
+        "coalesce(sum(CASE WHEN {answered} THEN latency_ms END), 0)"
+    ));
+    // `{:?}` writes the shortest decimal that reads back as the same double.
+    let bound = |k: usize| format!("{:?}", crate::rollup::bucket_lower_ms(k));
+    for k in 0..BUCKETS {
+        let range = match k {
+            0 => format!("latency_ms < {}", bound(1)),
+            k if k + 1 == BUCKETS => format!("latency_ms >= {}", bound(k)),
+            k => format!(
+                "latency_ms >= {} AND latency_ms < {}",
+                bound(k),
+                bound(k + 1)
+            ),
+        };
+        aggregates.push(count(format!("{answered} AND {range}")));
+    }
+    // One type per figure in both dialects (PostgreSQL's sums of integers are numeric).
+    aggregates
+        .into_iter()
+        .zip(figures())
+        .map(|(a, f)| {
+            let ty = if f.float {
+                "double precision"
+            } else {
+                "bigint"
+            };
+            format!("CAST({a} AS {ty})")
+        })
+        .collect()
+}
+
+/// The time column of `results` in `dialect`.
+fn ts_column(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "ts_unix_ms",
+        Dialect::Postgres => "ts",
+    }
+}
+
+/// Recomputes one bucket of `tier` (start: parameter 1) from the raw rows in
+/// `[parameter 2, parameter 3)` (the bucket's span, as `results` keeps time), every series at
+/// once, replacing what the bucket held.
+pub(crate) fn roll_from_raw(dialect: Dialect, tier: Tier) -> String {
+    let p = |n| placeholder(dialect, n);
+    let ts = ts_column(dialect);
+    format!(
+        "INSERT INTO {} ({})
+         SELECT target, vantage, CAST({} AS bigint), {} FROM results
+         WHERE {ts} >= {} AND {ts} < {}
+         GROUP BY target, vantage
+         {}",
+        tier.table(),
+        all_columns(),
+        p(1),
+        raw_aggregates().join(", "),
+        p(2),
+        p(3),
+        replace_clause()
+    )
+}
+
+/// Writes the minute roll-ups of the raw rows in `[parameter 1, parameter 2)`: what retention
+/// keeps of raw rows once they go (minutes are read from the raw rows while those last).
+pub(crate) fn roll_minutes_from_raw(dialect: Dialect) -> String {
+    let p = |n| placeholder(dialect, n);
+    let ts = ts_column(dialect);
+    let minute = match dialect {
+        Dialect::Sqlite => "(ts_unix_ms / 60000) * 60000".to_string(),
+        Dialect::Postgres => {
+            "CAST(floor(extract(epoch FROM ts) / 60) * 60000 AS bigint)".to_string()
+        }
+    };
+    format!(
+        "INSERT INTO rollups_minute ({})
+         SELECT target, vantage, {minute}, {} FROM results
+         WHERE {ts} >= {} AND {ts} < {}
+         GROUP BY target, vantage, {minute}
+         {}",
+        all_columns(),
+        raw_aggregates().join(", "),
+        p(1),
+        p(2),
         replace_clause()
     )
 }
@@ -454,6 +540,12 @@ pub(crate) fn select(dialect: Dialect, tier: Tier, summed: bool, one_target: boo
     }
 }
 
+/// How stale a series' latest-check time may get while nothing about it changes: a row is
+/// rewritten when its outcome, reason or labels change, or its time moved on this much. Most
+/// batches then rewrite no series row (a new row version each would cost PostgreSQL about as
+/// much as the batch's raw rows), and a page's "last checked" is at most a minute behind.
+pub(crate) const SERIES_REFRESH_MS: i64 = 60_000;
+
 /// Keeps the latest check of each series, for `rows` series (distinct). Parameters per row:
 /// target, vantage, kind, domain, endpoint, last time, outcome, reason.
 pub(crate) fn upsert_series(dialect: Dialect, rows: usize) -> String {
@@ -469,7 +561,13 @@ pub(crate) fn upsert_series(dialect: Dialect, rows: usize) -> String {
          ON CONFLICT (target, vantage) DO UPDATE SET kind = excluded.kind, domain = excluded.domain,
            endpoint = excluded.endpoint, last_unix_ms = excluded.last_unix_ms,
            last_outcome = excluded.last_outcome, last_reason = excluded.last_reason
-         WHERE excluded.last_unix_ms >= series.last_unix_ms",
+         WHERE excluded.last_unix_ms >= series.last_unix_ms
+           AND (excluded.last_outcome <> series.last_outcome
+             OR excluded.last_reason IS DISTINCT FROM series.last_reason
+             OR excluded.kind <> series.kind
+             OR excluded.domain IS DISTINCT FROM series.domain
+             OR excluded.endpoint IS DISTINCT FROM series.endpoint
+             OR excluded.last_unix_ms >= series.last_unix_ms + {SERIES_REFRESH_MS})",
         tuples.join(", ")
     )
 }

@@ -245,8 +245,9 @@ impl SqliteStore {
             },
             |tx, fresh| {
                 if version >= PENDING_SINCE {
-                    let minutes = roller::minutes_of(fresh.iter().map(|&i| &records[i]));
-                    mark_pending(tx, Tier::Minute, &minutes)?;
+                    let added: Vec<&ResultRecord> = fresh.iter().map(|&i| &records[i]).collect();
+                    mark_pending(tx, Tier::Hour, &roller::hours_of(added.iter().copied()))?;
+                    upsert_series(tx, added)?;
                 }
                 Ok(())
             },
@@ -455,7 +456,7 @@ impl SqliteStore {
         result.map_err(sqlite)
     }
 
-    /// The series as stored (see [`Store::series`] for what a reader gets).
+    /// See [`Store::series`].
     fn stored_series(&self) -> Result<Vec<Series>, StoreError> {
         if self.version < ROLLUPS_SINCE {
             return Ok(Vec::new());
@@ -496,7 +497,9 @@ impl SqliteStore {
         let mut pruned = Pruned::default();
         if let Some(keep) = retention.raw_ms {
             let ts = crate::columns::column("ts").name_in(Dialect::Sqlite);
-            let below = now_unix_ms - keep;
+            // Whole minutes go, so a minute is kept whole or rolled up whole.
+            let below = Tier::Minute.bucket_start(now_unix_ms - keep);
+            self.keep_minutes_of_raw_rows_before(below, retention, now_unix_ms)?;
             pruned.raw_rows = self.delete_batched("results", &ts, below)?;
             self.record_pruned("raw", below)?;
         }
@@ -521,6 +524,36 @@ impl SqliteStore {
         }
         // Every step of the SQLite store is synchronous: the future is ready when polled.
         futures::executor::block_on(roller::roll_pending(self, now_unix_ms, roller::ROLL_BUDGET))
+    }
+
+    /// Writes the minute roll-ups of the raw rows retention is about to drop (those before
+    /// `below` not dropped before, as far back as the minute tier keeps): minutes are read from
+    /// the raw rows while those last, and from the minute tier after.
+    fn keep_minutes_of_raw_rows_before(
+        &mut self,
+        below: i64,
+        retention: &Retention,
+        now_unix_ms: i64,
+    ) -> Result<(), StoreError> {
+        if self.version < PENDING_SINCE {
+            return Ok(());
+        }
+        let already = self.pruned_until()?.raw;
+        let kept = retention.minute_ms.map_or(i64::MIN, |keep| {
+            rollup_sql::first_kept_start(Tier::Minute, now_unix_ms, keep)
+        });
+        let from = already.max(kept).max(0);
+        if from >= below {
+            return Ok(());
+        }
+        let sqlite = StoreError::sqlite(&self.path);
+        let conn = self.conn.get_mut().unwrap_or_else(PoisonError::into_inner);
+        conn.execute(
+            &rollup_sql::roll_minutes_from_raw(Dialect::Sqlite),
+            (from, below),
+        )
+        .map_err(sqlite)?;
+        Ok(())
     }
 
     fn record_pruned(&mut self, source: &str, below: i64) -> Result<(), StoreError> {
@@ -568,41 +601,30 @@ impl SqliteStore {
 
     /// A roller step in one write transaction: see [`roller::Steps::roll`].
     fn roll_bucket(&mut self, bucket: PendingBucket) -> Result<(), StoreError> {
-        let records = match bucket.tier {
-            Tier::Minute => self.records_between(
-                TimeRange {
-                    from_unix_ms: bucket.start_unix_ms,
-                    until_unix_ms: bucket.start_unix_ms + Tier::Minute.millis(),
-                },
-                None,
-            )?,
-            _ => Vec::new(),
-        };
         let sqlite = StoreError::sqlite(&self.path);
         let conn = self.conn.get_mut().unwrap_or_else(PoisonError::into_inner);
         let result = (|| {
-            // The raw rows were read outside this transaction: a write since then marked the
-            // minute again, so the unmark below leaves it for the next pass.
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let (start, end) = (
+                bucket.start_unix_ms,
+                bucket.start_unix_ms + bucket.tier.millis(),
+            );
             match bucket.tier {
-                Tier::Minute => {
-                    let minutes = rollup::roll_up(&records)
-                        .into_iter()
-                        .find(|(tier, _)| *tier == Tier::Minute)
-                        .map(|(_, rows)| rows)
-                        .unwrap_or_default();
-                    replace_rollups(&tx, Tier::Minute, &minutes)?;
-                    upsert_series(&tx, &records)?;
+                // A mark an earlier build left: its hour is what gets rolled.
+                Tier::Minute => {}
+                Tier::Hour => {
+                    tx.prepare_cached(&rollup_sql::roll_from_raw(Dialect::Sqlite, Tier::Hour))?
+                        .execute((start, start, end))?;
                 }
-                tier => {
-                    tx.prepare_cached(&rollup_sql::roll_from_finer(Dialect::Sqlite, tier))?
-                        .execute((bucket.start_unix_ms, bucket.start_unix_ms + tier.millis()))?;
+                Tier::Day => {
+                    tx.prepare_cached(&rollup_sql::roll_from_finer(Dialect::Sqlite, Tier::Day))?
+                        .execute((start, end))?;
                 }
             }
             tx.prepare_cached(&rollup_sql::unmark_pending(Dialect::Sqlite))?
-                .execute((bucket.tier.as_str(), bucket.start_unix_ms, bucket.version))?;
+                .execute((bucket.tier.as_str(), start, bucket.version))?;
             if let Some(coarser) = bucket.tier.coarser() {
-                mark_pending(&tx, coarser, &[coarser.bucket_start(bucket.start_unix_ms)])?;
+                mark_pending(&tx, coarser, &[coarser.bucket_start(start)])?;
             }
             tx.commit()
         })();
@@ -670,16 +692,24 @@ impl roller::Parts for SqliteStore {
         self.stored_rollups(query)
     }
 
+    async fn raw_extent(&self) -> Result<roller::RawExtent, StoreError> {
+        let pruned = SqliteStore::pruned_until(self)?.raw;
+        let first: Option<i64> = self
+            .lock()
+            .query_row("SELECT min(ts_unix_ms) FROM results", [], |row| row.get(0))
+            .map_err(StoreError::sqlite(&self.path))?;
+        Ok(roller::RawExtent {
+            pruned_until: pruned,
+            first_minute: first.map_or(i64::MAX, |ts| Tier::Minute.bucket_start(ts)),
+        })
+    }
+
     async fn raw(
         &self,
         range: TimeRange,
         target: Option<&str>,
     ) -> Result<Vec<ResultRecord>, StoreError> {
         self.records_between(range, target)
-    }
-
-    async fn stored_series(&self) -> Result<Vec<Series>, StoreError> {
-        SqliteStore::stored_series(self)
     }
 }
 
@@ -727,7 +757,7 @@ impl Store for SqliteStore {
     }
 
     async fn series(&self) -> Result<Vec<Series>, StoreError> {
-        roller::fresh_series(self).await
+        SqliteStore::stored_series(self)
     }
 
     async fn roll_up(&mut self, now_unix_ms: i64) -> Result<Rolled, StoreError> {
@@ -756,22 +786,11 @@ fn mark_pending(
     Ok(())
 }
 
-/// Replaces buckets of a tier with recomputed figures inside the caller's transaction.
-fn replace_rollups(
-    tx: &rusqlite::Transaction<'_>,
-    tier: Tier,
-    rows: &[RollupRow],
-) -> rusqlite::Result<()> {
-    let mut statement = tx.prepare_cached(&rollup_sql::replace(Dialect::Sqlite, tier, 1))?;
-    for row in rows {
-        let params = rollup_sql::upsert_params(std::slice::from_ref(row));
-        statement.execute(params_from_iter(params.iter().map(sqlite_param)))?;
-    }
-    Ok(())
-}
-
 /// Keeps the latest check of each series of `records` (a newer stored one stays).
-fn upsert_series(tx: &rusqlite::Transaction<'_>, records: &[ResultRecord]) -> rusqlite::Result<()> {
+fn upsert_series(
+    tx: &rusqlite::Transaction<'_>,
+    records: Vec<&ResultRecord>,
+) -> rusqlite::Result<()> {
     let mut statement = tx.prepare_cached(&rollup_sql::upsert_series(Dialect::Sqlite, 1))?;
     for r in rollup_sql::latest_per_series(records) {
         let http = r.check.http.as_ref();

@@ -773,10 +773,11 @@ async fn the_roller_stores_what_reads_derived_and_leaves_nothing_pending(f: Fixt
     }
     let end = records.iter().map(|r| r.check.ts_unix_ms).max().unwrap();
     let rolled = roll_all(&mut store, end + 2 * DAY).await;
+    let [_, hours, days] = buckets_of(&records);
     assert_eq!(
         rolled.rolled,
-        buckets_of(&records),
-        "each bucket rolled once"
+        [0, hours, days],
+        "each hour and day rolled once; minutes are the raw rows' until retention"
     );
     assert_eq!((rolled.discarded, rolled.left), (0, 0));
     // Nothing is pending now, so these are the stored rows alone.
@@ -812,7 +813,7 @@ async fn a_record_arriving_after_its_minute_was_rolled_is_rolled_in_once(f: Fixt
         assert_eq!(&tier_rows(&store, *tier).await, rows, "{tier:?} derived");
     }
     let rolled = roll_all(&mut store, end + 2 * DAY).await;
-    assert_eq!(rolled.rolled, [1, 1, 1], "its minute, hour and day again");
+    assert_eq!(rolled.rolled, [0, 1, 1], "its hour and day again");
     for (tier, rows) in &expected {
         assert_eq!(
             &tier_rows(&store, *tier).await,
@@ -830,7 +831,7 @@ async fn records_arriving_after_retention_dropped_their_minute_stay_raw_and_are_
     let old = tcp("a:1", now - 9 * DAY, None);
     store.insert(std::slice::from_ref(&old)).await.unwrap();
     store.prune(&Retention::default(), now).await.unwrap();
-    // The minute was rolled before its raw row went, and is kept (30 days of minutes).
+    // The minute was rolled up as its raw row went, and is kept (30 days of minutes).
     let minutes = tier_rows(&store, Tier::Minute).await;
     assert_eq!(minutes.len(), 1);
     assert_eq!(minutes[0].rollup.checks, 1);
@@ -838,7 +839,11 @@ async fn records_arriving_after_retention_dropped_their_minute_stay_raw_and_are_
     let late = tcp("a:1", old.check.ts_unix_ms + 10, Some(Reason::Refused));
     assert_eq!(store.insert(&[late]).await.unwrap().inserted, 1);
     let rolled = roll_all(&mut store, now).await;
-    assert_eq!((rolled.rolled, rolled.discarded), ([0, 0, 0], 1));
+    assert_eq!(
+        (rolled.rolled, rolled.discarded),
+        ([0, 0, 0], 1),
+        "its hour is discarded"
+    );
     let minutes = tier_rows(&store, Tier::Minute).await;
     assert_eq!(
         (
@@ -854,31 +859,30 @@ async fn records_arriving_after_retention_dropped_their_minute_stay_raw_and_are_
 async fn only_ended_buckets_are_rolled_and_a_pass_stays_within_its_budget(f: Fixture) {
     let mut store = f.writer().await;
     let start = 20_200 * DAY;
-    // 200 minutes of one check each: more than one pass's budget.
-    let records: Vec<_> = (0..200)
-        .map(|i| tcp("a:1", start + i * MINUTE, None))
+    let budget = netvantage_store::roller::ROLL_BUDGET as i64;
+    // A check an hour for more hours than one pass takes.
+    let hours = budget + 30;
+    let records: Vec<_> = (0..hours)
+        .map(|i| tcp("a:1", start + i * HOUR, None))
         .collect();
     store.insert(&records).await.unwrap();
-    let now = start + 199 * MINUTE + 30_000;
+    let now = start + (hours - 1) * HOUR + 30 * MINUTE;
     let first = store.roll_up(now).await.unwrap();
     assert_eq!(
         first.total(),
-        netvantage_store::roller::ROLL_BUDGET as u64,
+        budget as u64,
         "one pass takes at most its budget"
     );
     let rest = roll_all(&mut store, now).await;
-    // The last minute is still open at `now`, and so are its hour and day.
-    assert_eq!(first.rolled[0] + rest.rolled[0], 199);
-    assert_eq!(first.rolled[1] + rest.rolled[1], 3, "the three ended hours");
-    assert_eq!(first.rolled[2] + rest.rolled[2], 0, "the day is open");
-    assert!(
-        rest.left >= 2,
-        "the open minute and hour stay pending: {rest:?}"
-    );
-    let hours = tier_rows(&store, Tier::Hour).await;
+    // The last hour is still open at `now`, and so is its day.
+    assert_eq!(first.rolled[1] + rest.rolled[1], hours as u64 - 1);
+    let ended_days = (now - start) / DAY;
+    assert_eq!(first.rolled[2] + rest.rolled[2], ended_days as u64);
+    assert_eq!(rest.left, 2, "the open hour and day stay pending: {rest:?}");
+    let days = tier_rows(&store, Tier::Day).await;
     assert_eq!(
-        hours.iter().map(|r| r.rollup.checks).sum::<u64>(),
-        200,
-        "the open bucket is derived on read"
+        days.iter().map(|r| r.rollup.checks).sum::<u64>(),
+        hours as u64,
+        "the open buckets are derived on read"
     );
 }
