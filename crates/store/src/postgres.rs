@@ -64,6 +64,8 @@ pub struct PgStore {
     version: i32,
     /// Day partitions known to exist (created or seen by this process).
     known_days: HashSet<i64>,
+    /// The series' latest checks this writer wrote.
+    series_memo: rollup_sql::SeriesMemo,
 }
 
 fn pg(doing: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
@@ -150,6 +152,7 @@ impl PgStore {
             writer: true,
             version: 0,
             known_days: HashSet::new(),
+            series_memo: Default::default(),
         };
         let applied = store.migrate().await?;
         if !applied.is_empty() {
@@ -183,6 +186,7 @@ impl PgStore {
             writer: false,
             version: version.min(LATEST),
             known_days: HashSet::new(),
+            series_memo: Default::default(),
         })
     }
 
@@ -345,12 +349,17 @@ impl PgStore {
         // series' latest check (a redelivered record, skipped above, does neither). Last, so
         // concurrent writers, which all mark the current hour, hold that row's lock only until
         // their commit.
+        let mut series = Vec::new();
         if self.version >= PENDING_SINCE && !written.fresh.is_empty() {
             let added = || written.fresh.iter().map(|&i| &records[i]);
-            upsert_series(&tx, rollup_sql::latest_per_series(added())).await?;
+            series = self
+                .series_memo
+                .to_write(rollup_sql::latest_per_series(added()));
+            upsert_series(&tx, series.clone()).await?;
             mark_pending(&tx, Tier::Hour, &roller::hours_of(added())).await?;
         }
         tx.commit().await.map_err(pg("committing a batch"))?;
+        self.series_memo.wrote(&series);
         Ok(written)
     }
 

@@ -576,6 +576,71 @@ pub(crate) const SELECT_SERIES: &str =
     "SELECT target, vantage, kind, domain, endpoint, last_unix_ms, last_outcome, last_reason
      FROM series ORDER BY target, vantage";
 
+/// What a writer last wrote of each series' latest check, so that a batch sends only the series
+/// whose outcome, reason or labels changed, or whose time moved on by [`SERIES_REFRESH_MS`]
+/// (the statement's own `WHERE` keeps the stored rows right whatever this memo says; it only
+/// spares the database the lookups).
+#[derive(Debug, Default)]
+pub(crate) struct SeriesMemo {
+    written: std::collections::HashMap<(String, String), Written>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Written {
+    ts_unix_ms: i64,
+    outcome: netvantage_core::Outcome,
+    reason: Option<Reason>,
+    labels: (Option<String>, Option<String>),
+}
+
+impl Written {
+    fn of(r: &netvantage_core::ResultRecord) -> Written {
+        let http = r.check.http.as_ref();
+        Written {
+            ts_unix_ms: r.check.ts_unix_ms,
+            outcome: r.check.outcome,
+            reason: r.check.reason,
+            labels: (http.map(|h| h.domain.clone()), http.map(|h| h.name.clone())),
+        }
+    }
+}
+
+impl SeriesMemo {
+    /// Of the latest records of a batch, those the store needs to see.
+    pub(crate) fn to_write<'r>(
+        &self,
+        latest: Vec<&'r netvantage_core::ResultRecord>,
+    ) -> Vec<&'r netvantage_core::ResultRecord> {
+        latest
+            .into_iter()
+            .filter(|r| {
+                let now = Written::of(r);
+                match self
+                    .written
+                    .get(&(r.check.target.clone(), r.vantage.clone()))
+                {
+                    None => true,
+                    Some(before) => {
+                        now.ts_unix_ms >= before.ts_unix_ms
+                            && (now.outcome != before.outcome
+                                || now.reason != before.reason
+                                || now.labels != before.labels
+                                || now.ts_unix_ms >= before.ts_unix_ms + SERIES_REFRESH_MS)
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// The records the store took (after the commit).
+    pub(crate) fn wrote(&mut self, records: &[&netvantage_core::ResultRecord]) {
+        for r in records {
+            self.written
+                .insert((r.check.target.clone(), r.vantage.clone()), Written::of(r));
+        }
+    }
+}
+
 /// The latest record of each series in a batch: what [`upsert_series`] binds.
 pub(crate) fn latest_per_series<'r>(
     records: impl IntoIterator<Item = &'r netvantage_core::ResultRecord>,
