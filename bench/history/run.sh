@@ -36,22 +36,27 @@ pids=()
 databases=()
 pg="host=127.0.0.1 port=5432 user=postgres"
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]:-}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   for db in "${databases[@]}"; do psql -q "$pg dbname=postgres" -c "DROP DATABASE IF EXISTS $db" || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-# Starts a server (its command line after the output file's name) and prints its base URL.
+# Starts a server (its command line after the output file's name); sets $url to its base URL.
 start() {
   local out=$1; shift
   "$@" > "$out" 2> "$out.err" &
   pids+=($!)
   for _ in $(seq 1 100); do grep -q listening "$out" && break; sleep 0.1; done
-  local base
-  base=$(sed -n 's/^listening \(http:[^ ]*\)\/$/\1/p' "$out")
-  [ -n "$base" ] || { cat "$out.err" >&2; exit 4; }
-  echo "$base"
+  url=$(sed -n 's/^listening \(http:[^ ]*\)\/$/\1/p' "$out")
+  [ -n "$url" ] || { cat "$out.err" >&2; exit 4; }
+}
+
+# Stops the server started last.
+stop_last() {
+  local pid=${pids[${#pids[@]}-1]}
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  unset "pids[${#pids[@]}-1]"
 }
 
 # wrk's p50 and p99 in ms and requests/s of one URL: "p50 p99 rps errors".
@@ -93,7 +98,8 @@ for backend in $backends; do
     "$bin/examples/history_size" "$backend" "$place" "$series" "$days" "$raw_hours" | tee "$work/seed.txt"
   fi
   now=$((20500 * 86400000 + 12 * 3600000))
-  base=$(start "$work/serve-$backend.out" "$bin/netvantage" serve "${store[@]}" --listen 127.0.0.1:0 --as-of "$now")
+  start "$work/serve-$backend.out" "$bin/netvantage" serve "${store[@]}" --listen 127.0.0.1:0 --as-of "$now"
+  base=$url
   # The first request computes the first snapshot: its time is printed, the figures after it
   # are the steady state a page's readers see.
   curl -s -o /dev/null -w "first request (the first snapshot): %{time_total} s\n" "$base/"
@@ -103,13 +109,13 @@ for backend in $backends; do
     # Warm: one request for the page's own caches, as a reader after the first would find them.
     curl -s -o "$work/page.html" "$base$page"
     read -r p50 p99 rps errors < <(measure "$base$page")
-    floor=$(start "$work/floor.out" "$bin/examples/static_page" "$work/page.html")
-    read -r f50 f99 frps _ < <(measure "$floor$page")
-    kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'
+    start "$work/floor.out" "$bin/examples/static_page" "$work/page.html"
+    read -r f50 f99 frps _ < <(measure "$url$page")
+    stop_last
     ratio=$(awk -v a="$p99" -v b="$f99" 'BEGIN { printf "%.1f", (b > 0 ? a / b : 0) }')
     shown=${page/$id/ID}
     echo "| \`$shown\` | $p50 | $p99 | $rps | $f50 | $f99 | $frps | $ratio | $errors |"
   done
-  kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'
+  stop_last
   rm -f "$work/nv.db"*
 done

@@ -3,7 +3,7 @@
 //! Colours in inline SVG come from CSS classes (so light and dark themes apply); badges are
 //! standalone images and carry their colours.
 
-use super::format::{Esc, availability_class, millis, percent};
+use super::format::{Esc, Fixed, availability_class, millis, percent};
 use super::model::{DayBar, History, LatencyPoint, Tier, Verdict};
 use std::fmt::Write;
 
@@ -44,7 +44,7 @@ pub fn sparkline(points: &[LatencyPoint]) -> String {
             Some(ms) => {
                 let x = i as f64 * step;
                 let y = H - 2.0 - (ms / max) * (H - 4.0);
-                let _ = write!(run, "{x:.1},{y:.1} ");
+                let _ = write!(run, "{},{} ", Fixed(x, 1), Fixed(y, 1));
             }
             None => flush(&mut run, &mut out),
         }
@@ -109,7 +109,10 @@ pub fn history_chart(history: &History) -> String {
         .max(1.0);
     let n = points.len().max(1) as f64;
     let step = W / n;
-    let mut out = format!(
+    // About 200 bytes a bucket: written once, not grown by copying.
+    let mut out = String::with_capacity(256 + points.len() * 220);
+    let _ = write!(
+        out,
         r#"<svg class="history" viewBox="0 0 {W} {H}" preserveAspectRatio="none" role="img" aria-label="history, {} buckets of one {}">"#,
         points.len(),
         history.tier.as_str()
@@ -122,11 +125,11 @@ pub fn history_chart(history: &History) -> String {
         };
         let _ = write!(
             out,
-            r#"<rect class="bucket {}" x="{:.2}" y="{:.1}" width="{:.2}" height="{STRIP}"><title>{}: {}, median {}, p95 {}</title></rect>"#,
+            r#"<rect class="bucket {}" x="{}" y="{}" width="{}" height="{STRIP}"><title>{}: {}, median {}, p95 {}</title></rect>"#,
             availability_class(point.availability),
-            i as f64 * step,
-            H - STRIP,
-            (step - 0.3).max(0.3),
+            Fixed(i as f64 * step, 2),
+            Fixed(H - STRIP, 1),
+            Fixed((step - 0.3).max(0.3), 2),
             Esc(&label),
             percent(point.availability),
             millis(point.latency_p50_ms),
@@ -147,7 +150,7 @@ pub fn history_chart(history: &History) -> String {
                 Some(ms) => {
                     let x = (i as f64 + 0.5) * step;
                     let y = lane - (ms / max) * (lane - 4.0);
-                    let _ = write!(line, "{x:.1},{y:.1} ");
+                    let _ = write!(line, "{},{} ", Fixed(x, 1), Fixed(y, 1));
                 }
                 None if !line.is_empty() => lines.push(std::mem::take(&mut line)),
                 None => {}
