@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 pub struct Freshness {
     /// Answers alone while younger than this (and made for a page time this close).
     pub fresh: Duration,
-    /// Answers while a replacement is computed, while younger than this.
+    /// Answers while a replacement is computed, for this long after it stopped being fresh.
     pub stale: Duration,
 }
 
@@ -101,7 +101,8 @@ where
             let usable = entry.value.as_ref().and_then(|(value, when, made, took)| {
                 let fresh_for = self.freshness.fresh.max(*took * SLOW_FACTOR);
                 let fresh = Freshness::within(fresh_for, *when, *made, at);
-                let stale = Freshness::within(self.freshness.stale, *when, *made, at);
+                // The stale window follows the fresh one, however long that was.
+                let stale = Freshness::within(fresh_for + self.freshness.stale, *when, *made, at);
                 (fresh || stale).then(|| (value.clone(), fresh))
             });
             match (usable, entry.flight.clone()) {
@@ -233,6 +234,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_slow_computation_stays_fresh_for_longer() {
+        // Fresh 10 ms, but the computation takes 100 ms: fresh for 400 ms.
+        let memo = memo(10, 60_000);
+        let runs = Arc::new(AtomicUsize::new(0));
+        assert_eq!(
+            *memo.get("a", UnixMs(0), counted(&runs, 100)).await.unwrap(),
+            1
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(
+            *memo.get("a", UnixMs(0), counted(&runs, 0)).await.unwrap(),
+            1
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "no refresh while fresh");
+    }
+
+    #[tokio::test]
     async fn another_page_time_is_computed_anew() {
         let memo = memo(60_000, 60_000);
         let runs = Arc::new(AtomicUsize::new(0));
@@ -240,7 +259,7 @@ mod tests {
             *memo.get("a", UnixMs(0), counted(&runs, 0)).await.unwrap(),
             1
         );
-        let later = UnixMs(120_000);
+        let later = UnixMs(300_000);
         assert_eq!(*memo.get("a", later, counted(&runs, 0)).await.unwrap(), 2);
     }
 

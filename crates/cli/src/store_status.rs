@@ -49,8 +49,8 @@ use std::time::Duration;
 /// How long an answer (the snapshot, a target's pictures, history, checks) is used as is.
 const FRESH: Duration = Duration::from_secs(5);
 
-/// How old an answer may be when it answers while the next one is computed in the background:
-/// the most a page lags the store under load, and longer than a 10,000-series snapshot takes.
+/// How long after it stops being fresh an answer still answers while the next one is computed
+/// in the background: longer than a 10,000-series snapshot takes, so no request waits for one.
 const STALE_LIMIT: Duration = Duration::from_secs(60);
 
 /// At most this many keys a cache (about 5 KB a target's pictures).

@@ -27,15 +27,24 @@ impl fmt::Display for Esc<'_> {
 /// reads better than it is (99.9999 % shows 99.99 %, never 100 %); exactly 1 shows `100%`.
 /// `None` (no checks in the window) shows `—`.
 pub fn percent(ratio: Option<f64>) -> String {
-    let Some(ratio) = ratio.filter(|r| r.is_finite()) else {
-        return "—".to_string();
-    };
-    if ratio >= 1.0 {
-        return "100%".to_string();
+    Percent(ratio).to_string()
+}
+
+/// [`percent`] written straight into a page, without a `String` of its own.
+pub struct Percent(pub Option<f64>);
+
+impl fmt::Display for Percent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(ratio) = self.0.filter(|r| r.is_finite()) else {
+            return f.write_str("—");
+        };
+        if ratio >= 1.0 {
+            return f.write_str("100%");
+        }
+        // The small epsilon keeps 0.9995 (binary 0.99949999…) at 99.95, not 99.94.
+        let hundredths = (ratio.max(0.0) * 10_000.0 + 1e-7).floor() as u64;
+        write!(f, "{}.{:02}%", hundredths / 100, hundredths % 100)
     }
-    // The small epsilon keeps 0.9995 (binary 0.99949999…) at 99.95, not 99.94.
-    let hundredths = (ratio.max(0.0) * 10_000.0 + 1e-7).floor() as u64;
-    format!("{}.{:02}%", hundredths / 100, hundredths % 100)
 }
 
 /// A number with `.1` decimals (0 to 3), written through integer formatting: the pages write
@@ -72,11 +81,20 @@ impl fmt::Display for Fixed {
 
 /// Milliseconds as people read them: `0.8 ms`, `12 ms`, `1.24 s`.
 pub fn millis(ms: Option<f64>) -> String {
-    match ms.filter(|m| m.is_finite()) {
-        None => "—".to_string(),
-        Some(ms) if ms < 10.0 => format!("{} ms", Fixed(ms, 1)),
-        Some(ms) if ms < 1000.0 => format!("{} ms", Fixed(ms, 0)),
-        Some(ms) => format!("{} s", Fixed(ms / 1000.0, 2)),
+    Millis(ms).to_string()
+}
+
+/// [`millis`] written straight into a page, without a `String` of its own.
+pub struct Millis(pub Option<f64>);
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.filter(|m| m.is_finite()) {
+            None => f.write_str("—"),
+            Some(ms) if ms < 10.0 => write!(f, "{} ms", Fixed(ms, 1)),
+            Some(ms) if ms < 1000.0 => write!(f, "{} ms", Fixed(ms, 0)),
+            Some(ms) => write!(f, "{} s", Fixed(ms / 1000.0, 2)),
+        }
     }
 }
 

@@ -3,8 +3,8 @@
 //! Colours in inline SVG come from CSS classes (so light and dark themes apply); badges are
 //! standalone images and carry their colours.
 
-use super::format::{Esc, Fixed, availability_class, millis, percent};
-use super::model::{DayBar, History, LatencyPoint, Tier, Verdict};
+use super::format::{Esc, Fixed, Millis, Percent, availability_class, millis};
+use super::model::{DayBar, History, HumanTime, LatencyPoint, Tier, Verdict};
 use std::fmt::Write;
 
 /// A latency line: one polyline per run of points with data (a gap where nothing answered).
@@ -78,7 +78,7 @@ pub fn day_bars(days: &[DayBar]) -> String {
             let _ = write!(
                 out,
                 " {} · {}/{} up",
-                percent(day.availability),
+                Percent(day.availability),
                 day.up,
                 day.checks
             );
@@ -119,21 +119,26 @@ pub fn history_chart(history: &History) -> String {
     );
     let lane = H - STRIP - 4.0;
     for (i, point) in points.iter().enumerate() {
-        let label = match history.tier {
-            Tier::Day => point.start.day(),
-            _ => point.start.human(),
-        };
+        // Written in place, no `String` a bucket: a day of minutes is 1,440 of them. The
+        // label is digits, dashes, colons and "UTC": nothing to escape.
         let _ = write!(
             out,
-            r#"<rect class="bucket {}" x="{}" y="{}" width="{}" height="{STRIP}"><title>{}: {}, median {}, p95 {}</title></rect>"#,
+            r#"<rect class="bucket {}" x="{}" y="{}" width="{}" height="{STRIP}"><title>"#,
             availability_class(point.availability),
             Fixed(i as f64 * step, 2),
             Fixed(H - STRIP, 1),
             Fixed((step - 0.3).max(0.3), 2),
-            Esc(&label),
-            percent(point.availability),
-            millis(point.latency_p50_ms),
-            millis(point.latency_p95_ms)
+        );
+        let _ = match history.tier {
+            Tier::Day => write!(out, "{}", Esc(&point.start.day())),
+            _ => write!(out, "{}", HumanTime(point.start)),
+        };
+        let _ = write!(
+            out,
+            ": {}, median {}, p95 {}</title></rect>",
+            Percent(point.availability),
+            Millis(point.latency_p50_ms),
+            Millis(point.latency_p95_ms)
         );
     }
     for (class, pick) in [
