@@ -8,6 +8,7 @@ mod args;
 mod cmd;
 mod exit;
 mod logging;
+mod memo;
 mod output;
 mod serve;
 mod store_status;

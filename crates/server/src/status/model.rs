@@ -62,11 +62,26 @@ impl UnixMs {
 
     /// `2025-03-01 12:00 UTC`, for people.
     pub fn human(self) -> String {
-        let Some(at) = self.datetime() else {
-            return self.0.to_string();
+        HumanTime(self).to_string()
+    }
+
+    /// The day (`2025-03-01`) this instant falls in, UTC.
+    pub fn day(self) -> String {
+        self.rfc3339().chars().take(10).collect()
+    }
+}
+
+/// [`UnixMs::human`] written straight into a page (a chart writes one per bucket).
+pub struct HumanTime(pub UnixMs);
+
+impl std::fmt::Display for HumanTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(at) = self.0.datetime() else {
+            return write!(f, "{}", self.0.0);
         };
         let date = at.date();
-        format!(
+        write!(
+            f,
             "{:04}-{:02}-{:02} {:02}:{:02} UTC",
             date.year(),
             u8::from(date.month()),
@@ -74,11 +89,6 @@ impl UnixMs {
             at.hour(),
             at.minute()
         )
-    }
-
-    /// The day (`2025-03-01`) this instant falls in, UTC.
-    pub fn day(self) -> String {
-        self.rfc3339().chars().take(10).collect()
     }
 }
 

@@ -3,8 +3,8 @@
 //! Colours in inline SVG come from CSS classes (so light and dark themes apply); badges are
 //! standalone images and carry their colours.
 
-use super::format::{Esc, availability_class, millis, percent};
-use super::model::{DayBar, History, LatencyPoint, Tier, Verdict};
+use super::format::{Esc, Fixed, Millis, Percent, availability_class, millis};
+use super::model::{DayBar, History, HumanTime, LatencyPoint, Tier, Verdict};
 use std::fmt::Write;
 
 /// A latency line: one polyline per run of points with data (a gap where nothing answered).
@@ -44,7 +44,7 @@ pub fn sparkline(points: &[LatencyPoint]) -> String {
             Some(ms) => {
                 let x = i as f64 * step;
                 let y = H - 2.0 - (ms / max) * (H - 4.0);
-                let _ = write!(run, "{x:.1},{y:.1} ");
+                let _ = write!(run, "{},{} ", Fixed(x, 1), Fixed(y, 1));
             }
             None => flush(&mut run, &mut out),
         }
@@ -78,7 +78,7 @@ pub fn day_bars(days: &[DayBar]) -> String {
             let _ = write!(
                 out,
                 " {} · {}/{} up",
-                percent(day.availability),
+                Percent(day.availability),
                 day.up,
                 day.checks
             );
@@ -109,28 +109,36 @@ pub fn history_chart(history: &History) -> String {
         .max(1.0);
     let n = points.len().max(1) as f64;
     let step = W / n;
-    let mut out = format!(
+    // About 200 bytes a bucket: written once, not grown by copying.
+    let mut out = String::with_capacity(256 + points.len() * 220);
+    let _ = write!(
+        out,
         r#"<svg class="history" viewBox="0 0 {W} {H}" preserveAspectRatio="none" role="img" aria-label="history, {} buckets of one {}">"#,
         points.len(),
         history.tier.as_str()
     );
     let lane = H - STRIP - 4.0;
     for (i, point) in points.iter().enumerate() {
-        let label = match history.tier {
-            Tier::Day => point.start.day(),
-            _ => point.start.human(),
+        // Written in place, no `String` a bucket: a day of minutes is 1,440 of them. The
+        // label is digits, dashes, colons and "UTC": nothing to escape.
+        let _ = write!(
+            out,
+            r#"<rect class="bucket {}" x="{}" y="{}" width="{}" height="{STRIP}"><title>"#,
+            availability_class(point.availability),
+            Fixed(i as f64 * step, 2),
+            Fixed(H - STRIP, 1),
+            Fixed((step - 0.3).max(0.3), 2),
+        );
+        let _ = match history.tier {
+            Tier::Day => write!(out, "{}", Esc(&point.start.day())),
+            _ => write!(out, "{}", HumanTime(point.start)),
         };
         let _ = write!(
             out,
-            r#"<rect class="bucket {}" x="{:.2}" y="{:.1}" width="{:.2}" height="{STRIP}"><title>{}: {}, median {}, p95 {}</title></rect>"#,
-            availability_class(point.availability),
-            i as f64 * step,
-            H - STRIP,
-            (step - 0.3).max(0.3),
-            Esc(&label),
-            percent(point.availability),
-            millis(point.latency_p50_ms),
-            millis(point.latency_p95_ms)
+            ": {}, median {}, p95 {}</title></rect>",
+            Percent(point.availability),
+            Millis(point.latency_p50_ms),
+            Millis(point.latency_p95_ms)
         );
     }
     for (class, pick) in [
@@ -147,7 +155,7 @@ pub fn history_chart(history: &History) -> String {
                 Some(ms) => {
                     let x = (i as f64 + 0.5) * step;
                     let y = lane - (ms / max) * (lane - 4.0);
-                    let _ = write!(line, "{x:.1},{y:.1} ");
+                    let _ = write!(line, "{},{} ", Fixed(x, 1), Fixed(y, 1));
                 }
                 None if !line.is_empty() => lines.push(std::mem::take(&mut line)),
                 None => {}
