@@ -793,17 +793,13 @@ impl PgStore {
             return Ok(());
         }
         let already = self.pruned_until().await?.raw;
-        let kept = retention.minute_ms.map_or(i64::MIN, |keep| {
-            rollup_sql::first_kept_start(Tier::Minute, now_unix_ms, keep)
-        });
-        let from = already.max(kept).max(0);
-        if from >= below {
+        let Some(span) = roller::minutes_to_keep(already, retention, now_unix_ms, below) else {
             return Ok(());
-        }
+        };
         self.client
             .execute(
                 &rollup_sql::roll_minutes_from_raw(Dialect::Postgres),
-                &[&PgTime(from), &PgTime(below)],
+                &[&PgTime(span.from_unix_ms), &PgTime(span.until_unix_ms)],
             )
             .await
             .map_err(pg("keeping the minutes of the raw rows retention drops"))?;

@@ -422,6 +422,25 @@ fn tier_index(tier: Tier) -> usize {
     Tier::ALL.iter().position(|t| *t == tier).unwrap_or(0)
 }
 
+/// The raw rows whose minutes retention writes to the minute tier as it drops the raw rows
+/// before `below`: those not dropped by an earlier pass (`raw_pruned_until`), as far back as
+/// the minute tier itself keeps (`retention`). `None`: nothing to keep.
+pub(crate) fn minutes_to_keep(
+    raw_pruned_until: i64,
+    retention: &crate::Retention,
+    now_unix_ms: i64,
+    below: i64,
+) -> Option<TimeRange> {
+    let kept = retention.minute_ms.map_or(i64::MIN, |keep| {
+        crate::rollup_sql::first_kept_start(Tier::Minute, now_unix_ms, keep)
+    });
+    let from = raw_pruned_until.max(kept).max(0);
+    (from < below).then_some(TimeRange {
+        from_unix_ms: from,
+        until_unix_ms: below,
+    })
+}
+
 /// The distinct hours `records` fall in: what a write marks pending.
 pub(crate) fn hours_of<'r>(records: impl IntoIterator<Item = &'r ResultRecord>) -> Vec<i64> {
     let hours: BTreeSet<i64> = records
@@ -597,6 +616,24 @@ mod tests {
             "the day has not ended"
         );
         assert_eq!(rolls(1), vec![Step::Roll(marks[2])]);
+    }
+
+    #[test]
+    fn retention_keeps_the_minutes_of_what_it_drops_once_and_only_as_far_back_as_minutes_last() {
+        let retention = crate::Retention::default();
+        let now = 100 * D;
+        // First pass: from as far back as the minute tier keeps (30 days).
+        let first = minutes_to_keep(i64::MIN, &retention, now, now - 7 * D).unwrap();
+        assert_eq!(first.from_unix_ms, now - 30 * D - M + 1);
+        assert_eq!(first.until_unix_ms, now - 7 * D);
+        // A later pass starts where the earlier one stopped.
+        let next = minutes_to_keep(now - 7 * D, &retention, now + H, now + H - 7 * D).unwrap();
+        assert_eq!(next.from_unix_ms, now - 7 * D);
+        // Nothing new to drop.
+        assert_eq!(
+            minutes_to_keep(now - 7 * D, &retention, now, now - 7 * D),
+            None
+        );
     }
 
     #[test]

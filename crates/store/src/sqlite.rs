@@ -539,18 +539,14 @@ impl SqliteStore {
             return Ok(());
         }
         let already = self.pruned_until()?.raw;
-        let kept = retention.minute_ms.map_or(i64::MIN, |keep| {
-            rollup_sql::first_kept_start(Tier::Minute, now_unix_ms, keep)
-        });
-        let from = already.max(kept).max(0);
-        if from >= below {
+        let Some(span) = roller::minutes_to_keep(already, retention, now_unix_ms, below) else {
             return Ok(());
-        }
+        };
         let sqlite = StoreError::sqlite(&self.path);
         let conn = self.conn.get_mut().unwrap_or_else(PoisonError::into_inner);
         conn.execute(
             &rollup_sql::roll_minutes_from_raw(Dialect::Sqlite),
-            (from, below),
+            (span.from_unix_ms, span.until_unix_ms),
         )
         .map_err(sqlite)?;
         Ok(())
