@@ -971,10 +971,6 @@ impl roller::Parts for PgStore {
 }
 
 impl roller::Steps for PgStore {
-    async fn pending(&self) -> Result<Vec<PendingBucket>, StoreError> {
-        PgStore::pending(self).await
-    }
-
     async fn pruned_until(&self) -> Result<PrunedUntil, StoreError> {
         PgStore::pruned_until(self).await
     }

@@ -351,9 +351,7 @@ fn summed_per_series(rows: Vec<RollupRow>) -> Vec<RollupRow> {
 }
 
 /// What a backend does for the roller, each step in a transaction of its own.
-pub(crate) trait Steps: Send {
-    fn pending(&self) -> impl Future<Output = Result<Vec<PendingBucket>, StoreError>> + Send;
-
+pub(crate) trait Steps: Parts + Send {
     fn pruned_until(&self) -> impl Future<Output = Result<PrunedUntil, StoreError>> + Send;
 
     /// Recomputes the bucket from its source, replaces the stored figures, unmarks it unless

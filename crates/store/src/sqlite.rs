@@ -710,10 +710,6 @@ impl roller::Parts for SqliteStore {
 }
 
 impl roller::Steps for SqliteStore {
-    async fn pending(&self) -> Result<Vec<PendingBucket>, StoreError> {
-        SqliteStore::pending(self)
-    }
-
     async fn pruned_until(&self) -> Result<PrunedUntil, StoreError> {
         SqliteStore::pruned_until(self)
     }
