@@ -840,9 +840,14 @@ fn resolve_host_addr_pins_a_name_on_every_port_and_a_port_pin_only_its_port() {
     assert_eq!(run.code, 0);
 
     // A pin for another port does not apply, and a pin for this very port wins over the
-    // every-port pin (127.0.0.1 on the next port has no listener: refused). No DNS is asked.
-    let other_port = format!("pinned.test:{}:127.0.0.1", server.port() + 1);
-    let this_port_elsewhere = format!("pinned.test:{}:127.0.0.1", server.port());
+    // every-port pin (to another private loopback address, where nothing listens on that
+    // port: refused; 127.0.0.1 could hold a parallel test's listener on the same port). No
+    // DNS is asked.
+    let elsewhere = std::iter::repeat_with(private_loopback)
+        .find(|ip| *ip != server.addr.ip())
+        .expect("another private loopback address");
+    let other_port = format!("pinned.test:{}:{elsewhere}", server.port() + 1);
+    let this_port_elsewhere = format!("pinned.test:{}:{elsewhere}", server.port());
     let mut outcomes = Vec::new();
     for port_pin in [&other_port, &this_port_elsewhere] {
         let run = http_json(
@@ -858,8 +863,8 @@ fn resolve_host_addr_pins_a_name_on_every_port_and_a_port_pin_only_its_port() {
     assert_eq!(outcomes[0], ("up".into(), server_address.into()));
     assert_eq!(
         outcomes[1],
-        ("down".into(), format!("127.0.0.1:{}", server.port()).into()),
-        "the pin for this port wins (nothing listens on 127.0.0.1 there)"
+        ("down".into(), format!("{elsewhere}:{}", server.port()).into()),
+        "the pin for this port wins (nothing listens on {elsewhere} there)"
     );
 }
 
