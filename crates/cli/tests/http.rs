@@ -863,7 +863,10 @@ fn resolve_host_addr_pins_a_name_on_every_port_and_a_port_pin_only_its_port() {
     assert_eq!(outcomes[0], ("up".into(), server_address.into()));
     assert_eq!(
         outcomes[1],
-        ("down".into(), format!("{elsewhere}:{}", server.port()).into()),
+        (
+            "down".into(),
+            format!("{elsewhere}:{}", server.port()).into()
+        ),
         "the pin for this port wins (nothing listens on {elsewhere} there)"
     );
 }
