@@ -561,30 +561,40 @@ async fn upsert_rollups(
 }
 
 async fn upsert_series(tx: &Transaction<'_>, latest: Vec<&ResultRecord>) -> Result<(), StoreError> {
-    for chunk in latest.chunks(UPSERT_ROWS) {
-        let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::with_capacity(chunk.len() * 8);
-        for r in chunk {
-            let http = r.check.http.as_ref();
-            params.push(Box::new(r.check.target.clone()));
-            params.push(Box::new(r.vantage.clone()));
-            params.push(Box::new(r.check.kind.as_str()));
-            params.push(Box::new(http.map(|h| h.domain.clone())));
-            params.push(Box::new(http.map(|h| h.name.clone())));
-            params.push(Box::new(r.check.ts_unix_ms));
-            params.push(Box::new(r.check.outcome.as_str()));
-            params.push(Box::new(r.check.reason.map(|reason| reason.as_str())));
-        }
-        let params: Vec<&(dyn ToSql + Sync)> = params
-            .iter()
-            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-            .collect();
-        tx.execute(
-            &rollup_sql::upsert_series(Dialect::Postgres, chunk.len()),
-            &params,
-        )
-        .await
-        .map_err(pg("keeping the latest check"))?;
+    if latest.is_empty() {
+        return Ok(());
     }
+    let n = latest.len();
+    let (mut targets, mut vantages, mut kinds) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut domains, mut endpoints) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut times, mut outcomes, mut reasons) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for r in &latest {
+        let http = r.check.http.as_ref();
+        targets.push(r.check.target.as_str());
+        vantages.push(r.vantage.as_str());
+        kinds.push(r.check.kind.as_str());
+        domains.push(http.map(|h| h.domain.as_str()));
+        endpoints.push(http.map(|h| h.name.as_str()));
+        times.push(r.check.ts_unix_ms);
+        outcomes.push(r.check.outcome.as_str());
+        reasons.push(r.check.reason.map(|reason| reason.as_str()));
+    }
+    tx.execute(
+        rollup_sql::UPSERT_SERIES_UNNEST.as_str(),
+        &[
+            &targets, &vantages, &kinds, &domains, &endpoints, &times, &outcomes, &reasons,
+        ],
+    )
+    .await
+    .map_err(pg("keeping the latest check"))?;
     Ok(())
 }
 

@@ -547,7 +547,8 @@ pub(crate) fn select(dialect: Dialect, tier: Tier, summed: bool, one_target: boo
 pub(crate) const SERIES_REFRESH_MS: i64 = 60_000;
 
 /// Keeps the latest check of each series, for `rows` series (distinct). Parameters per row:
-/// target, vantage, kind, domain, endpoint, last time, outcome, reason.
+/// target, vantage, kind, domain, endpoint, last time, outcome, reason. (SQLite; PostgreSQL
+/// binds the same columns as arrays: [`UPSERT_SERIES_UNNEST`].)
 pub(crate) fn upsert_series(dialect: Dialect, rows: usize) -> String {
     let tuples: Vec<String> = (0..rows)
         .map(|row| {
@@ -558,7 +559,32 @@ pub(crate) fn upsert_series(dialect: Dialect, rows: usize) -> String {
     format!(
         "INSERT INTO series (target, vantage, kind, domain, endpoint, last_unix_ms, last_outcome, last_reason)
          VALUES {}
-         ON CONFLICT (target, vantage) DO UPDATE SET kind = excluded.kind, domain = excluded.domain,
+         {}",
+        tuples.join(", "),
+        series_conflict()
+    )
+}
+
+/// [`upsert_series`] for PostgreSQL with one array per column: one statement text whatever the
+/// batch's size, so the server parses and plans eight parameters, not eight per series (the
+/// `VALUES` form, planned anew for each batch, cost about as much as the batch's raw rows).
+pub(crate) static UPSERT_SERIES_UNNEST: std::sync::LazyLock<String> = std::sync::LazyLock::new(
+    || {
+        format!(
+        "INSERT INTO series (target, vantage, kind, domain, endpoint, last_unix_ms, last_outcome, last_reason)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                              $6::bigint[], $7::text[], $8::text[])
+         {}",
+        series_conflict()
+    )
+    },
+);
+
+/// A stored series takes a newer latest check only when something a page shows changed or its
+/// time moved on by [`SERIES_REFRESH_MS`].
+fn series_conflict() -> String {
+    format!(
+        "ON CONFLICT (target, vantage) DO UPDATE SET kind = excluded.kind, domain = excluded.domain,
            endpoint = excluded.endpoint, last_unix_ms = excluded.last_unix_ms,
            last_outcome = excluded.last_outcome, last_reason = excluded.last_reason
          WHERE excluded.last_unix_ms >= series.last_unix_ms
@@ -567,8 +593,7 @@ pub(crate) fn upsert_series(dialect: Dialect, rows: usize) -> String {
              OR excluded.kind <> series.kind
              OR excluded.domain IS DISTINCT FROM series.domain
              OR excluded.endpoint IS DISTINCT FROM series.endpoint
-             OR excluded.last_unix_ms >= series.last_unix_ms + {SERIES_REFRESH_MS})",
-        tuples.join(", ")
+             OR excluded.last_unix_ms >= series.last_unix_ms + {SERIES_REFRESH_MS})"
     )
 }
 
