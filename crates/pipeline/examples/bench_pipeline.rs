@@ -32,8 +32,8 @@ use tokio_postgres::Client;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 
 const TARGETS: u64 = 1000;
-/// What ingest uses by default (`--batch 5000`).
-const BATCH: usize = 5000;
+/// What ingest uses by default (`--batch`).
+const BATCH: usize = netvantage_pipeline::ingest::DEFAULT_BATCH as usize;
 /// A stage that makes no progress for this long has failed.
 const IDLE_LIMIT: Duration = Duration::from_secs(60);
 
@@ -631,7 +631,7 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some((writer, rolled, again, copy)) = &written {
         table_row(
-            "(2) PgStore::write, 5000-record batches",
+            "(2) PgStore::write, ingest's batches",
             writer.rate,
             "COPY (binary), same rows",
             Some((copy.rate, 0.8)),

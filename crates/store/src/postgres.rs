@@ -23,7 +23,7 @@ use crate::error::PgError;
 use crate::migrations::{self, LATEST};
 use crate::roller::{self, PendingBucket, PrunedUntil, Rolled};
 use crate::rollup::{self, Pruned, Retention, RollupRow, Tier};
-use crate::rollup_sql::{self, Num, Param};
+use crate::rollup_sql::{self, Num, Param, SeriesRow};
 use crate::{
     Observation, PENDING_SINCE, ROLLUPS_SINCE, ResultsPage, ResultsQuery, RollupQuery, Series,
     Store, StoreError, TimeRange, Written, sql,
@@ -35,7 +35,7 @@ use std::collections::HashSet;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
-use tokio_postgres::{Client, NoTls, Transaction};
+use tokio_postgres::{Client, GenericClient, NoTls, Transaction};
 
 /// Any two processes running migrations or creating partitions take this lock first.
 const SCHEMA_LOCK: i64 = 0x6e76_7363_6865_6d61; // "nvschema"
@@ -355,7 +355,7 @@ impl PgStore {
             series = self
                 .series_memo
                 .to_write(rollup_sql::latest_per_series(added()));
-            upsert_series(&tx, series.clone()).await?;
+            upsert_series(&tx, &series).await?;
             mark_pending(&tx, Tier::Hour, &roller::hours_of(added())).await?;
         }
         tx.commit().await.map_err(pg("committing a batch"))?;
@@ -560,41 +560,29 @@ async fn upsert_rollups(
     Ok(())
 }
 
-async fn upsert_series(tx: &Transaction<'_>, latest: Vec<&ResultRecord>) -> Result<(), StoreError> {
-    if latest.is_empty() {
+async fn upsert_series(client: &impl GenericClient, rows: &[SeriesRow]) -> Result<(), StoreError> {
+    if rows.is_empty() {
         return Ok(());
     }
-    let n = latest.len();
-    let (mut targets, mut vantages, mut kinds) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut domains, mut endpoints) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut times, mut outcomes, mut reasons) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for r in &latest {
-        let http = r.check.http.as_ref();
-        targets.push(r.check.target.as_str());
-        vantages.push(r.vantage.as_str());
-        kinds.push(r.check.kind.as_str());
-        domains.push(http.map(|h| h.domain.as_str()));
-        endpoints.push(http.map(|h| h.name.as_str()));
-        times.push(r.check.ts_unix_ms);
-        outcomes.push(r.check.outcome.as_str());
-        reasons.push(r.check.reason.map(|reason| reason.as_str()));
-    }
-    tx.execute(
-        rollup_sql::UPSERT_SERIES_UNNEST.as_str(),
-        &[
-            &targets, &vantages, &kinds, &domains, &endpoints, &times, &outcomes, &reasons,
-        ],
-    )
-    .await
-    .map_err(pg("keeping the latest check"))?;
+    let column =
+        |f: fn(&SeriesRow) -> Option<&str>| -> Vec<Option<&str>> { rows.iter().map(f).collect() };
+    let targets = column(|r| Some(r.target.as_str()));
+    let vantages = column(|r| Some(r.vantage.as_str()));
+    let kinds = column(|r| Some(r.kind));
+    let domains = column(|r| r.domain.as_deref());
+    let endpoints = column(|r| r.endpoint.as_deref());
+    let outcomes = column(|r| Some(r.outcome.as_str()));
+    let reasons = column(|r| r.reason.map(|reason| reason.as_str()));
+    let times: Vec<i64> = rows.iter().map(|r| r.ts_unix_ms).collect();
+    client
+        .execute(
+            rollup_sql::UPSERT_SERIES_UNNEST,
+            &[
+                &targets, &vantages, &kinds, &domains, &endpoints, &times, &outcomes, &reasons,
+            ],
+        )
+        .await
+        .map_err(pg("keeping the latest check"))?;
     Ok(())
 }
 
@@ -739,8 +727,31 @@ impl PgStore {
         if self.version < PENDING_SINCE {
             return Ok(Rolled::default());
         }
+        self.flush_series(false).await?;
         self.prepare_raw_reads().await?;
         roller::roll_pending(self, now_unix_ms, roller::ROLL_BUDGET).await
+    }
+
+    /// Writes the latest checks of series whose check only moved on in time, when a minute of
+    /// wall time passed since the last such write or when `force`d (before shutdown); see
+    /// [`rollup_sql::SeriesMemo`]. The roller's pass calls it.
+    pub async fn flush_series(&mut self, force: bool) -> Result<(), StoreError> {
+        let rows = self
+            .series_memo
+            .take_waiting(std::time::Instant::now(), force);
+        if rows.is_empty() {
+            return Ok(());
+        }
+        match upsert_series(&self.client, &rows).await {
+            Ok(()) => {
+                self.series_memo.wrote(&rows);
+                Ok(())
+            }
+            Err(e) => {
+                self.series_memo.put_back(rows);
+                Err(e)
+            }
+        }
     }
 
     /// Makes a minute's raw rows cheap to find in the day partitions the pending minutes are
@@ -782,8 +793,13 @@ impl PgStore {
                     .map_err(pg("preparing the roll-up reads"))?;
             }
             if tuples < 0.0 {
+                // The time column's statistics are what the roller's range reads need, and a
+                // small sample is plenty for them: a tenth of a full ANALYZE's time (autovacuum
+                // analyzes the whole partition later, as it would anyway).
                 self.client
-                    .batch_execute(&format!("ANALYZE {partition}"))
+                    .batch_execute(&format!(
+                        "BEGIN; SET LOCAL default_statistics_target = 10; ANALYZE {partition} (ts); COMMIT"
+                    ))
                     .await
                     .map_err(pg("preparing the roll-up reads"))?;
             }

@@ -292,14 +292,14 @@ pub(crate) fn roll_from_finer(dialect: Dialect, tier: Tier) -> String {
     )
 }
 
-/// The figures of a bucket as aggregates over its raw rows in `results`, in [`figures`] order:
-/// the same rules as [`crate::rollup::Rollup::add`] (a down check counts under its reason, one
+/// The figures of a bucket as aggregates over its raw rows' groups ([`raw_groups`]), in
+/// [`figures`] order: the same rules as [`crate::rollup::Rollup::add`] (a down check counts under its reason, one
 /// this build doesn't know as `other`; latency and histogram over the checks that answered;
 /// bucket bounds are [`crate::rollup::bucket_lower_ms`]'s, written out exactly).
 fn raw_aggregates() -> Vec<String> {
-    let count = |condition: String| format!("sum(CASE WHEN {condition} THEN 1 ELSE 0 END)");
+    let count = |condition: String| format!("sum(CASE WHEN {condition} THEN n ELSE 0 END)");
     let mut aggregates = vec![
-        "count(*)".to_string(),
+        "sum(n)".to_string(),
         count("outcome = 'up'".into()),
         count("outcome = 'degraded'".into()),
         count("outcome = 'down'".into()),
@@ -320,24 +320,13 @@ fn raw_aggregates() -> Vec<String> {
         }));
     }
     let answered = "outcome <> 'down'";
-    aggregates.push(format!("min(CASE WHEN {answered} THEN latency_ms END)"));
-    aggregates.push(format!("max(CASE WHEN {answered} THEN latency_ms END)"));
+    aggregates.push(format!("min(CASE WHEN {answered} THEN lmin END)"));
+    aggregates.push(format!("max(CASE WHEN {answered} THEN lmax END)"));
     aggregates.push(format!(
-        "coalesce(sum(CASE WHEN {answered} THEN latency_ms END), 0)"
+        "coalesce(sum(CASE WHEN {answered} THEN lsum END), 0)"
     ));
-    // `{:?}` writes the shortest decimal that reads back as the same double.
-    let bound = |k: usize| format!("{:?}", crate::rollup::bucket_lower_ms(k));
     for k in 0..BUCKETS {
-        let range = match k {
-            0 => format!("latency_ms < {}", bound(1)),
-            k if k + 1 == BUCKETS => format!("latency_ms >= {}", bound(k)),
-            k => format!(
-                "latency_ms >= {} AND latency_ms < {}",
-                bound(k),
-                bound(k + 1)
-            ),
-        };
-        aggregates.push(count(format!("{answered} AND {range}")));
+        aggregates.push(count(format!("{answered} AND b = {k}")));
     }
     // One type per figure in both dialects (PostgreSQL's sums of integers are numeric).
     aggregates
@@ -367,19 +356,16 @@ fn ts_column(dialect: Dialect) -> &'static str {
 /// once, replacing what the bucket held.
 pub(crate) fn roll_from_raw(dialect: Dialect, tier: Tier) -> String {
     let p = |n| placeholder(dialect, n);
-    let ts = ts_column(dialect);
     format!(
         "INSERT INTO {} ({})
-         SELECT target, vantage, CAST({} AS bigint), {} FROM results
-         WHERE {ts} >= {} AND {ts} < {}
+         SELECT target, vantage, CAST({} AS bigint), {} FROM ({}) g
          GROUP BY target, vantage
          {}",
         tier.table(),
         all_columns(),
         p(1),
         raw_aggregates().join(", "),
-        p(2),
-        p(3),
+        raw_groups(dialect, None, &p(2), &p(3)),
         replace_clause()
     )
 }
@@ -388,7 +374,6 @@ pub(crate) fn roll_from_raw(dialect: Dialect, tier: Tier) -> String {
 /// keeps of raw rows once they go (minutes are read from the raw rows while those last).
 pub(crate) fn roll_minutes_from_raw(dialect: Dialect) -> String {
     let p = |n| placeholder(dialect, n);
-    let ts = ts_column(dialect);
     let minute = match dialect {
         Dialect::Sqlite => "(ts_unix_ms / 60000) * 60000".to_string(),
         Dialect::Postgres => {
@@ -397,15 +382,39 @@ pub(crate) fn roll_minutes_from_raw(dialect: Dialect) -> String {
     };
     format!(
         "INSERT INTO rollups_minute ({})
-         SELECT target, vantage, {minute}, {} FROM results
-         WHERE {ts} >= {} AND {ts} < {}
-         GROUP BY target, vantage, {minute}
+         SELECT target, vantage, minute, {} FROM ({}) g
+         GROUP BY target, vantage, minute
          {}",
         all_columns(),
         raw_aggregates().join(", "),
-        p(1),
-        p(2),
+        raw_groups(dialect, Some(&minute), &p(1), &p(2)),
         replace_clause()
+    )
+}
+
+/// The raw rows in `[from, until)` grouped by series (and `minute`, if given), outcome, reason
+/// and latency bucket: `n` checks, their latency's min, max and sum. [`raw_aggregates`] adds
+/// these up per bucket of a tier. Two steps because the per-row work is then one bucket search
+/// and four aggregates, not the 45 conditional sums of a roll-up row (which made rolling an
+/// hour of 10,000 series cost about as much as writing it).
+fn raw_groups(dialect: Dialect, minute: Option<&str>, from: &str, until: &str) -> String {
+    let ts = ts_column(dialect);
+    // `{:?}` writes the shortest decimal that reads back as the same double.
+    let bound = |k: usize| format!("{:?}", crate::rollup::bucket_lower_ms(k));
+    let mut search = String::from("CASE WHEN latency_ms IS NULL THEN NULL");
+    for k in 1..BUCKETS {
+        search.push_str(&format!(" WHEN latency_ms < {} THEN {}", bound(k), k - 1));
+    }
+    search.push_str(&format!(" ELSE {} END", BUCKETS - 1));
+    let (minute_column, minute_key) = match minute {
+        Some(expression) => (format!(", {expression} AS minute"), ", minute"),
+        None => (String::new(), ""),
+    };
+    format!(
+        "SELECT target, vantage{minute_column}, outcome, reason, {search} AS b, count(*) AS n,
+                min(latency_ms) AS lmin, max(latency_ms) AS lmax, sum(latency_ms) AS lsum
+         FROM results WHERE {ts} >= {from} AND {ts} < {until}
+         GROUP BY target, vantage{minute_key}, outcome, reason, b"
     )
 }
 
@@ -566,19 +575,17 @@ pub(crate) fn upsert_series(dialect: Dialect, rows: usize) -> String {
 }
 
 /// [`upsert_series`] for PostgreSQL with one array per column: one statement text whatever the
-/// batch's size, so the server parses and plans eight parameters, not eight per series (the
-/// `VALUES` form, planned anew for each batch, cost about as much as the batch's raw rows).
-pub(crate) static UPSERT_SERIES_UNNEST: std::sync::LazyLock<String> = std::sync::LazyLock::new(
-    || {
-        format!(
-        "INSERT INTO series (target, vantage, kind, domain, endpoint, last_unix_ms, last_outcome, last_reason)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                              $6::bigint[], $7::text[], $8::text[])
-         {}",
-        series_conflict()
-    )
-    },
-);
+/// batch's size, so the server parses and plans eight parameters, not eight per series. How
+/// often a row is rewritten is [`SeriesMemo`]'s business; here a newer (or as new) check wins,
+/// so a flush of checks that moved on less than [`SERIES_REFRESH_MS`] is not refused.
+pub(crate) const UPSERT_SERIES_UNNEST: &str =
+    "INSERT INTO series (target, vantage, kind, domain, endpoint, last_unix_ms, last_outcome, last_reason)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                          $6::bigint[], $7::text[], $8::text[])
+     ON CONFLICT (target, vantage) DO UPDATE SET kind = excluded.kind, domain = excluded.domain,
+       endpoint = excluded.endpoint, last_unix_ms = excluded.last_unix_ms,
+       last_outcome = excluded.last_outcome, last_reason = excluded.last_reason
+     WHERE excluded.last_unix_ms >= series.last_unix_ms";
 
 /// A stored series takes a newer latest check only when something a page shows changed or its
 /// time moved on by [`SERIES_REFRESH_MS`].
@@ -601,67 +608,136 @@ pub(crate) const SELECT_SERIES: &str =
     "SELECT target, vantage, kind, domain, endpoint, last_unix_ms, last_outcome, last_reason
      FROM series ORDER BY target, vantage";
 
-/// What a writer last wrote of each series' latest check, so that a batch sends only the series
-/// whose outcome, reason or labels changed, or whose time moved on by [`SERIES_REFRESH_MS`]
-/// (the statement's own `WHERE` keeps the stored rows right whatever this memo says; it only
-/// spares the database the lookups).
-#[derive(Debug, Default)]
-pub(crate) struct SeriesMemo {
-    written: std::collections::HashMap<(String, String), Written>,
-}
-
+/// One series' latest check as `series` stores it: what [`UPSERT_SERIES_UNNEST`] binds.
 #[derive(Debug, Clone, PartialEq)]
-struct Written {
-    ts_unix_ms: i64,
-    outcome: netvantage_core::Outcome,
-    reason: Option<Reason>,
-    labels: (Option<String>, Option<String>),
+pub(crate) struct SeriesRow {
+    pub target: String,
+    pub vantage: String,
+    pub kind: &'static str,
+    pub domain: Option<String>,
+    pub endpoint: Option<String>,
+    pub ts_unix_ms: i64,
+    pub outcome: netvantage_core::Outcome,
+    pub reason: Option<Reason>,
 }
 
-impl Written {
-    fn of(r: &netvantage_core::ResultRecord) -> Written {
+impl SeriesRow {
+    pub(crate) fn of(r: &netvantage_core::ResultRecord) -> SeriesRow {
         let http = r.check.http.as_ref();
-        Written {
+        SeriesRow {
+            target: r.check.target.clone(),
+            vantage: r.vantage.clone(),
+            kind: r.check.kind.as_str(),
+            domain: http.map(|h| h.domain.clone()),
+            endpoint: http.map(|h| h.name.clone()),
             ts_unix_ms: r.check.ts_unix_ms,
             outcome: r.check.outcome,
             reason: r.check.reason,
-            labels: (http.map(|h| h.domain.clone()), http.map(|h| h.name.clone())),
+        }
+    }
+
+    /// Whether a page would show something else than `before` apart from the time.
+    fn changed_from(&self, before: &SeriesRow) -> bool {
+        self.outcome != before.outcome
+            || self.reason != before.reason
+            || self.kind != before.kind
+            || self.domain != before.domain
+            || self.endpoint != before.endpoint
+    }
+}
+
+/// The PostgreSQL writer's view of each series' latest check. A batch sends a series at once
+/// when it is new to this writer or its outcome, reason or labels changed (a state change a
+/// page shows); a series whose check only moved on in time waits here, newest first, and all
+/// of those go in one statement once [`SERIES_REFRESH_MS`] of wall time passed since the last
+/// such flush (the roller's pass asks, and shutdown flushes the rest). So a page's "last
+/// checked" is at most about a minute behind, and replaying an hour's backlog rewrites each
+/// series row once, not once per minute of the backlog (each rewrite is a new row version that
+/// cost PostgreSQL about a third of the batch's raw rows). The statement's own `WHERE` keeps a
+/// stored row that is newer (another writer's) whatever this memo says.
+#[derive(Debug)]
+pub(crate) struct SeriesMemo {
+    written: std::collections::HashMap<(String, String), SeriesRow>,
+    waiting: std::collections::HashMap<(String, String), SeriesRow>,
+    last_flush: std::time::Instant,
+}
+
+impl Default for SeriesMemo {
+    fn default() -> Self {
+        SeriesMemo {
+            written: Default::default(),
+            waiting: Default::default(),
+            last_flush: std::time::Instant::now(),
         }
     }
 }
 
 impl SeriesMemo {
-    /// Of the latest records of a batch, those the store needs to see.
-    pub(crate) fn to_write<'r>(
-        &self,
-        latest: Vec<&'r netvantage_core::ResultRecord>,
-    ) -> Vec<&'r netvantage_core::ResultRecord> {
-        latest
-            .into_iter()
-            .filter(|r| {
-                let now = Written::of(r);
-                match self
-                    .written
-                    .get(&(r.check.target.clone(), r.vantage.clone()))
-                {
-                    None => true,
-                    Some(before) => {
-                        now.ts_unix_ms >= before.ts_unix_ms
-                            && (now.outcome != before.outcome
-                                || now.reason != before.reason
-                                || now.labels != before.labels
-                                || now.ts_unix_ms >= before.ts_unix_ms + SERIES_REFRESH_MS)
+    /// Of the latest records of a batch, those the store needs now; the others wait.
+    pub(crate) fn to_write(
+        &mut self,
+        latest: Vec<&netvantage_core::ResultRecord>,
+    ) -> Vec<SeriesRow> {
+        let mut now = Vec::new();
+        for r in latest {
+            let key = (r.check.target.clone(), r.vantage.clone());
+            let row = SeriesRow::of(r);
+            match self.written.get(&key) {
+                None => {
+                    self.waiting.remove(&key);
+                    now.push(row);
+                }
+                Some(before) if row.ts_unix_ms < before.ts_unix_ms => {}
+                Some(before) if row.changed_from(before) => {
+                    self.waiting.remove(&key);
+                    now.push(row);
+                }
+                Some(before) if row.ts_unix_ms > before.ts_unix_ms => {
+                    let newer = self
+                        .waiting
+                        .get(&key)
+                        .is_none_or(|w| row.ts_unix_ms >= w.ts_unix_ms);
+                    if newer {
+                        self.waiting.insert(key, row);
                     }
                 }
-            })
-            .collect()
+                Some(_) => {}
+            }
+        }
+        now
     }
 
-    /// The records the store took (after the commit).
-    pub(crate) fn wrote(&mut self, records: &[&netvantage_core::ResultRecord]) {
-        for r in records {
+    /// Whether the waiting checks are due ([`SERIES_REFRESH_MS`] of wall time since the last
+    /// flush), or `force`d (shutdown): then they are taken, to be written.
+    pub(crate) fn take_waiting(&mut self, now: std::time::Instant, force: bool) -> Vec<SeriesRow> {
+        let due =
+            now.saturating_duration_since(self.last_flush).as_millis() >= SERIES_REFRESH_MS as u128;
+        if self.waiting.is_empty() || !(due || force) {
+            return Vec::new();
+        }
+        self.last_flush = now;
+        self.waiting.drain().map(|(_, row)| row).collect()
+    }
+
+    /// The rows the store took (after the commit).
+    pub(crate) fn wrote(&mut self, rows: &[SeriesRow]) {
+        for row in rows {
             self.written
-                .insert((r.check.target.clone(), r.vantage.clone()), Written::of(r));
+                .insert((row.target.clone(), row.vantage.clone()), row.clone());
+        }
+    }
+
+    /// Rows taken for a flush that failed: they wait again (unless newer ones came meanwhile).
+    pub(crate) fn put_back(&mut self, rows: Vec<SeriesRow>) {
+        for row in rows {
+            let key = (row.target.clone(), row.vantage.clone());
+            if self
+                .waiting
+                .get(&key)
+                .is_none_or(|w| w.ts_unix_ms < row.ts_unix_ms)
+            {
+                self.waiting.insert(key, row);
+            }
         }
     }
 }
@@ -731,5 +807,77 @@ mod tests {
         let pg = upsert(Dialect::Postgres, Tier::Day, 1);
         assert!(pg.contains("LEAST(rollups_day.latency_min_ms, excluded.latency_min_ms)"));
         assert!(pg.contains("h27 = rollups_day.h27 + excluded.h27"));
+    }
+
+    fn check(target: &str, ts_unix_ms: i64, down: bool) -> netvantage_core::ResultRecord {
+        let failure = down.then(|| (Reason::Refused, "refused".to_string()));
+        netvantage_core::ResultRecord {
+            id: uuid::Uuid::nil(),
+            agent: "a".into(),
+            vantage: "v".into(),
+            check: netvantage_core::CheckResult::tcp(
+                target.into(),
+                None,
+                ts_unix_ms,
+                std::time::Duration::from_millis(3),
+                failure,
+            ),
+        }
+    }
+
+    fn times(rows: &[SeriesRow]) -> Vec<(&str, i64)> {
+        let mut t: Vec<(&str, i64)> = rows
+            .iter()
+            .map(|r| (r.target.as_str(), r.ts_unix_ms))
+            .collect();
+        t.sort();
+        t
+    }
+
+    #[test]
+    fn the_series_memo_sends_new_and_changed_series_at_once_and_mere_time_once_a_minute() {
+        let start = std::time::Instant::now();
+        let mut memo = SeriesMemo {
+            last_flush: start,
+            ..SeriesMemo::default()
+        };
+        let (a0, b0) = (check("a", 1_000, false), check("b", 1_000, false));
+        let first = memo.to_write(vec![&a0, &b0]);
+        assert_eq!(
+            times(&first),
+            [("a", 1_000), ("b", 1_000)],
+            "new series go at once"
+        );
+        memo.wrote(&first);
+        // a only moves on (twice), b goes down: b at once, a waits with its newest check.
+        let (a1, a2, b1) = (
+            check("a", 61_000, false),
+            check("a", 121_000, false),
+            check("b", 61_000, true),
+        );
+        assert_eq!(times(&memo.to_write(vec![&a1, &b1])), [("b", 61_000)]);
+        memo.wrote(&[SeriesRow::of(&b1)]);
+        assert!(memo.to_write(vec![&a2]).is_empty());
+        // An older check than the one written is ignored.
+        assert!(memo.to_write(vec![&a0]).is_empty());
+        let soon = start + std::time::Duration::from_millis(SERIES_REFRESH_MS as u64 - 1);
+        assert!(
+            memo.take_waiting(soon, false).is_empty(),
+            "not due before a minute"
+        );
+        let due = start + std::time::Duration::from_millis(SERIES_REFRESH_MS as u64);
+        let flushed = memo.take_waiting(due, false);
+        assert_eq!(
+            times(&flushed),
+            [("a", 121_000)],
+            "the newest waiting check"
+        );
+        assert!(
+            memo.take_waiting(due, true).is_empty(),
+            "nothing waits after a flush"
+        );
+        // A failed flush puts its rows back; force takes them before the minute.
+        memo.put_back(flushed);
+        assert_eq!(times(&memo.take_waiting(due, true)), [("a", 121_000)]);
     }
 }

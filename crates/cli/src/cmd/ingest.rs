@@ -54,7 +54,7 @@ pub struct IngestArgs {
     #[arg(long, default_value = "netvantage-ingest")]
     pub group: String,
     /// Most records per database transaction.
-    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = netvantage_pipeline::ingest::DEFAULT_BATCH, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch: u32,
     /// Longest wait for a batch to fill once its first record arrived.
     #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = crate::args::positive_duration)]
