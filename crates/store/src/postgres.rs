@@ -354,7 +354,7 @@ impl PgStore {
             let added = || written.fresh.iter().map(|&i| &records[i]);
             series = self
                 .series_memo
-                .to_write(rollup_sql::latest_per_series(added()));
+                .take_batch(rollup_sql::latest_per_series(added()));
             upsert_series(&tx, &series).await?;
             mark_pending(&tx, Tier::Hour, &roller::hours_of(added())).await?;
         }

@@ -674,7 +674,7 @@ impl Default for SeriesMemo {
 
 impl SeriesMemo {
     /// Of the latest records of a batch, those the store needs now; the others wait.
-    pub(crate) fn to_write(
+    pub(crate) fn take_batch(
         &mut self,
         latest: Vec<&netvantage_core::ResultRecord>,
     ) -> Vec<SeriesRow> {
@@ -842,7 +842,7 @@ mod tests {
             ..SeriesMemo::default()
         };
         let (a0, b0) = (check("a", 1_000, false), check("b", 1_000, false));
-        let first = memo.to_write(vec![&a0, &b0]);
+        let first = memo.take_batch(vec![&a0, &b0]);
         assert_eq!(
             times(&first),
             [("a", 1_000), ("b", 1_000)],
@@ -855,11 +855,11 @@ mod tests {
             check("a", 121_000, false),
             check("b", 61_000, true),
         );
-        assert_eq!(times(&memo.to_write(vec![&a1, &b1])), [("b", 61_000)]);
+        assert_eq!(times(&memo.take_batch(vec![&a1, &b1])), [("b", 61_000)]);
         memo.wrote(&[SeriesRow::of(&b1)]);
-        assert!(memo.to_write(vec![&a2]).is_empty());
+        assert!(memo.take_batch(vec![&a2]).is_empty());
         // An older check than the one written is ignored.
-        assert!(memo.to_write(vec![&a0]).is_empty());
+        assert!(memo.take_batch(vec![&a0]).is_empty());
         let soon = start + std::time::Duration::from_millis(SERIES_REFRESH_MS as u64 - 1);
         assert!(
             memo.take_waiting(soon, false).is_empty(),
