@@ -34,6 +34,8 @@ pub mod conns_rollup;
 pub mod conns_tables;
 pub mod error;
 pub mod migrations;
+mod pack;
+mod packer;
 pub mod pgpass;
 pub mod postgres;
 pub mod roller;
@@ -49,6 +51,7 @@ pub use conns_log::{
 pub use conns_rollup::ConnsRollupRow;
 pub use error::{PgError, PgErrorKind, StoreError};
 pub use netvantage_core::vantage::Observation;
+pub use pack::PackError;
 pub use postgres::{PgStore, Rejected};
 pub use roller::Rolled;
 pub use rollup::{Pruned, Retention, Rollup, RollupRow, Tier};
@@ -198,6 +201,9 @@ pub const ROLLUPS_SINCE: i32 = 3;
 
 /// The schema version whose writes leave the roll-ups to the roller ([`roller`]).
 pub const PENDING_SINCE: i32 = 5;
+
+/// The first schema version with the packed hours ([`pack`]).
+pub const PACKED_SINCE: i32 = 7;
 
 /// A store of result records. Implemented by [`SqliteStore`], [`PgStore`] and [`AnyStore`];
 /// the contract tests in `tests/contract.rs` run every test against each backend.

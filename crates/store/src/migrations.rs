@@ -40,6 +40,8 @@ pub enum Step {
     /// The connection log's roll-ups ([`crate::conns_rollup::create_tables`]) and its tables'
     /// `(host, ts)` indexes.
     CreateConnsRollups,
+    /// The packed tiers' tables ([`crate::pack`]).
+    CreatePacked,
     /// Anything else, spelled per dialect (`""`: nothing in that dialect).
     Sql {
         sqlite: &'static str,
@@ -93,6 +95,11 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "the connection log's roll-ups per host, port, hour and day; its host indexes",
         steps: &[Step::CreateConnsRollups],
     },
+    Migration {
+        version: 7,
+        description: "final hours packed a series-day a row",
+        steps: &[Step::CreatePacked],
+    },
 ];
 
 /// The version a store is at once every migration is applied.
@@ -138,6 +145,9 @@ impl Migration {
                 Step::CreateConnsRollups => {
                     statements.extend(crate::conns_rollup::create_tables(dialect));
                     statements.extend(crate::conns_tables::host_indexes(dialect));
+                }
+                Step::CreatePacked => {
+                    statements.extend(crate::rollup_sql::create_packed_tables(dialect))
                 }
                 Step::Sql { sqlite, postgres } => {
                     let sql = match dialect {

@@ -21,12 +21,14 @@ mod conns;
 use crate::columns::{COLUMNS, Column, Dialect, SqlType, Value, columns_at, list, record_from};
 use crate::error::PgError;
 use crate::migrations::{self, LATEST};
+use crate::pack::{self, PackedRow};
+use crate::packer;
 use crate::roller::{self, PendingBucket, PrunedUntil, Rolled};
 use crate::rollup::{self, Pruned, Retention, RollupRow, Tier};
 use crate::rollup_sql::{self, Num, Param, SeriesRow};
 use crate::{
-    Observation, PENDING_SINCE, ROLLUPS_SINCE, ResultsPage, ResultsQuery, RollupQuery, Series,
-    Store, StoreError, TimeRange, Written, sql,
+    Observation, PACKED_SINCE, PENDING_SINCE, ROLLUPS_SINCE, ResultsPage, ResultsQuery,
+    RollupQuery, Series, Store, StoreError, TimeRange, Written, sql,
 };
 use bytes::{BufMut, BytesMut};
 use netvantage_core::{ConnsRecord, ResultRecord};
@@ -590,18 +592,34 @@ impl PgStore {
     /// See [`Store::add_rollups`].
     pub async fn add_rollups(&mut self, tier: Tier, rows: &[RollupRow]) -> Result<u64, StoreError> {
         self.writable()?;
+        let (final_rows, live) = if self.version >= PACKED_SINCE {
+            let final_until = roller::Steps::pruned_until(self).await?.raw;
+            packer::split_final(tier, rows, final_until)
+        } else {
+            (Vec::new(), rows.to_vec())
+        };
         let tx = self
             .client
             .transaction()
             .await
             .map_err(pg("adding to the roll-ups"))?;
-        upsert_rollups(&tx, tier, rows).await?;
+        upsert_rollups(&tx, tier, &live).await?;
         tx.commit().await.map_err(pg("adding to the roll-ups"))?;
+        packer::add(self, tier, &final_rows).await?;
         Ok(rows.len() as u64)
     }
 
     /// A tier's rows as stored (see [`Store::rollups`] for what a reader gets).
     async fn stored_rollups(&self, query: &RollupQuery) -> Result<Vec<RollupRow>, StoreError> {
+        let live = self.live_rollups(query).await?;
+        if self.version < PACKED_SINCE {
+            return Ok(live);
+        }
+        packer::stored(self, query, live).await
+    }
+
+    /// A tier's live rows (not the packed ones).
+    async fn live_rollups(&self, query: &RollupQuery) -> Result<Vec<RollupRow>, StoreError> {
         if self.version < ROLLUPS_SINCE {
             return Ok(Vec::new());
         }
@@ -696,6 +714,10 @@ impl PgStore {
             pruned.partitions = self.drop_partitions_before(cutoff).await?;
             self.record_pruned("raw", below).await?;
         }
+        if self.version >= PACKED_SINCE {
+            let final_until = roller::Steps::pruned_until(self).await?.raw;
+            pruned.packed_days = packer::pack_final(self, Tier::Hour, final_until).await? as u64;
+        }
         if self.version >= ROLLUPS_SINCE {
             for (i, tier) in Tier::ALL.into_iter().enumerate() {
                 let Some(keep) = retention.of(tier) else {
@@ -714,6 +736,9 @@ impl PgStore {
                     if (n as i64) < rollup::PRUNE_BATCH {
                         break;
                     }
+                }
+                if self.version >= PACKED_SINCE {
+                    pruned.rollup_rows[i] += packer::prune(self, tier, below).await?;
                 }
                 self.record_pruned(tier.as_str(), below).await?;
             }
@@ -951,6 +976,130 @@ async fn mark_pending(tx: &Transaction<'_>, tier: Tier, starts: &[i64]) -> Resul
         .map_err(pg("marking roll-ups pending"))?;
     }
     Ok(())
+}
+
+impl packer::PackParts for PgStore {
+    async fn live_rows(&self, tier: Tier, range: TimeRange) -> Result<Vec<RollupRow>, StoreError> {
+        self.live_rollups(&RollupQuery {
+            tier,
+            range,
+            target: None,
+            summed: false,
+        })
+        .await
+    }
+
+    async fn packed_rows(
+        &self,
+        tier: Tier,
+        spans: TimeRange,
+        target: Option<&str>,
+    ) -> Result<Vec<PackedRow>, StoreError> {
+        let Some(table) = pack::table(tier) else {
+            return Ok(Vec::new());
+        };
+        let text = rollup_sql::select_packed(Dialect::Postgres, table, target.is_some());
+        let (from, until) = (spans.from_unix_ms, spans.until_unix_ms);
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&from, &until];
+        if let Some(target) = &target {
+            params.push(target);
+        }
+        let rows = self
+            .client
+            .query(&text, &params)
+            .await
+            .map_err(pg("reading packed roll-ups"))?;
+        Ok(rows
+            .iter()
+            .map(|row| PackedRow {
+                target: row.get(0),
+                vantage: row.get(1),
+                span_start_unix_ms: row.get(2),
+                data: row.get(3),
+            })
+            .collect())
+    }
+
+    async fn oldest_live(&self, tier: Tier) -> Result<Option<i64>, StoreError> {
+        let row = self
+            .client
+            .query_one(
+                &format!("SELECT min(start_unix_ms) FROM {}", tier.table()),
+                &[],
+            )
+            .await
+            .map_err(pg("reading packed roll-ups"))?;
+        Ok(row.get(0))
+    }
+
+    async fn oldest_packed(&self, tier: Tier) -> Result<Option<i64>, StoreError> {
+        let Some(table) = pack::table(tier) else {
+            return Ok(None);
+        };
+        let row = self
+            .client
+            .query_one(&format!("SELECT min(span_start_unix_ms) FROM {table}"), &[])
+            .await
+            .map_err(pg("reading packed roll-ups"))?;
+        Ok(row.get(0))
+    }
+
+    async fn write_packed(
+        &mut self,
+        tier: Tier,
+        rows: Vec<PackedRow>,
+        clear: Option<TimeRange>,
+    ) -> Result<(), StoreError> {
+        let Some(table) = pack::table(tier) else {
+            return Ok(());
+        };
+        let doing = "writing packed roll-ups";
+        let tx = self.client.transaction().await.map_err(pg(doing))?;
+        let (kept, gone): (Vec<&PackedRow>, Vec<&PackedRow>) =
+            rows.iter().partition(|r| !r.data.is_empty());
+        if !kept.is_empty() {
+            let targets: Vec<&str> = kept.iter().map(|r| r.target.as_str()).collect();
+            let vantages: Vec<&str> = kept.iter().map(|r| r.vantage.as_str()).collect();
+            let starts: Vec<i64> = kept.iter().map(|r| r.span_start_unix_ms).collect();
+            let data: Vec<&[u8]> = kept.iter().map(|r| r.data.as_slice()).collect();
+            tx.execute(
+                &format!(
+                    "INSERT INTO {table} (target, vantage, span_start_unix_ms, data)
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bytea[])
+                     ON CONFLICT (target, vantage, span_start_unix_ms) DO UPDATE SET data = excluded.data"
+                ),
+                &[&targets, &vantages, &starts, &data],
+            )
+            .await
+            .map_err(pg(doing))?;
+        }
+        if !gone.is_empty() {
+            let targets: Vec<&str> = gone.iter().map(|r| r.target.as_str()).collect();
+            let vantages: Vec<&str> = gone.iter().map(|r| r.vantage.as_str()).collect();
+            let starts: Vec<i64> = gone.iter().map(|r| r.span_start_unix_ms).collect();
+            tx.execute(
+                &format!(
+                    "DELETE FROM {table} p USING unnest($1::text[], $2::text[], $3::bigint[]) AS k(t, v, s)
+                     WHERE p.target = k.t AND p.vantage = k.v AND p.span_start_unix_ms = k.s"
+                ),
+                &[&targets, &vantages, &starts],
+            )
+            .await
+            .map_err(pg(doing))?;
+        }
+        if let Some(span) = clear {
+            tx.execute(
+                &format!(
+                    "DELETE FROM {} WHERE start_unix_ms >= $1 AND start_unix_ms < $2",
+                    tier.table()
+                ),
+                &[&span.from_unix_ms, &span.until_unix_ms],
+            )
+            .await
+            .map_err(pg(doing))?;
+        }
+        tx.commit().await.map_err(pg(doing))
+    }
 }
 
 impl roller::Parts for PgStore {

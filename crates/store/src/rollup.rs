@@ -396,8 +396,10 @@ pub struct Pruned {
     /// `partitions`).
     pub raw_rows: u64,
     pub partitions: Vec<String>,
-    /// Roll-up rows deleted, per tier in [`Tier::ALL`] order.
+    /// Roll-up rows deleted, per tier in [`Tier::ALL`] order (a packed hour counts as a row).
     pub rollup_rows: [u64; 3],
+    /// Days of final hours packed ([`crate::pack`]).
+    pub packed_days: u64,
 }
 
 /// Rows deleted per statement (and transaction) by a retention pass: never one long `DELETE`.

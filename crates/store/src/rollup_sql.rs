@@ -418,6 +418,66 @@ fn raw_groups(dialect: Dialect, minute: Option<&str>, from: &str, until: &str) -
     )
 }
 
+/// Migration 7: a table per packed tier ([`crate::pack`]), keyed by series and span start,
+/// with an index on the span start (reads across every series, retention).
+pub(crate) fn create_packed_tables(dialect: Dialect) -> Vec<String> {
+    let (int, text) = (int_type(dialect), text_type(dialect));
+    let blob = match dialect {
+        Dialect::Sqlite => "BLOB",
+        Dialect::Postgres => "bytea",
+    };
+    let mut statements = Vec::new();
+    for tier in Tier::ALL {
+        let Some(table) = crate::pack::table(tier) else {
+            continue;
+        };
+        // A rowid table in SQLite: a packed row is about a kilobyte, more than a key-ordered
+        // (WITHOUT ROWID) table keeps in its pages without overflow.
+        statements.push(format!(
+            "CREATE TABLE {table} (
+    target {text} NOT NULL,
+    vantage {text} NOT NULL,
+    span_start_unix_ms {int} NOT NULL,
+    data {blob} NOT NULL,
+    UNIQUE (target, vantage, span_start_unix_ms)
+)"
+        ));
+        statements.push(format!(
+            "CREATE INDEX {table}_start ON {table} (span_start_unix_ms)"
+        ));
+    }
+    statements
+}
+
+/// A packed tier's rows whose span starts in `[parameter 1, parameter 2)`, of one target
+/// (parameter 3) or all.
+pub(crate) fn select_packed(dialect: Dialect, table: &str, one_target: bool) -> String {
+    let filter = if one_target {
+        format!(" AND target = {}", placeholder(dialect, 3))
+    } else {
+        String::new()
+    };
+    format!(
+        "SELECT target, vantage, span_start_unix_ms, data FROM {table}
+         WHERE span_start_unix_ms >= {} AND span_start_unix_ms < {}{filter}",
+        placeholder(dialect, 1),
+        placeholder(dialect, 2)
+    )
+}
+
+/// Writes one packed row (parameters: target, vantage, span start, data), replacing it.
+pub(crate) fn upsert_packed(dialect: Dialect, table: &str) -> String {
+    let p = |n| placeholder(dialect, n);
+    format!(
+        "INSERT INTO {table} (target, vantage, span_start_unix_ms, data) VALUES ({}, {}, {}, {})
+         ON CONFLICT (target, vantage, span_start_unix_ms) DO UPDATE SET data = excluded.data",
+        p(1),
+        p(2),
+        p(3),
+        p(4)
+    )
+}
+
 /// Migration 5: the buckets whose stored figures don't yet hold every record, and how far
 /// retention has dropped each source (see [`crate::roller`]).
 pub(crate) fn create_pending_tables(dialect: Dialect) -> Vec<String> {

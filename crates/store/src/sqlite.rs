@@ -21,12 +21,14 @@ mod conns;
 use crate::columns::{Column, Dialect, SqlType, Value, columns_at, list, record_from};
 use crate::conns_tables;
 use crate::migrations::{self, LATEST, MIGRATIONS};
+use crate::pack::{self, PackedRow};
+use crate::packer;
 use crate::roller::{self, PendingBucket, PrunedUntil, Rolled};
 use crate::rollup::{self, Pruned, Retention, RollupRow, Tier};
 use crate::rollup_sql::{self, Num, Param};
 use crate::{
-    Observation, PENDING_SINCE, ROLLUPS_SINCE, ResultsPage, ResultsQuery, RollupQuery, Series,
-    Store, StoreError, TimeRange, Written, sql,
+    Observation, PACKED_SINCE, PENDING_SINCE, ROLLUPS_SINCE, ResultsPage, ResultsQuery,
+    RollupQuery, Series, Store, StoreError, TimeRange, Written, sql,
 };
 use netvantage_core::{ConnsRecord, ResultRecord};
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -401,19 +403,34 @@ impl SqliteStore {
     /// See [`Store::add_rollups`].
     pub fn add_rollups(&mut self, tier: Tier, rows: &[RollupRow]) -> Result<u64, StoreError> {
         self.writable()?;
+        let (final_rows, live) = if self.version >= PACKED_SINCE {
+            packer::split_final(tier, rows, self.pruned_until()?.raw)
+        } else {
+            (Vec::new(), rows.to_vec())
+        };
         let sqlite = StoreError::sqlite(&self.path);
         let conn = self.conn.get_mut().unwrap_or_else(PoisonError::into_inner);
         let result = (|| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            upsert_rollups(&tx, tier, rows)?;
+            upsert_rollups(&tx, tier, &live)?;
             tx.commit()
         })();
         result.map_err(sqlite)?;
+        futures::executor::block_on(packer::add(self, tier, &final_rows))?;
         Ok(rows.len() as u64)
     }
 
     /// A tier's rows as stored (see [`Store::rollups`] for what a reader gets).
     fn stored_rollups(&self, query: &RollupQuery) -> Result<Vec<RollupRow>, StoreError> {
+        let live = self.live_rollups(query)?;
+        if self.version < PACKED_SINCE {
+            return Ok(live);
+        }
+        futures::executor::block_on(packer::stored(self, query, live))
+    }
+
+    /// A tier's live rows (not the packed ones).
+    fn live_rollups(&self, query: &RollupQuery) -> Result<Vec<RollupRow>, StoreError> {
         if self.version < ROLLUPS_SINCE {
             return Ok(Vec::new());
         }
@@ -503,12 +520,22 @@ impl SqliteStore {
             pruned.raw_rows = self.delete_batched("results", &ts, below)?;
             self.record_pruned("raw", below)?;
         }
+        if self.version >= PACKED_SINCE {
+            let final_until = self.pruned_until()?.raw;
+            pruned.packed_days =
+                futures::executor::block_on(packer::pack_final(self, Tier::Hour, final_until))?
+                    as u64;
+        }
         if self.version >= ROLLUPS_SINCE {
             for (i, tier) in Tier::ALL.into_iter().enumerate() {
                 if let Some(keep) = retention.of(tier) {
                     let below = rollup_sql::first_kept_start(tier, now_unix_ms, keep);
                     pruned.rollup_rows[i] =
                         self.delete_batched(tier.table(), "start_unix_ms", below)?;
+                    if self.version >= PACKED_SINCE {
+                        pruned.rollup_rows[i] +=
+                            futures::executor::block_on(packer::prune(self, tier, below))?;
+                    }
                     self.record_pruned(tier.as_str(), below)?;
                 }
             }
@@ -676,6 +703,113 @@ fn sqlite_param(param: &Param<'_>) -> rusqlite::types::Value {
         Param::Text(t) => V::Text(t.to_string()),
         Param::Num(Num::Int(n)) => V::Integer(n),
         Param::Num(Num::Float(x)) => x.map_or(V::Null, V::Real),
+    }
+}
+
+impl packer::PackParts for SqliteStore {
+    async fn live_rows(&self, tier: Tier, range: TimeRange) -> Result<Vec<RollupRow>, StoreError> {
+        self.live_rollups(&RollupQuery {
+            tier,
+            range,
+            target: None,
+            summed: false,
+        })
+    }
+
+    async fn packed_rows(
+        &self,
+        tier: Tier,
+        spans: TimeRange,
+        target: Option<&str>,
+    ) -> Result<Vec<PackedRow>, StoreError> {
+        let Some(table) = pack::table(tier) else {
+            return Ok(Vec::new());
+        };
+        let conn = self.lock();
+        let text = rollup_sql::select_packed(Dialect::Sqlite, table, target.is_some());
+        let read = || -> rusqlite::Result<Vec<PackedRow>> {
+            let mut statement = conn.prepare_cached(&text)?;
+            let mut params: Vec<rusqlite::types::Value> =
+                vec![spans.from_unix_ms.into(), spans.until_unix_ms.into()];
+            if let Some(target) = target {
+                params.push(target.to_string().into());
+            }
+            let rows = statement.query_map(params_from_iter(params), |row| {
+                Ok(PackedRow {
+                    target: row.get(0)?,
+                    vantage: row.get(1)?,
+                    span_start_unix_ms: row.get(2)?,
+                    data: row.get(3)?,
+                })
+            })?;
+            rows.collect()
+        };
+        read().map_err(StoreError::sqlite(&self.path))
+    }
+
+    async fn oldest_live(&self, tier: Tier) -> Result<Option<i64>, StoreError> {
+        self.lock()
+            .query_row(
+                &format!("SELECT min(start_unix_ms) FROM {}", tier.table()),
+                [],
+                |row| row.get(0),
+            )
+            .map_err(StoreError::sqlite(&self.path))
+    }
+
+    async fn oldest_packed(&self, tier: Tier) -> Result<Option<i64>, StoreError> {
+        let Some(table) = pack::table(tier) else {
+            return Ok(None);
+        };
+        self.lock()
+            .query_row(
+                &format!("SELECT min(span_start_unix_ms) FROM {table}"),
+                [],
+                |row| row.get(0),
+            )
+            .map_err(StoreError::sqlite(&self.path))
+    }
+
+    async fn write_packed(
+        &mut self,
+        tier: Tier,
+        rows: Vec<PackedRow>,
+        clear: Option<TimeRange>,
+    ) -> Result<(), StoreError> {
+        let Some(table) = pack::table(tier) else {
+            return Ok(());
+        };
+        let sqlite = StoreError::sqlite(&self.path);
+        let conn = self.conn.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let result = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            {
+                let mut upsert =
+                    tx.prepare_cached(&rollup_sql::upsert_packed(Dialect::Sqlite, table))?;
+                let mut delete = tx.prepare_cached(&format!(
+                    "DELETE FROM {table} WHERE target = ?1 AND vantage = ?2 AND span_start_unix_ms = ?3"
+                ))?;
+                for row in &rows {
+                    let key = (&row.target, &row.vantage, row.span_start_unix_ms);
+                    if row.data.is_empty() {
+                        delete.execute(key)?;
+                    } else {
+                        upsert.execute((key.0, key.1, key.2, &row.data))?;
+                    }
+                }
+            }
+            if let Some(span) = clear {
+                tx.execute(
+                    &format!(
+                        "DELETE FROM {} WHERE start_unix_ms >= ?1 AND start_unix_ms < ?2",
+                        tier.table()
+                    ),
+                    (span.from_unix_ms, span.until_unix_ms),
+                )?;
+            }
+            tx.commit()
+        })();
+        result.map_err(sqlite)
     }
 }
 

@@ -35,6 +35,7 @@ contract!(
     a_redelivered_batch_leaves_the_rollups_as_they_were,
     retention_drops_what_each_tier_no_longer_keeps_and_nothing_else,
     availability_is_exact_over_every_window_of_a_seeded_history,
+    availability_stays_exact_once_retention_packed_the_final_hours,
     the_series_keep_their_latest_check,
     the_roller_stores_what_reads_derived_and_leaves_nothing_pending,
     a_record_arriving_after_its_minute_was_rolled_is_rolled_in_once,
@@ -628,8 +629,8 @@ async fn rows_per_tier(store: &impl Store) -> Vec<usize> {
     lens
 }
 
-async fn availability_is_exact_over_every_window_of_a_seeded_history(f: Fixture) {
-    let now = 20_500 * DAY + 15 * HOUR;
+/// A year of two series at one check a minute, with outages at known times.
+fn seeded_history(now: i64) -> KnownHistory {
     let series = vec![
         SeededSeries {
             target: "db:5432".into(),
@@ -642,7 +643,7 @@ async fn availability_is_exact_over_every_window_of_a_seeded_history(f: Fixture)
             domain: Some("shop.test".into()),
         },
     ];
-    let history = KnownHistory::new(now, 365, series)
+    KnownHistory::new(now, 365, series)
         // Inside the last hour, earlier in the raw day, at the raw day's first minute, across
         // the raw day's start, in the last week, the last month, and the year.
         .outage(0, now - 20 * MINUTE, 7, Reason::Refused)
@@ -651,18 +652,21 @@ async fn availability_is_exact_over_every_window_of_a_seeded_history(f: Fixture)
         .outage(0, now - 3 * DAY - 17 * MINUTE, 95, Reason::Unreachable)
         .outage(0, now - 20 * DAY, 600, Reason::Timeout)
         .outage(0, now - 200 * DAY + 13 * MINUTE, 2000, Reason::Refused)
-        .outage(1, now - 40 * MINUTE, 3, Reason::Status);
-    let mut store = f.writer().await;
-    history.write_into(&mut store).await.unwrap();
-    // Written twice: a redelivery of the raw day changes nothing.
-    for chunk in history.raw_records(0).chunks(700) {
-        assert_eq!(store.insert(chunk).await.unwrap().inserted, 0);
-    }
-    drop(store);
-    let store = f.reader().await;
+        .outage(1, now - 40 * MINUTE, 3, Reason::Status)
+}
+
+/// Every window's availability, per series and across every series, as the history says.
+async fn assert_windows_exact(store: &impl Store, history: &KnownHistory, now: i64) {
     for (i, s) in history.series.iter().enumerate() {
-        for window in [HOUR, DAY, 7 * DAY, 30 * DAY, 365 * DAY] {
-            let got = totals(&store, now - window, now, Some(&s.target))
+        for window in [
+            HOUR,
+            DAY,
+            7 * DAY,
+            30 * DAY,
+            200 * DAY + 3 * HOUR,
+            365 * DAY,
+        ] {
+            let got = totals(store, now - window, now, Some(&s.target))
                 .await
                 .unwrap();
             let got = &got[&(s.target.clone(), s.vantage.clone())];
@@ -682,17 +686,120 @@ async fn availability_is_exact_over_every_window_of_a_seeded_history(f: Fixture)
         history.expected(0, now - 365 * DAY, now).1,
         365 * 1440 - 7 - 30 - 25 - 95 - 600 - 2000
     );
-    // Every series at once, over a window ending off the hour (in the raw day, where the
-    // minute tier has rows).
-    let all = totals(&store, now - 7 * DAY, now - 30 * MINUTE, None)
+    // Every series at once, over windows ending off the hour (in the raw day, where the
+    // minute tier has rows) and starting off the hour in the year.
+    for from in [now - 7 * DAY, now - 300 * DAY - 5 * HOUR] {
+        let all = totals(store, from, now - 30 * MINUTE, None).await.unwrap();
+        assert_eq!(all.len(), 2);
+        for (i, s) in history.series.iter().enumerate() {
+            let got = &all[&(s.target.clone(), s.vantage.clone())];
+            let expected = history.expected(i, from, now - 30 * MINUTE);
+            assert_eq!((got.checks, got.answered()), expected, "{}", s.target);
+        }
+    }
+}
+
+async fn availability_is_exact_over_every_window_of_a_seeded_history(f: Fixture) {
+    let now = 20_500 * DAY + 15 * HOUR;
+    let history = seeded_history(now);
+    let mut store = f.writer().await;
+    history.write_into(&mut store).await.unwrap();
+    // Written twice: a redelivery of the raw day changes nothing.
+    for chunk in history.raw_records(0).chunks(700) {
+        assert_eq!(store.insert(chunk).await.unwrap().inserted, 0);
+    }
+    drop(store);
+    let store = f.reader().await;
+    assert_windows_exact(&store, &history, now).await;
+}
+
+async fn availability_stays_exact_once_retention_packed_the_final_hours(f: Fixture) {
+    let now = 20_500 * DAY + 15 * HOUR;
+    let history = seeded_history(now);
+    let mut store = f.writer().await;
+    history.write_into(&mut store).await.unwrap();
+    let live_hours = tier_rows(&store, Tier::Hour).await;
+    // Raw rows kept 7 days: every hour of the days before is final, and goes packed.
+    let retention = Retention::default();
+    let pruned = store.prune(&retention, now).await.unwrap();
+    let final_days: std::collections::BTreeSet<i64> = live_hours
+        .iter()
+        .map(|r| Tier::Day.bucket_start(r.start_unix_ms))
+        .filter(|day| day + DAY <= now - 7 * DAY)
+        .collect();
+    assert!(final_days.len() > 350);
+    assert_eq!(pruned.packed_days as usize, final_days.len());
+    assert_eq!(
+        pruned.rollup_rows,
+        [0, 0, 0],
+        "the history is younger than each tier's retention"
+    );
+    assert_eq!(
+        tier_rows(&store, Tier::Hour).await,
+        live_hours,
+        "the packed hours read back as they were"
+    );
+    assert_eq!(store.prune(&retention, now).await.unwrap().packed_days, 0);
+    drop(store);
+    let store = f.reader().await;
+    assert_windows_exact(&store, &history, now).await;
+    drop(store);
+    // Hours written for a packed day add up as the live tier's do.
+    let mut store = f.writer().await;
+    let hour = Tier::Hour.bucket_start(now - 100 * DAY);
+    let seeded: Vec<RollupRow> = live_hours
+        .iter()
+        .filter(|r| r.start_unix_ms == hour)
+        .cloned()
+        .collect();
+    assert_eq!(seeded.len(), 2);
+    store.add_rollups(Tier::Hour, &seeded[..1]).await.unwrap();
+    let doubled = store
+        .rollups(&RollupQuery {
+            tier: Tier::Hour,
+            range: TimeRange {
+                from_unix_ms: hour,
+                until_unix_ms: hour + HOUR,
+            },
+            target: None,
+            summed: false,
+        })
         .await
         .unwrap();
-    assert_eq!(all.len(), 2);
-    for (i, s) in history.series.iter().enumerate() {
-        let got = &all[&(s.target.clone(), s.vantage.clone())];
-        let expected = history.expected(i, now - 7 * DAY, now - 30 * MINUTE);
-        assert_eq!((got.checks, got.answered()), expected, "{}", s.target);
-    }
+    assert_eq!(doubled.len(), 2);
+    assert_eq!(doubled[0].target, seeded[0].target);
+    assert_eq!(doubled[0].rollup.checks, 2 * seeded[0].rollup.checks);
+    assert_eq!(
+        doubled[1].rollup, seeded[1].rollup,
+        "the other series' hour as it was"
+    );
+    // The hour tier's retention drops the packed hours that ended by its cutoff, exactly as
+    // it would drop live ones: the day the cutoff falls in is trimmed, not dropped whole.
+    let keep = 300 * DAY + 5 * HOUR + 17 * MINUTE;
+    let short = Retention {
+        hour_ms: Some(keep),
+        ..retention
+    };
+    let cut = store.prune(&short, now).await.unwrap();
+    let expected: Vec<i64> = live_hours
+        .iter()
+        .filter(|r| r.start_unix_ms + HOUR > now - keep)
+        .map(|r| r.start_unix_ms)
+        .collect();
+    let kept: Vec<i64> = tier_rows(&store, Tier::Hour)
+        .await
+        .iter()
+        .map(|r| r.start_unix_ms)
+        .collect();
+    assert_eq!(kept, expected);
+    assert_eq!(
+        cut.rollup_rows[1] as usize,
+        live_hours.len() - expected.len()
+    );
+    assert_eq!(
+        store.prune(&short, now).await.unwrap().rollup_rows,
+        [0, 0, 0]
+    );
 }
 
 async fn the_series_keep_their_latest_check(f: Fixture) {
