@@ -11,10 +11,15 @@
 //! Defaults: 100 series, 365 days, 24 raw hours. PATH must not exist yet; URL names an empty
 //! database. The page's "now" is printed last (`the page's now: …`), for `serve --as-of`.
 //! Written in batches across series (a transaction per batch), the bulk path a seed can take.
+//!
+//! The store's retention keeps raw rows RAW_HOURS (rounded up to whole days on PostgreSQL,
+//! whose raw rows go by day partitions): its mark is set before seeding, so the hours of the
+//! days before it are final and go packed at once (`netvantage_store::pack`), as retention
+//! would pack them; a retention pass after the roller packs what is left.
 
 use netvantage_core::Reason;
 use netvantage_store::seed::{KnownHistory, SeededSeries};
-use netvantage_store::{AnyStore, Location, RollupRow, Store, Tier};
+use netvantage_store::{AnyStore, Location, Retention, RollupRow, Store, Tier};
 use std::time::Instant;
 
 const HOUR: i64 = 3_600_000;
@@ -91,6 +96,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let now = 20_500 * DAY + 12 * HOUR;
     let mut store = AnyStore::open_writer(&location).await?;
+    // Raw rows kept RAW_HOURS, every roll-up tier kept (the history is a year at most).
+    let retention = Retention {
+        raw_ms: Some(raw_hours * HOUR),
+        minute_ms: None,
+        hour_ms: None,
+        day_ms: None,
+    };
+    store.prune(&retention, now).await?;
 
     let started = Instant::now();
     let mut rows = 0u64;
@@ -156,6 +169,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{backend}: rolled {buckets} buckets in {passes} passes, {:.1} s",
         rolled.as_secs_f64()
     );
+    let started = Instant::now();
+    let pruned = store.prune(&retention, now).await?;
+    println!(
+        "{backend}: retention packed {} more days of final hours in {:.1} s",
+        pruned.packed_days,
+        started.elapsed().as_secs_f64()
+    );
     drop(store);
 
     let bytes = table_bytes(&location).await?;
@@ -169,7 +189,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The bytes of the roll-up tables and their indexes, after a `VACUUM`.
+/// The bytes of the roll-up tables (live and packed) and their indexes, after a `VACUUM`.
 async fn table_bytes(location: &Location) -> Result<u64, Box<dyn std::error::Error>> {
     Ok(match location {
         Location::Sqlite(path) => {
@@ -190,7 +210,7 @@ async fn table_bytes(location: &Location) -> Result<u64, Box<dyn std::error::Err
             let row = client
                 .query_one(
                     "SELECT sum(pg_total_relation_size(c.oid))::bigint FROM pg_class c
-                     WHERE c.relname IN ('rollups_minute', 'rollups_hour', 'rollups_day')",
+                     WHERE c.relname IN ('rollups_minute', 'rollups_hour', 'rollups_day', 'rollups_hour_packed')",
                     &[],
                 )
                 .await?;
