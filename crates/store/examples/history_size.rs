@@ -173,7 +173,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pruned = store.prune(&retention, now).await?;
     println!(
         "{backend}: retention packed {} more days of final hours in {:.1} s",
-        pruned.packed_days,
+        pruned.packed_spans[1],
         started.elapsed().as_secs_f64()
     );
     drop(store);

@@ -1,5 +1,6 @@
-//! Final roll-ups kept packed: one row per series and span (a day of hours) holding the span's
-//! buckets in a compact binary value, instead of one row per bucket.
+//! Final roll-ups kept packed: one row per series and span (a day of hours, an hour of
+//! minutes) holding the span's buckets in a compact binary value, instead of one row per
+//! bucket.
 //!
 //! Why: a year of hours is 8,760 rows per series. As rows of 46 figures, that cost SQLite about
 //! 1.2 MB and PostgreSQL about 4.5 MB per series-year (PostgreSQL stores every figure in 8
@@ -8,8 +9,9 @@
 //!
 //! When: an hour is final once the raw rows it was rolled from are gone (retention), because
 //! the roller only ever recomputes a bucket from its raw rows and a record older than the raw
-//! retention is refused. So retention packs the hours of every day before the raw rows'
-//! pruned mark, and writes of hours for such days (seeding) go packed at once. Reads merge the
+//! retention is refused; a minute is written by retention from the raw rows it drops, final
+//! from the start. So retention packs the hours of every day, and the minutes of every hour,
+//! before the raw rows' pruned mark, and writes of such buckets (seeding) go packed at once. Reads merge the
 //! packed buckets with the live rows ([`combine`]); a bucket in both (an hour seeded again) is
 //! added up, as the live tier's own upsert adds.
 //!
@@ -38,20 +40,22 @@ pub(crate) struct PackedRow {
 #[error("a packed roll-up value doesn't decode: {0}")]
 pub struct PackError(pub &'static str);
 
-/// The tier whose rows are kept packed, and the tier of its spans: only hours, a day a row.
-/// (Minutes are kept 30 days by default; days are 365 rows a year and stay rows.)
+/// The tiers kept packed, and the tier of their spans: hours a day a row, minutes an hour a
+/// row. (Days are 365 rows a year and stay rows.)
 pub(crate) fn span_of(tier: Tier) -> Option<Tier> {
     match tier {
+        Tier::Minute => Some(Tier::Hour),
         Tier::Hour => Some(Tier::Day),
-        Tier::Minute | Tier::Day => None,
+        Tier::Day => None,
     }
 }
 
 /// The table of `tier`'s packed rows.
 pub(crate) fn table(tier: Tier) -> Option<&'static str> {
     match tier {
+        Tier::Minute => Some("rollups_minute_packed"),
         Tier::Hour => Some("rollups_hour_packed"),
-        Tier::Minute | Tier::Day => None,
+        Tier::Day => None,
     }
 }
 

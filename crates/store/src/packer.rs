@@ -1,22 +1,27 @@
 //! The steps that keep final hours packed ([`crate::pack`]), written once over what each
 //! backend gives ([`PackParts`]), as the roller's are ([`crate::roller::Parts`]).
 //!
-//! - [`pack_final`]: retention packs, one day at a time, the live hours of every day that ended
-//!   before the raw rows' pruned mark, replacing them with one row per series in the day's
-//!   transaction.
-//! - [`add`]: hours written for such days (seeding a history) go packed at once.
+//! - [`pack_final`]: retention packs, one span at a time, the live buckets of every span (a day
+//!   of hours, an hour of minutes) that ended before the raw rows' pruned mark, replacing them
+//!   with one row per series in the span's transaction.
+//! - [`add`]: buckets written for such spans (seeding a history) go packed at once.
 //! - [`stored`]: a read of the tier merges the packed buckets in its range with the live rows.
 //! - [`prune`]: the tier's retention drops the packed rows before its cutoff, and trims the day
 //!   the cutoff falls in, so it drops exactly what the live tier's retention drops.
+//!
+//! The day tier's roll from the hours (`rollup_sql::roll_from_finer`) reads the live hours
+//! only: a day is rolled when it ends, long before its hours are final, and never again after
+//! (a record older than the raw retention is refused, so nothing marks it pending).
 
 use crate::pack::{self, PackedRow};
 use crate::rollup::{RollupRow, Tier};
 use crate::{RollupQuery, StoreError, TimeRange};
 use std::collections::BTreeSet;
 
-/// At most this many days packed per retention pass (each in its own transaction): more than
-/// a year and a month, so one pass catches up any backlog a default retention leaves.
-pub const PACK_DAYS_PER_PASS: usize = 400;
+/// At most this many spans packed per retention pass and tier (each in its own transaction):
+/// more than a month of hours of minutes and a year and a month of days of hours, so one pass
+/// catches up any backlog a default retention leaves.
+pub const PACK_SPANS_PER_PASS: usize = 1_000;
 
 /// What a backend gives the packing steps.
 pub(crate) trait PackParts: Sync {
@@ -65,8 +70,8 @@ fn decode_error(e: pack::PackError) -> StoreError {
     }
 }
 
-/// Packs the live rows of `tier` of the days that ended by `until_unix_ms`, oldest first, at
-/// most [`PACK_DAYS_PER_PASS`] days. Returns the days packed.
+/// Packs the live rows of `tier` of the spans that ended by `until_unix_ms`, oldest first, at
+/// most [`PACK_SPANS_PER_PASS`] spans. Returns the spans packed.
 pub(crate) async fn pack_final<P: PackParts>(
     parts: &mut P,
     tier: Tier,
@@ -75,8 +80,8 @@ pub(crate) async fn pack_final<P: PackParts>(
     let Some(span) = pack::span_of(tier) else {
         return Ok(0);
     };
-    let mut days = 0;
-    while days < PACK_DAYS_PER_PASS {
+    let mut spans = 0;
+    while spans < PACK_SPANS_PER_PASS {
         let Some(oldest) = parts.oldest_live(tier).await? else {
             break;
         };
@@ -96,9 +101,9 @@ pub(crate) async fn pack_final<P: PackParts>(
         let existing = parts.packed_rows(tier, first_span, None).await?;
         let packed = pack::pack(tier, &live, &existing).map_err(decode_error)?;
         parts.write_packed(tier, packed, Some(day)).await?;
-        days += 1;
+        spans += 1;
     }
-    Ok(days)
+    Ok(spans)
 }
 
 /// Whether `rows` of `tier` go packed: their day ended by `final_until_unix_ms` (the raw rows'
@@ -116,7 +121,7 @@ pub(crate) fn split_final(
         .partition(|r| span.bucket_start(r.start_unix_ms) + span.millis() <= final_until_unix_ms)
 }
 
-/// Adds `rows` (final, see [`split_final`]) to the packed rows of their days.
+/// Adds `rows` (final, see [`split_final`]) to the packed rows of their spans.
 pub(crate) async fn add<P: PackParts>(
     parts: &mut P,
     tier: Tier,

@@ -716,7 +716,9 @@ impl PgStore {
         }
         if self.version >= PACKED_SINCE {
             let final_until = roller::Steps::pruned_until(self).await?.raw;
-            pruned.packed_days = packer::pack_final(self, Tier::Hour, final_until).await? as u64;
+            for (i, tier) in Tier::ALL.into_iter().enumerate() {
+                pruned.packed_spans[i] = packer::pack_final(self, tier, final_until).await? as u64;
+            }
         }
         if self.version >= ROLLUPS_SINCE {
             for (i, tier) in Tier::ALL.into_iter().enumerate() {

@@ -398,8 +398,9 @@ pub struct Pruned {
     pub partitions: Vec<String>,
     /// Roll-up rows deleted, per tier in [`Tier::ALL`] order (a packed hour counts as a row).
     pub rollup_rows: [u64; 3],
-    /// Days of final hours packed ([`crate::pack`]).
-    pub packed_days: u64,
+    /// Spans of final buckets packed ([`crate::pack`]), per tier in [`Tier::ALL`] order: hours
+    /// of minutes, days of hours.
+    pub packed_spans: [u64; 3],
 }
 
 /// Rows deleted per statement (and transaction) by a retention pass: never one long `DELETE`.

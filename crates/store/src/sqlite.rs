@@ -522,9 +522,11 @@ impl SqliteStore {
         }
         if self.version >= PACKED_SINCE {
             let final_until = self.pruned_until()?.raw;
-            pruned.packed_days =
-                futures::executor::block_on(packer::pack_final(self, Tier::Hour, final_until))?
-                    as u64;
+            for (i, tier) in Tier::ALL.into_iter().enumerate() {
+                pruned.packed_spans[i] =
+                    futures::executor::block_on(packer::pack_final(self, tier, final_until))?
+                        as u64;
+            }
         }
         if self.version >= ROLLUPS_SINCE {
             for (i, tier) in Tier::ALL.into_iter().enumerate() {

@@ -605,6 +605,9 @@ async fn retention_drops_what_each_tier_no_longer_keeps_and_nothing_else(f: Fixt
         [2, 2, 0]
     );
     assert_eq!(pruned.rollup_rows, [2, 2, 0]);
+    // Before the dropping, the final buckets went packed: the seeded minutes' 4 hours and the
+    // dropped raw record's minute's hour; the seeded hours' 3 days and the raw record's day.
+    assert_eq!(pruned.packed_spans, [5, 4, 0]);
     let left: Vec<i64> = all_results(&store, "a:1", EVERYTHING, 10)
         .await
         .iter()
@@ -728,7 +731,7 @@ async fn availability_stays_exact_once_retention_packed_the_final_hours(f: Fixtu
         .filter(|day| day + DAY <= now - 7 * DAY)
         .collect();
     assert!(final_days.len() > 350);
-    assert_eq!(pruned.packed_days as usize, final_days.len());
+    assert_eq!(pruned.packed_spans[1] as usize, final_days.len());
     assert_eq!(
         pruned.rollup_rows,
         [0, 0, 0],
@@ -739,7 +742,10 @@ async fn availability_stays_exact_once_retention_packed_the_final_hours(f: Fixtu
         live_hours,
         "the packed hours read back as they were"
     );
-    assert_eq!(store.prune(&retention, now).await.unwrap().packed_days, 0);
+    assert_eq!(
+        store.prune(&retention, now).await.unwrap().packed_spans,
+        [0, 0, 0]
+    );
     drop(store);
     let store = f.reader().await;
     assert_windows_exact(&store, &history, now).await;
