@@ -320,49 +320,44 @@ impl PgStore {
     ) -> Result<Written, StoreError> {
         self.writable()?;
         self.ensure_partitions(records).await?;
-        let mut tx = self
-            .client
-            .transaction()
-            .await
-            .map_err(pg("writing a batch"))?;
+        // A batch of new records (the usual case) is one `COPY` straight into `results`; one
+        // holding a stored record fails that `COPY` on the key, and the batch is written again
+        // in a new transaction through the staging table. (A savepoint around the `COPY` would
+        // spare that redo but cost every batch two round trips and a subtransaction.)
+        let version = self.version;
+        let (client, memo) = (&mut self.client, &mut self.series_memo);
+        if !records.is_empty() {
+            let tx = client.transaction().await.map_err(pg("writing a batch"))?;
+            match copy_rows(&tx, "results", records).await {
+                Ok(_) => {
+                    let written = Written::all_new(records.len());
+                    let batch = Batch {
+                        records,
+                        conns,
+                        rejected,
+                        version,
+                    };
+                    return finish_batch(tx, written, batch, memo).await;
+                }
+                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                    tx.rollback().await.map_err(pg("writing a batch"))?;
+                }
+                Err(e) => return Err(pg("copying a batch into results")(e)),
+            }
+        }
+        let tx = client.transaction().await.map_err(pg("writing a batch"))?;
         let written = if records.is_empty() {
             Written::default()
-        } else if copy_all_new(&mut tx, records).await? {
-            Written::all_new(records.len())
         } else {
             copy_skipping_stored(&tx, records).await?
         };
-        let mut written = written;
-        if !conns.is_empty() {
-            let logged = conns::write(&tx, conns, self.version).await?;
-            written.inserted += logged.inserted;
-            written.duplicates += logged.duplicates;
-        }
-        for r in rejected {
-            tx.execute(
-                "INSERT INTO rejected_messages (topic, kafka_partition, kafka_offset, payload, error)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                &[&r.topic, &r.partition, &r.offset, &r.payload, &r.error],
-            )
-            .await
-            .map_err(pg("keeping a rejected message"))?;
-        }
-        // The roll-ups are the roller's: the batch only marks its hours and keeps each
-        // series' latest check (a redelivered record, skipped above, does neither). Last, so
-        // concurrent writers, which all mark the current hour, hold that row's lock only until
-        // their commit.
-        let mut series = Vec::new();
-        if self.version >= PENDING_SINCE && !written.fresh.is_empty() {
-            let added = || written.fresh.iter().map(|&i| &records[i]);
-            series = self
-                .series_memo
-                .take_batch(rollup_sql::latest_per_series(added()));
-            upsert_series(&tx, &series).await?;
-            mark_pending(&tx, Tier::Hour, &roller::hours_of(added())).await?;
-        }
-        tx.commit().await.map_err(pg("committing a batch"))?;
-        self.series_memo.wrote(&series);
-        Ok(written)
+        let batch = Batch {
+            records,
+            conns,
+            rejected,
+            version,
+        };
+        finish_batch(tx, written, batch, memo).await
     }
 
     /// Drops the day partitions that ended at or before `cutoff_unix_ms` (retention). Returns
@@ -1234,25 +1229,50 @@ async fn lock_schema(tx: &Transaction<'_>) -> Result<(), StoreError> {
 /// The common case: one `COPY` into `results`, in a savepoint. `false` when a record was
 /// stored before (the key refused it): the savepoint is rolled back, nothing of the batch is
 /// written, and the caller takes the path that skips stored records.
-async fn copy_all_new(
-    tx: &mut Transaction<'_>,
-    records: &[ResultRecord],
-) -> Result<bool, StoreError> {
-    let savepoint = tx
-        .savepoint("netvantage_copy")
-        .await
-        .map_err(pg("writing a batch"))?;
-    match copy_rows(&savepoint, "results", records).await {
-        Ok(_) => {
-            savepoint.commit().await.map_err(pg("writing a batch"))?;
-            Ok(true)
-        }
-        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-            savepoint.rollback().await.map_err(pg("writing a batch"))?;
-            Ok(false)
-        }
-        Err(e) => Err(pg("copying a batch into results")(e)),
+/// What a batch writes besides its results.
+struct Batch<'a> {
+    records: &'a [ResultRecord],
+    conns: &'a [ConnsRecord],
+    rejected: &'a [Rejected],
+    version: i32,
+}
+
+/// The rest of a batch's transaction once its results are in (`written` says which records
+/// were new): the connection log's records, the rejected messages, the pending marks and the
+/// series' latest checks; then the commit.
+async fn finish_batch(
+    tx: Transaction<'_>,
+    mut written: Written,
+    batch: Batch<'_>,
+    memo: &mut rollup_sql::SeriesMemo,
+) -> Result<Written, StoreError> {
+    if !batch.conns.is_empty() {
+        let logged = conns::write(&tx, batch.conns, batch.version).await?;
+        written.inserted += logged.inserted;
+        written.duplicates += logged.duplicates;
     }
+    for r in batch.rejected {
+        tx.execute(
+            "INSERT INTO rejected_messages (topic, kafka_partition, kafka_offset, payload, error)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            &[&r.topic, &r.partition, &r.offset, &r.payload, &r.error],
+        )
+        .await
+        .map_err(pg("keeping a rejected message"))?;
+    }
+    // The roll-ups are the roller's: the batch only marks its hours and keeps each series'
+    // latest check (a redelivered record, skipped above, does neither). Last, so concurrent
+    // writers, which all mark the current hour, hold that row's lock only until their commit.
+    let mut series = Vec::new();
+    if batch.version >= PENDING_SINCE && !written.fresh.is_empty() {
+        let added = || written.fresh.iter().map(|&i| &batch.records[i]);
+        series = memo.take_batch(rollup_sql::latest_per_series(added()));
+        upsert_series(&tx, &series).await?;
+        mark_pending(&tx, Tier::Hour, &roller::hours_of(added())).await?;
+    }
+    tx.commit().await.map_err(pg("committing a batch"))?;
+    memo.wrote(&series);
+    Ok(written)
 }
 
 /// A batch holding stored records: `COPY` into a staging table dropped at commit, then insert
