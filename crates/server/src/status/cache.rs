@@ -144,8 +144,10 @@ impl Rendered {
         response
     }
 
+    /// What it takes against the budget: the body, an eighth more for the gzipped copy it
+    /// may get later (pages compress about twentyfold), and the headers.
     fn size(&self) -> usize {
-        self.body.len() + 256
+        self.body.len() + self.body.len() / 8 + 256
     }
 }
 
@@ -285,7 +287,7 @@ impl PageCache {
         rendered
     }
 
-    /// How many answers are kept, and their bytes (bodies plus a fixed overhead each).
+    /// How many answers are kept, and their bytes (bodies, an eighth more for gzip, and headers).
     pub fn usage(&self) -> (usize, usize) {
         let entries = self.lock();
         (entries.map.len(), entries.bytes)
