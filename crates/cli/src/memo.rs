@@ -8,13 +8,19 @@
 //!
 //! The computations are spawned tasks: a request that gives up doesn't cancel the one the
 //! others wait for.
+//!
+//! A request run through [`tracked`] also learns what it read: each value a [`Memo::get`]
+//! answered, so the page rendered from them can be kept exactly while each would still be the
+//! answer ([`Provenance::is_current`]); a read outside any memo ([`untracked`]) makes the
+//! request's answer one nobody may keep.
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
-use netvantage_server::status::{SourceError, UnixMs};
-use std::collections::HashMap;
+use netvantage_server::status::{Provenance, SourceError, UnixMs};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 /// How long a value answers as is, and for page times within how much of its own.
@@ -36,6 +42,95 @@ impl Freshness {
 pub const SLOW_FACTOR: u32 = 4;
 
 type Flight<V> = Shared<BoxFuture<'static, Result<Arc<V>, SourceError>>>;
+
+/// What one tracked request has read so far.
+#[derive(Default)]
+struct Reads {
+    values: Vec<Box<dyn Provenance>>,
+    /// (memo, value) pairs already listed: a page asks the snapshot many times.
+    seen: HashSet<(usize, usize)>,
+    untracked: bool,
+}
+
+tokio::task_local! {
+    static READS: Arc<Mutex<Reads>>;
+}
+
+fn lock_reads(reads: &Mutex<Reads>) -> MutexGuard<'_, Reads> {
+    reads.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs `answer` noting every memo value it reads (in this task; the memos' own spawned
+/// computations are theirs). `None` when it read something no memo keeps.
+pub async fn tracked<T>(answer: impl Future<Output = T>) -> (T, Option<Arc<dyn Provenance>>) {
+    let reads = Arc::new(Mutex::new(Reads::default()));
+    let value = READS.scope(reads.clone(), answer).await;
+    let reads = std::mem::take(&mut *lock_reads(&reads));
+    let provenance: Option<Arc<dyn Provenance>> = if reads.untracked {
+        None
+    } else {
+        Some(Arc::new(ReadSet(reads.values)))
+    };
+    (value, provenance)
+}
+
+/// Notes, for a request run through [`tracked`], a read no memo keeps (a store read made for
+/// this request alone): its answer may not be kept.
+pub fn untracked() {
+    let _ = READS.try_with(|reads| lock_reads(reads).untracked = true);
+}
+
+/// Every value a request read, each still current.
+struct ReadSet(Vec<Box<dyn Provenance>>);
+
+impl Provenance for ReadSet {
+    fn is_current(&self, at: UnixMs) -> bool {
+        self.0.iter().all(|read| read.is_current(at))
+    }
+}
+
+/// One value a request read: `key`'s entry of a memo, which answered `value`. Held weakly,
+/// so a kept page doesn't keep a replaced snapshot alive (the allocation stays, so its
+/// address can't be another value's).
+struct Read<K, V> {
+    entries: Arc<Mutex<HashMap<K, Entry<V>>>>,
+    key: K,
+    value: Weak<V>,
+    freshness: Freshness,
+}
+
+impl<K, V> Provenance for Read<K, V>
+where
+    K: Hash + Eq + Send + Sync,
+    V: Send + Sync,
+{
+    fn is_current(&self, at: UnixMs) -> bool {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(entry) = entries.get(&self.key) else {
+            return false;
+        };
+        // What `get` would do at `at`: answer this same value without starting a refresh
+        // (fresh, or stale with the refresh already under way).
+        match usable(self.freshness, entry, at) {
+            Some((value, fresh)) => {
+                std::ptr::eq(Arc::as_ptr(&value), self.value.as_ptr())
+                    && (fresh || entry.flight.is_some())
+            }
+            None => false,
+        }
+    }
+}
+
+/// The entry's value if it may answer at page time `at`, and whether it is fresh.
+fn usable<V>(freshness: Freshness, entry: &Entry<V>, at: UnixMs) -> Option<(Arc<V>, bool)> {
+    entry.value.as_ref().and_then(|(value, when, made, took)| {
+        let fresh_for = freshness.fresh.max(*took * SLOW_FACTOR);
+        let fresh = Freshness::within(fresh_for, *when, *made, at);
+        // The stale window follows the fresh one, however long that was.
+        let stale = Freshness::within(fresh_for + freshness.stale, *when, *made, at);
+        (fresh || stale).then(|| (value.clone(), fresh))
+    })
+}
 
 struct Entry<V> {
     /// The value, the page time it is for, when it was made and how long that took.
@@ -60,7 +155,7 @@ enum Found<V> {
 
 impl<K, V> Memo<K, V>
 where
-    K: Hash + Eq + Clone + Send + 'static,
+    K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Send + Sync + 'static,
 {
     pub fn new(freshness: Freshness, max: usize) -> Memo<K, V> {
@@ -89,6 +184,8 @@ where
     where
         F: FnOnce() -> BoxFuture<'static, Result<V, SourceError>>,
     {
+        // The key again for the request's reads, when it is tracked.
+        let noted = READS.try_with(|_| key.clone()).ok();
         let found = {
             let mut entries = Self::lock(&self.entries);
             if entries.len() >= self.max && !entries.contains_key(&key) {
@@ -98,13 +195,7 @@ where
                 value: None,
                 flight: None,
             });
-            let usable = entry.value.as_ref().and_then(|(value, when, made, took)| {
-                let fresh_for = self.freshness.fresh.max(*took * SLOW_FACTOR);
-                let fresh = Freshness::within(fresh_for, *when, *made, at);
-                // The stale window follows the fresh one, however long that was.
-                let stale = Freshness::within(fresh_for + self.freshness.stale, *when, *made, at);
-                (fresh || stale).then(|| (value.clone(), fresh))
-            });
+            let usable = usable(self.freshness, entry, at);
             match (usable, entry.flight.clone()) {
                 (Some((value, true)), _) => Found::Value(value),
                 (Some((value, false)), Some(_)) => Found::Value(value),
@@ -120,10 +211,33 @@ where
                 }
             }
         };
-        match found {
-            Found::Value(value) => Ok(value),
-            Found::Wait(flight) => flight.await,
+        let value = match found {
+            Found::Value(value) => value,
+            Found::Wait(flight) => flight.await?,
+        };
+        if let Some(key) = noted {
+            self.note(key, &value);
         }
+        Ok(value)
+    }
+
+    /// Lists the value read for `key` with the request's reads, if it is [`tracked`].
+    fn note(&self, key: K, value: &Arc<V>) {
+        let _ = READS.try_with(|reads| {
+            let mut reads = lock_reads(reads);
+            let id = (
+                Arc::as_ptr(&self.entries) as *const () as usize,
+                Arc::as_ptr(value) as *const () as usize,
+            );
+            if reads.seen.insert(id) {
+                reads.values.push(Box::new(Read {
+                    entries: self.entries.clone(),
+                    key,
+                    value: Arc::downgrade(value),
+                    freshness: self.freshness,
+                }));
+            }
+        });
     }
 
     /// Spawns `compute`; when it ends, its value replaces the entry's (an error keeps the old
@@ -261,6 +375,81 @@ mod tests {
         );
         let later = UnixMs(300_000);
         assert_eq!(*memo.get("a", later, counted(&runs, 0)).await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_tracked_read_is_current_while_get_would_answer_it_unrefreshed() {
+        let memo = memo(30, 60_000);
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (value, read) = tracked(memo.get("a", UnixMs(0), counted(&runs, 0))).await;
+        assert_eq!(*value.unwrap(), 1);
+        let read = read.expect("only memo reads: kept");
+        assert!(read.is_current(UnixMs(0)));
+        assert!(
+            !read.is_current(UnixMs(300_000)),
+            "another page time reads anew"
+        );
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        // Stale and nobody refreshing: the next request must read it, which starts one.
+        assert!(!read.is_current(UnixMs(0)));
+        let (again, _) = tracked(memo.get("a", UnixMs(0), counted(&runs, 50))).await;
+        assert_eq!(*again.unwrap(), 1, "the stale value answers meanwhile");
+        assert!(
+            read.is_current(UnixMs(0)),
+            "stale with its refresh under way: get answers the same value"
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while runs.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(!read.is_current(UnixMs(0)), "replaced by the refresh");
+        let (fresh, now_read) = tracked(memo.get("a", UnixMs(0), counted(&runs, 0))).await;
+        assert_eq!(*fresh.unwrap(), 2);
+        assert!(now_read.unwrap().is_current(UnixMs(0)));
+    }
+
+    #[tokio::test]
+    async fn every_value_read_counts_and_a_dropped_one_is_not_current() {
+        let memo = Memo::<&'static str, usize>::new(
+            Freshness {
+                fresh: Duration::from_secs(60),
+                stale: Duration::from_secs(60),
+            },
+            2,
+        );
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (_, read) = tracked(async {
+            memo.get("a", UnixMs(0), counted(&runs, 0)).await.unwrap();
+            memo.get("b", UnixMs(0), counted(&runs, 0)).await.unwrap();
+            memo.get("a", UnixMs(0), counted(&runs, 0)).await.unwrap();
+        })
+        .await;
+        let read = read.unwrap();
+        assert!(read.is_current(UnixMs(0)));
+        // A third key fills the memo: a and b are dropped, so what read them is not current.
+        memo.get("c", UnixMs(0), counted(&runs, 0)).await.unwrap();
+        assert!(!read.is_current(UnixMs(0)));
+    }
+
+    #[tokio::test]
+    async fn a_read_outside_the_memos_gives_nothing_to_keep() {
+        let memo = memo(60_000, 60_000);
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (value, read) = tracked(async {
+            let value = memo.get("a", UnixMs(0), counted(&runs, 0)).await;
+            untracked();
+            value
+        })
+        .await;
+        assert_eq!(*value.unwrap(), 1);
+        assert!(read.is_none());
+        // Outside a tracked request, both are no-ops.
+        untracked();
+        assert_eq!(
+            *memo.get("a", UnixMs(0), counted(&runs, 0)).await.unwrap(),
+            1
+        );
     }
 
     #[tokio::test]

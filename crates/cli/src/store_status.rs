@@ -36,9 +36,9 @@ use netvantage_core::{CheckKind, Outcome};
 use netvantage_server::status::{
     Availability, BlockEvent, ChangeQuery, ConnectionCounts, DayBar, DomainAvailability,
     EventQuery, Finding, GroupSummary, History, HistoryPoint, LatencyPoint, Overview, Page,
-    RawCheck, ScanEvent, SourceError, StateChange, StatusSource, TargetDetail, TargetQuery,
-    TargetSummary, TargetVisuals, Tier, TimeRange, UnixMs, VantagePoint, VantageStatus, Verdict,
-    VerdictCounts, Window,
+    Provenance, RawCheck, ScanEvent, SourceError, StateChange, StatusSource, TargetDetail,
+    TargetQuery, TargetSummary, TargetVisuals, Tier, TimeRange, UnixMs, VantagePoint,
+    VantageStatus, Verdict, VerdictCounts, Window,
 };
 use netvantage_store::rollup::Tier as StoreTier;
 use netvantage_store::{
@@ -658,6 +658,8 @@ impl StoreStatus {
         {
             return Ok(Some(facts.name.clone()));
         }
+        // A read for this request alone: what it answers may not be kept.
+        crate::memo::untracked();
         let series = on_store(self.store().await?, |s| async move { s.series().await }).await?;
         Ok(series
             .into_iter()
@@ -929,6 +931,15 @@ impl StatusSource for StoreStatus {
 
     async fn connection_counts(&self, range: TimeRange) -> Result<ConnectionCounts, SourceError> {
         self.hourly_connection_counts(range).await
+    }
+
+    /// Every answer here is read from the memos but the connection log's and an id's lookup
+    /// of a target the snapshot doesn't know: those are marked [`crate::memo::untracked`].
+    fn tracked<'a, T: Send + 'a>(
+        &'a self,
+        answer: impl Future<Output = T> + Send + 'a,
+    ) -> impl Future<Output = (T, Option<Arc<dyn Provenance>>)> + Send + 'a {
+        crate::memo::tracked(answer)
     }
 
     async fn ready(&self) -> Result<(), SourceError> {

@@ -6,7 +6,7 @@
 
 use netvantage_core::Reason;
 use netvantage_store::seed::{KnownHistory, SeededSeries};
-use netvantage_store::{AnyStore, Location};
+use netvantage_store::{AnyStore, Location, Store};
 use netvantage_testkit::*;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -615,4 +615,112 @@ fn serve_lists_the_stored_scans_and_blocks_of_a_postgres_database() {
         Location::Postgres(database.url()),
         &["--postgres", &database.url()],
     );
+}
+
+/// A rendered answer is kept (issue 13's page cache) only behind the readers' auth and per
+/// base path and query; it carries a weak `ETag` that gets a bodiless 304; and it gives way
+/// to a new one once the store's figures change (a new target seeded while serving).
+#[test]
+fn serve_keeps_a_rendered_page_behind_auth_until_the_store_changes() {
+    let database = Database::new("nvcache");
+    let location = Location::Postgres(database.url());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(seed(&location));
+    let mut writer = runtime
+        .block_on(AnyStore::open_writer(&location))
+        .expect("a writer");
+    let token = "0123456789abcdef-cache-test";
+    let (mut process, addr) = serve(
+        &[
+            "--postgres",
+            &database.url(),
+            "--auth-env",
+            "NV_TEST_READERS",
+            "--base-path",
+            "/status",
+        ],
+        &[("NV_TEST_READERS", &format!("token {token}"))],
+    );
+    let bearer = format!("Authorization: Bearer {token}");
+    let listed = http_get(addr, "/status/api/v1/targets", &[&bearer]);
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let id = listed.json()["items"][0]["id"]
+        .as_str()
+        .expect("an id")
+        .to_string();
+    let page = format!("/status/targets/{id}");
+
+    let first = http_get(addr, &page, &[&bearer]);
+    assert_eq!(first.status, 200, "{}", first.body);
+    let etag = first.header("etag").expect("an ETag").to_string();
+    assert!(etag.starts_with("W/\""), "{etag}");
+    assert!(
+        first.body.contains("href=\"/status/"),
+        "links under the base path"
+    );
+    let second = http_get(addr, &page, &[&bearer]);
+    assert_eq!(second.status, 200);
+    assert_eq!(second.header("etag"), Some(etag.as_str()));
+    assert_eq!(second.body, first.body, "the same figures: the same page");
+    let zipped = http_get(addr, &page, &[&bearer, "Accept-Encoding: gzip"]);
+    assert_eq!(zipped.header("content-encoding"), Some("gzip"));
+    assert_eq!(zipped.header("etag"), Some(etag.as_str()));
+    assert_eq!(zipped.raw_body[..2], [0x1f, 0x8b], "gzip's magic");
+    assert!(zipped.raw_body.len() * 4 < first.raw_body.len());
+
+    let revalidated = http_get(addr, &page, &[&bearer, &format!("If-None-Match: {etag}")]);
+    assert_eq!(revalidated.status, 304);
+    assert!(revalidated.raw_body.is_empty(), "{:?}", revalidated.body);
+    assert_eq!(revalidated.header("etag"), Some(etag.as_str()));
+
+    // Auth is checked before the cache: without it, neither the kept page nor its 304.
+    for extra in [vec![], vec![format!("If-None-Match: {etag}")]] {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let refused = http_get(addr, &page, &extra);
+        assert_eq!(refused.status, 401, "{}", refused.body);
+        assert!(refused.header("etag").is_none());
+        assert!(!refused.body.contains(&id), "{}", refused.body);
+    }
+    let wrong = http_get(addr, &page, &["Authorization: Bearer not-the-token"]);
+    assert_eq!(wrong.status, 401);
+    // The same page outside the base path is no page.
+    assert_eq!(
+        http_get(addr, &format!("/targets/{id}"), &[&bearer]).status,
+        404
+    );
+    // Another query is another page (a week's chart, not a day's).
+    let week = http_get(addr, &format!("{page}?range=7d"), &[&bearer]);
+    assert_eq!(week.status, 200, "{}", week.body);
+    assert_ne!(week.header("etag"), Some(etag.as_str()));
+
+    let api = "/status/api/v1/targets?per_page=100";
+    let before = http_get(addr, api, &[&bearer]);
+    assert_eq!(before.json()["total"], 2);
+    let api_etag = before.header("etag").expect("an ETag").to_string();
+    assert_eq!(
+        http_get(addr, api, &[&bearer]).header("etag"),
+        Some(api_etag.as_str())
+    );
+
+    // A third target, written while serving: once the figures are read again (they stay
+    // fresh for 5 s), the kept answer gives way to the new one.
+    // Its records only (the seed's record ids go by series index: the fourth is new).
+    let mut with_new = history().series;
+    with_new.push(series("new.test:22", "fra1", None));
+    let newer = KnownHistory::new(NOW, 2, with_new);
+    runtime.block_on(async {
+        writer.insert(&newer.raw_records(3)).await.expect("written");
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let after = loop {
+        let answer = http_get(addr, api, &[&bearer]);
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        if answer.json()["total"] == 3 || std::time::Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(after.json()["total"], 3, "{}", after.body);
+    assert_ne!(after.header("etag"), Some(api_etag.as_str()));
+    assert_eq!(process.terminate(Duration::from_secs(20)), 0);
 }

@@ -549,7 +549,7 @@ impl Routes {
 }
 
 /// Whether an `Accept-Encoding` value takes gzip (and doesn't refuse it with `q=0`).
-fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
+pub(crate) fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
     accept_encoding.is_some_and(|value| {
         value.split(',').any(|item| {
             let mut parts = item.split(';').map(str::trim);
@@ -571,19 +571,7 @@ const COMPRESS_FROM_BYTES: usize = 1024;
 /// page of a few hundred kilobytes that compresses about twentyfold.
 async fn compress(response: Response) -> Response {
     use http_body_util::BodyExt;
-    use std::io::Write;
-    let textual = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| {
-            t.starts_with("text/")
-                || t.starts_with("application/json")
-                || t.starts_with("application/problem+json")
-                || t.starts_with("application/yaml")
-                || t.starts_with("application/openmetrics-text")
-                || t.starts_with("image/svg+xml")
-        });
+    let textual = is_textual(response.headers());
     if !textual || response.headers().contains_key(header::CONTENT_ENCODING) {
         return response;
     }
@@ -595,23 +583,48 @@ async fn compress(response: Response) -> Response {
     parts
         .headers
         .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    let body = match gzipped(&bytes) {
+        Some(gzipped) => {
+            parts
+                .headers
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            gzipped
+        }
+        None => bytes,
+    };
+    Response::from_parts(parts, http_body_util::Full::new(body))
+}
+
+/// Whether an answer's content type is text that gzip shrinks.
+pub(crate) fn is_textual(headers: &hyper::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| {
+            t.starts_with("text/")
+                || t.starts_with("application/json")
+                || t.starts_with("application/problem+json")
+                || t.starts_with("application/yaml")
+                || t.starts_with("application/openmetrics-text")
+                || t.starts_with("image/svg+xml")
+        })
+}
+
+/// `bytes` gzipped, or `None` when they are too few to bother (or gzip failed).
+pub(crate) fn gzipped(bytes: &[u8]) -> Option<hyper::body::Bytes> {
+    use std::io::Write;
     if bytes.len() < COMPRESS_FROM_BYTES {
-        return Response::from_parts(parts, http_body_util::Full::new(bytes));
+        return None;
     }
     let mut encoder = flate2::write::GzEncoder::new(
         Vec::with_capacity(bytes.len() / 8),
         flate2::Compression::fast(),
     );
-    let body = match encoder.write_all(&bytes).and_then(|()| encoder.finish()) {
-        Ok(gzipped) => {
-            parts
-                .headers
-                .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-            hyper::body::Bytes::from(gzipped)
-        }
-        Err(_) => bytes,
-    };
-    Response::from_parts(parts, http_body_util::Full::new(body))
+    encoder
+        .write_all(bytes)
+        .and_then(|()| encoder.finish())
+        .ok()
+        .map(hyper::body::Bytes::from)
 }
 
 fn not_found() -> Response {

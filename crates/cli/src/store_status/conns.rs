@@ -64,6 +64,8 @@ impl StoreStatus {
         query: &EventQuery,
         event: impl Fn(ConnsRecord) -> Option<T>,
     ) -> Result<Page<T>, SourceError> {
+        // Read per request, not kept: a page that lists it is rendered anew each time.
+        crate::memo::untracked();
         let store = self.store().await?;
         let page = store
             .recent(
@@ -105,6 +107,7 @@ impl StoreStatus {
         &self,
         range: TimeRange,
     ) -> Result<ConnectionCounts, SourceError> {
+        crate::memo::untracked();
         let store = self.store().await?;
         let from = Tier::Hour.bucket_start(range.from.0);
         let rows = store

@@ -14,6 +14,7 @@
 //! [`ServerBuilder`].
 
 mod api;
+pub mod cache;
 pub mod format;
 pub mod html;
 pub mod memory;
@@ -29,6 +30,7 @@ pub use model::*;
 
 use crate::handler::{Handler, MetricsCollector, ReadinessCheck, Request, Response, respond};
 use crate::server::ServerBuilder;
+use cache::{PageCache, PageKey, Rendered};
 use futures::future::BoxFuture;
 use html::{ListFilters, PageContext};
 use hyper::StatusCode;
@@ -79,6 +81,8 @@ pub struct StatusApp<S> {
     source: Arc<S>,
     clock: Arc<dyn Clock>,
     title: String,
+    /// Rendered answers, while what they were read from is unchanged ([`cache`]).
+    pages: PageCache,
 }
 
 impl<S: StatusSource> StatusApp<S> {
@@ -87,6 +91,7 @@ impl<S: StatusSource> StatusApp<S> {
             source,
             clock,
             title: "netvantage".to_string(),
+            pages: PageCache::default(),
         }
     }
 
@@ -100,11 +105,37 @@ impl<S: StatusSource> StatusApp<S> {
         UnixMs(self.clock.now_unix_ms())
     }
 
+    /// An answer kept from an earlier request while it still answers ([`cache`]), else one
+    /// made now — and kept when its source can tell what it was read from. (The server has
+    /// checked authorization before this: a kept answer is one any reader may have.)
     async fn route(&self, request: Request<'_>) -> Option<Response> {
+        let now = self.now();
+        let key = PageKey::of(&request);
+        let if_none_match = request.header(header::IF_NONE_MATCH);
+        // A kept answer carries its gzipped body too (made once): the server's own gzip would
+        // spend a millisecond a request on a 230 KB page.
+        let gzip = crate::server::accepts_gzip(request.header(header::ACCEPT_ENCODING));
+        if let Some(kept) = self.pages.get(&key, now) {
+            return Some(kept.response(if_none_match, gzip));
+        }
+        let (answer, provenance) = self.source.tracked(self.answer(request, now)).await;
+        let answer = answer?;
+        match provenance {
+            // Only whole answers: an error page renders anew, so a failure clears at once.
+            Some(provenance) if answer.status() == StatusCode::OK => {
+                let rendered = Rendered::of(answer).await;
+                let kept = self.pages.put(key, now, rendered, provenance);
+                Some(kept.response(if_none_match, gzip))
+            }
+            _ => Some(answer),
+        }
+    }
+
+    async fn answer(&self, request: Request<'_>, now: UnixMs) -> Option<Response> {
         let segments: Vec<&str> = request.path.split('/').skip(1).collect();
         let ctx = PageContext {
             base: request.base_path,
-            now: self.now(),
+            now,
             title: &self.title,
         };
         let query = request.query();

@@ -23,6 +23,7 @@ pub use netvantage_core::check::{CheckKind, Outcome, Phases, Reason};
 use serde::{Serialize, Serializer};
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 
 /// UTC milliseconds since the Unix epoch (the unit of every record); JSON writes RFC 3339.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -836,6 +837,26 @@ pub trait StatusSource: Send + Sync + 'static {
 
     /// Whether the store is reachable (`/readyz`).
     fn ready(&self) -> impl Future<Output = Result<(), SourceError>> + Send;
+
+    /// Runs `answer` (one request's reads of this source) and tells what its result was made
+    /// from: `Some` when every read it made was of values the source keeps and can tell are
+    /// still the ones it would answer ([`Provenance::is_current`]); the page cache then keeps
+    /// the rendered answer exactly as long as that holds. `None` (the default: a source that
+    /// keeps nothing, or a read it can't vouch for) renders every request anew.
+    fn tracked<'a, T: Send + 'a>(
+        &'a self,
+        answer: impl Future<Output = T> + Send + 'a,
+    ) -> impl Future<Output = (T, Option<Arc<dyn Provenance>>)> + Send + 'a {
+        async move { (answer.await, None) }
+    }
+}
+
+/// What an answer was read from, as its [`StatusSource`] tells (see [`StatusSource::tracked`]).
+pub trait Provenance: Send + Sync {
+    /// Whether a request at page time `at` would read exactly the same values now, without
+    /// starting any refresh: a value replaced, dropped, or due for a refresh nobody has
+    /// started is `false`, so the next request reads (and refreshes) as if nothing were kept.
+    fn is_current(&self, at: UnixMs) -> bool;
 }
 
 #[cfg(test)]
