@@ -127,6 +127,20 @@ fn read_sparse(reader: &mut Reader<'_>, counts: &mut [u64]) -> Result<(), PackEr
     Ok(())
 }
 
+/// The latency flags of a bucket whose one answered check's latency is its min, max and sum,
+/// written once: a minute of a one-a-minute check, the minute tier's usual bucket (17 bytes
+/// instead of 33).
+const ONE_LATENCY: u8 = 8;
+
+fn single_latency(r: &Rollup) -> Option<f64> {
+    let latency = r.latency_min_ms?;
+    let same = |x: f64| x.to_bits() == latency.to_bits();
+    (r.histogram.iter().sum::<u64>() == 1
+        && r.latency_max_ms.is_some_and(same)
+        && same(r.latency_sum_ms))
+    .then_some(latency)
+}
+
 /// The buckets of one span, by their index in it (0 = the span's first bucket).
 pub(crate) fn encode(buckets: &BTreeMap<u32, Rollup>) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + buckets.len() * 40);
@@ -140,15 +154,20 @@ pub(crate) fn encode(buckets: &BTreeMap<u32, Rollup>) -> Vec<u8> {
             put_varint(&mut out, n);
         }
         put_sparse(&mut out, &r.failures);
-        let flags = u8::from(r.latency_min_ms.is_some())
-            | u8::from(r.latency_max_ms.is_some()) << 1
-            | u8::from(r.latency_sum_ms != 0.0) << 2;
-        out.push(flags);
-        for x in [r.latency_min_ms, r.latency_max_ms].into_iter().flatten() {
-            out.extend_from_slice(&x.to_le_bytes());
-        }
-        if r.latency_sum_ms != 0.0 {
-            out.extend_from_slice(&r.latency_sum_ms.to_le_bytes());
+        if let Some(latency) = single_latency(r) {
+            out.push(ONE_LATENCY);
+            out.extend_from_slice(&latency.to_le_bytes());
+        } else {
+            let flags = u8::from(r.latency_min_ms.is_some())
+                | u8::from(r.latency_max_ms.is_some()) << 1
+                | u8::from(r.latency_sum_ms != 0.0) << 2;
+            out.push(flags);
+            for x in [r.latency_min_ms, r.latency_max_ms].into_iter().flatten() {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+            if r.latency_sum_ms != 0.0 {
+                out.extend_from_slice(&r.latency_sum_ms.to_le_bytes());
+            }
         }
         put_sparse(&mut out, &r.histogram);
     }
@@ -180,7 +199,12 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<BTreeMap<u32, Rollup>, PackError> {
         };
         read_sparse(&mut reader, &mut r.failures)?;
         let flags = reader.byte()?;
-        if flags >> 3 != 0 {
+        if flags == ONE_LATENCY {
+            let latency = reader.float()?;
+            r.latency_min_ms = Some(latency);
+            r.latency_max_ms = Some(latency);
+            r.latency_sum_ms = latency;
+        } else if flags >> 3 != 0 {
             return Err(PackError("unknown latency flags"));
         }
         if flags & 1 != 0 {
@@ -402,6 +426,31 @@ mod tests {
             (400..1200).contains(&bytes),
             "{bytes} bytes for a day of hours"
         );
+    }
+
+    #[test]
+    fn an_hour_of_one_check_a_minute_packs_into_about_a_kilobyte() {
+        let buckets: BTreeMap<u32, Rollup> = (0..60u32)
+            .map(|i| {
+                let mut r = Rollup::default();
+                r.add(Outcome::Up, None, 3.0 + f64::from(i % 9) / 7.0);
+                (i, r)
+            })
+            .collect();
+        let bytes = encode(&buckets);
+        assert!(
+            bytes.len() <= 60 * 17 + 2,
+            "{} bytes for an hour of minutes",
+            bytes.len()
+        );
+        assert_eq!(decode(&bytes).unwrap(), buckets);
+        // A lone down check has no latency, a lone check with a zero latency still round-trips.
+        let mut down = Rollup::default();
+        down.add(Outcome::Down, Some(Reason::Refused), 5000.0);
+        let mut zero = Rollup::default();
+        zero.add(Outcome::Up, None, 0.0);
+        let odd = BTreeMap::from([(0u32, down), (1, zero)]);
+        assert_eq!(decode(&encode(&odd)).unwrap(), odd);
     }
 
     #[test]
