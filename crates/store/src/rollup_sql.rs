@@ -610,9 +610,10 @@ pub(crate) fn select(dialect: Dialect, tier: Tier, summed: bool, one_target: boo
 }
 
 /// How stale a series' latest-check time may get while nothing about it changes: a row is
-/// rewritten when its outcome, reason or labels change, or its time moved on this much. Most
-/// batches then rewrite no series row (a new row version each would cost PostgreSQL about as
-/// much as the batch's raw rows), and a page's "last checked" is at most a minute behind.
+/// rewritten at once when its outcome, reason or labels change, and for its time alone once
+/// it moved on this much — of data time in the SQLite sink's statement ([`upsert_series`]),
+/// of wall time in the PostgreSQL writer's [`SeriesMemo`]. A page's "last checked" is then at
+/// most about a minute behind, and most batches rewrite no series row.
 pub(crate) const SERIES_REFRESH_MS: i64 = 60_000;
 
 /// Keeps the latest check of each series, for `rows` series (distinct). Parameters per row:
