@@ -618,11 +618,13 @@ impl PgStore {
         if self.version < ROLLUPS_SINCE {
             return Ok(Vec::new());
         }
+        // PostgreSQL's planner picks the scan itself from the table's statistics.
         let text = rollup_sql::select(
             Dialect::Postgres,
             query.tier,
             query.summed,
             query.target.is_some(),
+            false,
         );
         let (from, until) = (query.range.from_unix_ms, query.range.until_unix_ms);
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&from, &until];

@@ -580,8 +580,44 @@ pub(crate) enum Param<'a> {
 
 /// Rows of a tier in `[from, until)` (parameters 1 and 2), of one target (parameter 3) or all.
 /// `summed`: one row per series with the figures added up (the bucket column is the first
-/// bucket's start), else every bucket, oldest first.
-pub(crate) fn select(dialect: Dialect, tier: Tier, summed: bool, one_target: bool) -> String {
+/// bucket's start), else every bucket, oldest first. `in_key_order`: read the table in its key
+/// order (series, then time) instead of through its index on the bucket start — SQLite's
+/// choice for a long range across every series, see [`reads_in_key_order`].
+pub(crate) fn select(
+    dialect: Dialect,
+    tier: Tier,
+    summed: bool,
+    one_target: bool,
+    in_key_order: bool,
+) -> String {
+    let text = select_through_index(dialect, tier, summed, one_target);
+    if in_key_order {
+        // A unary `+` keeps the planner off the start index for these terms.
+        text.replace("WHERE start_unix_ms >=", "WHERE +start_unix_ms >=")
+            .replace("AND start_unix_ms <", "AND +start_unix_ms <")
+    } else {
+        text
+    }
+}
+
+/// Whether SQLite should read `query` in key order: a sum across every series over more than
+/// a few weeks of days. Through the start index, each of the range's rows is a lookup in the
+/// key-ordered table and the sums then need a sort by series: a 365-day window over 10,000
+/// series took 16 s that way and 3.5 s in key order (which yields the rows grouped already).
+/// For a short range the index reads far fewer rows.
+pub(crate) fn reads_in_key_order(query: &crate::RollupQuery) -> bool {
+    const DAY_MS: i64 = 86_400_000;
+    query.summed
+        && query.target.is_none()
+        && query.tier == Tier::Day
+        && query
+            .range
+            .until_unix_ms
+            .saturating_sub(query.range.from_unix_ms)
+            > 20 * DAY_MS
+}
+
+fn select_through_index(dialect: Dialect, tier: Tier, summed: bool, one_target: bool) -> String {
     let table = tier.table();
     let filter = if one_target {
         format!(" AND target = {}", placeholder(dialect, 3))
@@ -893,6 +929,48 @@ mod tests {
             .collect();
         t.sort();
         t
+    }
+
+    #[test]
+    fn a_year_across_every_series_is_read_in_key_order_and_a_week_through_the_index() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(&create_tables(Dialect::Sqlite).join(";\n"))
+            .unwrap();
+        let plan = |in_key_order: bool| -> String {
+            let text = select(Dialect::Sqlite, Tier::Day, true, false, in_key_order);
+            let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {text}")).unwrap();
+            let rows = statement
+                .query_map((0i64, 1i64), |row| row.get::<_, String>(3))
+                .unwrap();
+            rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+        };
+        assert!(
+            plan(false).contains("USING INDEX rollups_day_start"),
+            "{}",
+            plan(false)
+        );
+        let scan = plan(true);
+        assert!(
+            scan.contains("SCAN rollups_day") && !scan.contains("TEMP B-TREE"),
+            "{scan}"
+        );
+        const DAY: i64 = 86_400_000;
+        let query =
+            |tier: Tier, days: i64, target: Option<&str>, summed: bool| crate::RollupQuery {
+                tier,
+                range: crate::TimeRange {
+                    from_unix_ms: 100 * DAY,
+                    until_unix_ms: (100 + days) * DAY,
+                },
+                target: target.map(str::to_string),
+                summed,
+            };
+        assert!(reads_in_key_order(&query(Tier::Day, 364, None, true)));
+        assert!(reads_in_key_order(&query(Tier::Day, 29, None, true)));
+        assert!(!reads_in_key_order(&query(Tier::Day, 6, None, true)));
+        assert!(!reads_in_key_order(&query(Tier::Day, 364, Some("a"), true)));
+        assert!(!reads_in_key_order(&query(Tier::Day, 364, None, false)));
+        assert!(!reads_in_key_order(&query(Tier::Hour, 364, None, true)));
     }
 
     #[test]

@@ -441,6 +441,7 @@ impl SqliteStore {
             query.tier,
             query.summed,
             query.target.is_some(),
+            rollup_sql::reads_in_key_order(query),
         );
         let figures = rollup_sql::figures();
         let result = (|| {
