@@ -25,11 +25,11 @@ pub const PACK_SPANS_PER_PASS: usize = 1_000;
 
 /// What a backend gives the packing steps.
 pub(crate) trait PackParts: Sync {
-    /// The live rows of `tier` in `range`, every series, by series and time.
-    fn live_rows(
+    /// The live rows `query` asks for (the backend's `SELECT` of the live tier, without the
+    /// packed rows).
+    fn live(
         &self,
-        tier: Tier,
-        range: TimeRange,
+        query: &RollupQuery,
     ) -> impl Future<Output = Result<Vec<RollupRow>, StoreError>> + Send;
 
     /// The packed rows of `tier` whose span starts in `spans`, of one target or all.
@@ -93,7 +93,14 @@ pub(crate) async fn pack_final<P: PackParts>(
         if day.until_unix_ms > until_unix_ms {
             break;
         }
-        let live = parts.live_rows(tier, day).await?;
+        let live = parts
+            .live(&RollupQuery {
+                tier,
+                range: day,
+                target: None,
+                summed: false,
+            })
+            .await?;
         let first_span = TimeRange {
             from_unix_ms: start,
             until_unix_ms: start + 1,

@@ -978,14 +978,8 @@ async fn mark_pending(tx: &Transaction<'_>, tier: Tier, starts: &[i64]) -> Resul
 }
 
 impl packer::PackParts for PgStore {
-    async fn live_rows(&self, tier: Tier, range: TimeRange) -> Result<Vec<RollupRow>, StoreError> {
-        self.live_rollups(&RollupQuery {
-            tier,
-            range,
-            target: None,
-            summed: false,
-        })
-        .await
+    async fn live(&self, query: &RollupQuery) -> Result<Vec<RollupRow>, StoreError> {
+        self.live_rollups(query).await
     }
 
     async fn packed_rows(

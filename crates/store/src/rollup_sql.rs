@@ -590,13 +590,35 @@ pub(crate) fn select(
     one_target: bool,
     in_key_order: bool,
 ) -> String {
-    let text = select_through_index(dialect, tier, summed, one_target);
-    if in_key_order {
-        // A unary `+` keeps the planner off the start index for these terms.
-        text.replace("WHERE start_unix_ms >=", "WHERE +start_unix_ms >=")
-            .replace("AND start_unix_ms <", "AND +start_unix_ms <")
+    let table = tier.table();
+    let filter = if one_target {
+        format!(" AND target = {}", placeholder(dialect, 3))
     } else {
-        text
+        String::new()
+    };
+    let (from, until) = (placeholder(dialect, 1), placeholder(dialect, 2));
+    // A unary `+` keeps the planner off the start index for these terms.
+    let start = if in_key_order {
+        "+start_unix_ms"
+    } else {
+        "start_unix_ms"
+    };
+    let range = format!("{start} >= {from} AND {start} < {until}{filter}");
+    if summed {
+        format!(
+            "SELECT target, vantage, min(start_unix_ms), {} FROM {table}
+             WHERE {range}
+             GROUP BY target, vantage ORDER BY target, vantage",
+            aggregates().join(", ")
+        )
+    } else {
+        let names: Vec<String> = figures().into_iter().map(|f| f.name).collect();
+        format!(
+            "SELECT target, vantage, start_unix_ms, {} FROM {table}
+             WHERE {range}
+             ORDER BY target, vantage, start_unix_ms",
+            names.join(", ")
+        )
     }
 }
 
@@ -617,34 +639,6 @@ pub(crate) fn reads_in_key_order(query: &crate::RollupQuery) -> bool {
             > 20 * DAY_MS
 }
 
-fn select_through_index(dialect: Dialect, tier: Tier, summed: bool, one_target: bool) -> String {
-    let table = tier.table();
-    let filter = if one_target {
-        format!(" AND target = {}", placeholder(dialect, 3))
-    } else {
-        String::new()
-    };
-    let (from, until) = (placeholder(dialect, 1), placeholder(dialect, 2));
-    let figures = figures();
-    if summed {
-        let aggregates = aggregates();
-        format!(
-            "SELECT target, vantage, min(start_unix_ms), {} FROM {table}
-             WHERE start_unix_ms >= {from} AND start_unix_ms < {until}{filter}
-             GROUP BY target, vantage ORDER BY target, vantage",
-            aggregates.join(", ")
-        )
-    } else {
-        let names: Vec<&str> = figures.iter().map(|f| f.name.as_str()).collect();
-        format!(
-            "SELECT target, vantage, start_unix_ms, {} FROM {table}
-             WHERE start_unix_ms >= {from} AND start_unix_ms < {until}{filter}
-             ORDER BY target, vantage, start_unix_ms",
-            names.join(", ")
-        )
-    }
-}
-
 /// How stale a series' latest-check time may get while nothing about it changes: a row is
 /// rewritten at once when its outcome, reason or labels change, and for its time alone once
 /// it moved on this much — of data time in the SQLite sink's statement ([`upsert_series`]),
@@ -652,21 +646,14 @@ fn select_through_index(dialect: Dialect, tier: Tier, summed: bool, one_target: 
 /// most about a minute behind, and most batches rewrite no series row.
 pub(crate) const SERIES_REFRESH_MS: i64 = 60_000;
 
-/// Keeps the latest check of each series, for `rows` series (distinct). Parameters per row:
-/// target, vantage, kind, domain, endpoint, last time, outcome, reason. (SQLite; PostgreSQL
-/// binds the same columns as arrays: [`UPSERT_SERIES_UNNEST`].)
-pub(crate) fn upsert_series(dialect: Dialect, rows: usize) -> String {
-    let tuples: Vec<String> = (0..rows)
-        .map(|row| {
-            let p: Vec<String> = (1..=8).map(|n| placeholder(dialect, row * 8 + n)).collect();
-            format!("({})", p.join(", "))
-        })
-        .collect();
+/// Keeps the latest check of one series (SQLite's sink, a statement per series). Parameters:
+/// target, vantage, kind, domain, endpoint, last time, outcome, reason. (PostgreSQL binds the
+/// same columns as arrays: [`UPSERT_SERIES_UNNEST`].)
+pub(crate) fn upsert_series() -> String {
     format!(
         "INSERT INTO series (target, vantage, kind, domain, endpoint, last_unix_ms, last_outcome, last_reason)
-         VALUES {}
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          {}",
-        tuples.join(", "),
         series_conflict()
     )
 }

@@ -710,13 +710,8 @@ fn sqlite_param(param: &Param<'_>) -> rusqlite::types::Value {
 }
 
 impl packer::PackParts for SqliteStore {
-    async fn live_rows(&self, tier: Tier, range: TimeRange) -> Result<Vec<RollupRow>, StoreError> {
-        self.live_rollups(&RollupQuery {
-            tier,
-            range,
-            target: None,
-            summed: false,
-        })
+    async fn live(&self, query: &RollupQuery) -> Result<Vec<RollupRow>, StoreError> {
+        self.live_rollups(query)
     }
 
     async fn packed_rows(
@@ -920,7 +915,7 @@ fn upsert_series(
     tx: &rusqlite::Transaction<'_>,
     records: Vec<&ResultRecord>,
 ) -> rusqlite::Result<()> {
-    let mut statement = tx.prepare_cached(&rollup_sql::upsert_series(Dialect::Sqlite, 1))?;
+    let mut statement = tx.prepare_cached(&rollup_sql::upsert_series())?;
     for r in rollup_sql::latest_per_series(records) {
         let http = r.check.http.as_ref();
         statement.execute((
